@@ -2,3 +2,6 @@
 //! SETTINGS, request streams, GOAWAY and HTTP Datagrams with backpressure.
 //! It knows HTTP/3, not MASQUE.
 #![forbid(unsafe_code)]
+
+pub mod message;
+pub mod qpack;
