@@ -128,14 +128,20 @@ mod tests {
             (37, &[0x25]),
             (15293, &[0x7b, 0xbd]),
             (494_878_333, &[0x9d, 0x7f, 0x3e, 0x7d]),
-            (151_288_809_941_952_652, &[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c]),
+            (
+                151_288_809_941_952_652,
+                &[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c],
+            ),
             (63, &[0x3f]),
             (64, &[0x40, 0x40]),
             (16383, &[0x7f, 0xff]),
             (16384, &[0x80, 0x00, 0x40, 0x00]),
             (1_073_741_823, &[0xbf, 0xff, 0xff, 0xff]),
             (1_073_741_824, &[0xc0, 0, 0, 0, 0x40, 0, 0, 0]),
-            ((1 << 60) - 1, &[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            (
+                (1 << 60) - 1,
+                &[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            ),
             (MAX, &[0xff; 8]),
         ];
         for (v, bytes) in cases {
@@ -168,7 +174,10 @@ mod tests {
         assert_eq!(decode(&[]), Err(VarintError::Incomplete));
         assert_eq!(decode(&[0x40]), Err(VarintError::Incomplete));
         assert_eq!(decode(&[0x80, 0, 0]), Err(VarintError::Incomplete));
-        assert_eq!(decode(&[0xc0, 0, 0, 0, 0, 0, 0]), Err(VarintError::Incomplete));
+        assert_eq!(
+            decode(&[0xc0, 0, 0, 0, 0, 0, 0]),
+            Err(VarintError::Incomplete)
+        );
     }
 
     #[test]

@@ -1,0 +1,317 @@
+//! HTTP/3 Datagrams (RFC 9297 §2.1): one connection-level reader demuxes QUIC
+//! DATAGRAM frames by quarter stream id into bounded per-stream queues; senders
+//! prefix the quarter stream id and hand quinn one contiguous buffer.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use bytes::{Bytes, BytesMut};
+use masque_proto::varint;
+use tokio::sync::mpsc;
+
+use crate::{Code, error::Error, stats::Stats};
+
+/// Stream id -> queue of the request stream that receives its datagrams.
+#[derive(Debug, Default)]
+pub(crate) struct DatagramRouter {
+    routes: Mutex<HashMap<u64, mpsc::Sender<Bytes>>>,
+}
+
+impl DatagramRouter {
+    /// Registers `stream_id`; datagrams for it land in the returned receiver.
+    pub(crate) fn register(self: &Arc<Self>, stream_id: u64, capacity: usize) -> DatagramReceiver {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        lock(&self.routes).insert(stream_id, tx);
+        DatagramReceiver {
+            rx,
+            route: RouteGuard {
+                router: Arc::clone(self),
+                stream_id,
+            },
+        }
+    }
+
+    /// Hands one datagram payload to its stream; never blocks (full -> drop + count).
+    pub(crate) fn deliver(&self, stream_id: u64, payload: Bytes, stats: &Stats) {
+        let routes = lock(&self.routes);
+        match routes.get(&stream_id) {
+            Some(tx) => {
+                if tx.try_send(payload).is_err() {
+                    Stats::inc(&stats.datagrams_dropped_queue_full);
+                }
+            }
+            // R9297-06/07: closed or not-yet-open streams: drop silently, but count.
+            None => Stats::inc(&stats.datagrams_dropped_unknown_stream),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.routes).len()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent (single
+    // insert/remove/get calls), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Parses an HTTP/3 Datagram (QSID + payload). Errors are connection errors
+/// H3_DATAGRAM_ERROR (R9297-03: QSID > 2^60-1; R9297-04: truncated QSID).
+pub(crate) fn split_quarter_stream_id(dg: &[u8]) -> Result<(u64, usize), Error> {
+    match varint::decode(dg) {
+        Ok((qsid, n)) if qsid < (1 << 60) => Ok((qsid, n)),
+        Ok(_) => Err(Error::protocol(
+            Code::DATAGRAM_ERROR,
+            "quarter stream id above 2^60-1",
+        )),
+        Err(_) => Err(Error::protocol(
+            Code::DATAGRAM_ERROR,
+            "truncated quarter stream id",
+        )),
+    }
+}
+
+/// The connection-level reader: the only task that calls `read_datagram`.
+pub(crate) async fn read_loop(
+    quic: quinn::Connection,
+    router: Arc<DatagramRouter>,
+    stats: Arc<Stats>,
+) {
+    while let Ok(dg) = quic.read_datagram().await {
+        Stats::inc(&stats.datagrams_received);
+        match split_quarter_stream_id(&dg) {
+            Ok((qsid, n)) => router.deliver(qsid * 4, dg.slice(n..), &stats),
+            Err(Error::Protocol { code, reason }) => {
+                quic.close(code.into(), reason.as_bytes());
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Removes a stream's route when its receiver is dropped, so late datagrams are
+/// counted as for a closed stream (R9297-06).
+#[derive(Debug)]
+struct RouteGuard {
+    router: Arc<DatagramRouter>,
+    stream_id: u64,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        lock(&self.router.routes).remove(&self.stream_id);
+    }
+}
+
+/// Receives the HTTP datagram payloads of one request stream.
+#[derive(Debug)]
+pub struct DatagramReceiver {
+    rx: mpsc::Receiver<Bytes>,
+    route: RouteGuard,
+}
+
+impl DatagramReceiver {
+    /// Next payload (after the quarter stream id); `None` once the connection ended.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    /// Receives up to `limit` queued payloads at once (batching for throughput).
+    pub async fn recv_many(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+        self.rx.recv_many(out, limit).await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        self.rx.try_recv().ok()
+    }
+
+    pub fn stream_id(&self) -> u64 {
+        self.route.stream_id
+    }
+}
+
+/// A datagram being built: the quarter stream id prefix is already written;
+/// append the payload with [`DatagramBuf::payload_mut`].
+#[derive(Debug)]
+pub struct DatagramBuf {
+    buf: BytesMut,
+    prefix_len: usize,
+}
+
+impl DatagramBuf {
+    /// The whole buffer; the first `prefix_len()` bytes are the prefix and must stay
+    /// as they are (checked on send). Append payload bytes after them, e.g. with
+    /// `socket.recv_buf(buf.payload_mut())`.
+    pub fn payload_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        self.buf.get(self.prefix_len..).unwrap_or_default()
+    }
+
+    pub fn prefix_len(&self) -> usize {
+        self.prefix_len
+    }
+}
+
+/// Sends HTTP datagrams for one request stream. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DatagramSender {
+    quic: quinn::Connection,
+    prefix: [u8; 8],
+    prefix_len: usize,
+    send_open: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+}
+
+impl DatagramSender {
+    pub(crate) fn new(
+        quic: quinn::Connection,
+        stream_id: u64,
+        send_open: Arc<AtomicBool>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let mut prefix = [0u8; 8];
+        let mut w = &mut prefix[..];
+        varint::put(stream_id / 4, &mut w);
+        let prefix_len = varint::encoded_len(stream_id / 4);
+        Self {
+            quic,
+            prefix,
+            prefix_len,
+            send_open,
+            stats,
+        }
+    }
+
+    /// Largest payload one datagram of this stream can carry right now (it grows as
+    /// PMTUD raises the path MTU); `None` when the peer does not accept datagrams.
+    pub fn max_payload_size(&self) -> Option<usize> {
+        self.quic
+            .max_datagram_size()
+            .map(|m| m.saturating_sub(self.prefix_len))
+    }
+
+    /// A buffer with the quarter stream id written and room for `payload_capacity`.
+    pub fn buffer(&self, payload_capacity: usize) -> DatagramBuf {
+        let mut buf = BytesMut::with_capacity(self.prefix_len + payload_capacity);
+        buf.extend_from_slice(&self.prefix[..self.prefix_len]);
+        DatagramBuf {
+            buf,
+            prefix_len: self.prefix_len,
+        }
+    }
+
+    fn check(&self, buf: &DatagramBuf) -> Result<(), Error> {
+        if !self.send_open.load(Ordering::Acquire) {
+            // R9297-05: never after our side of the stream closed.
+            return Err(Error::SendClosed);
+        }
+        if buf.buf.get(..self.prefix_len) != Some(&self.prefix[..self.prefix_len]) {
+            return Err(Error::protocol(
+                Code::INTERNAL_ERROR,
+                "datagram buffer prefix was modified",
+            ));
+        }
+        let max = self.max_payload_size().ok_or(Error::DatagramsUnsupported)?;
+        let size = buf.buf.len() - self.prefix_len;
+        if size > max {
+            Stats::inc(&self.stats.datagrams_refused_too_large);
+            return Err(Error::DatagramTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Sends, waiting for room in quinn's datagram send buffer (backpressure; quinn
+    /// would otherwise drop the oldest queued datagram).
+    pub async fn send(&self, buf: DatagramBuf) -> Result<(), Error> {
+        self.check(&buf)?;
+        self.quic
+            .send_datagram_wait(buf.buf.freeze())
+            .await
+            .map_err(map_send_error)?;
+        Stats::inc(&self.stats.datagrams_sent);
+        Ok(())
+    }
+
+    /// Sends without waiting: a full send buffer is `DatagramBufferFull` (counted).
+    pub fn try_send(&self, buf: DatagramBuf) -> Result<(), Error> {
+        self.check(&buf)?;
+        let len = buf.buf.len();
+        if self.quic.datagram_send_buffer_space() < len {
+            Stats::inc(&self.stats.datagrams_refused_buffer_full);
+            return Err(Error::DatagramBufferFull);
+        }
+        self.quic
+            .send_datagram(buf.buf.freeze())
+            .map_err(map_send_error)?;
+        Stats::inc(&self.stats.datagrams_sent);
+        Ok(())
+    }
+
+    /// Convenience: copies `payload` into a new datagram buffer and sends it.
+    pub async fn send_payload(&self, payload: &[u8]) -> Result<(), Error> {
+        let mut b = self.buffer(payload.len());
+        b.payload_mut().extend_from_slice(payload);
+        self.send(b).await
+    }
+}
+
+fn map_send_error(e: quinn::SendDatagramError) -> Error {
+    match e {
+        quinn::SendDatagramError::ConnectionLost(c) => Error::Connection(c),
+        quinn::SendDatagramError::TooLarge => Error::DatagramTooLarge { size: 0, max: 0 },
+        quinn::SendDatagramError::UnsupportedByPeer | quinn::SendDatagramError::Disabled => {
+            Error::DatagramsUnsupported
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// R9297-03 / R9297-04 and spec README vector 3.
+    #[test]
+    fn r9297_03_04_quarter_stream_id_limits() {
+        let ok = [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(split_quarter_stream_id(&ok).unwrap(), ((1 << 60) - 1, 8));
+        for bad in [&[0xd0, 0, 0, 0, 0, 0, 0, 0][..], &[], &[0x40]] {
+            match split_quarter_stream_id(bad) {
+                Err(Error::Protocol { code, .. }) => assert_eq!(code, Code::DATAGRAM_ERROR),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // Vector 6: stream 44 -> QSID 11.
+        assert_eq!(split_quarter_stream_id(&[0x0b, 0, b'a']).unwrap(), (11, 1));
+    }
+
+    /// Bounded queues: a full queue drops and counts; unknown streams are counted.
+    #[test]
+    fn router_drops_and_counts() {
+        let router = Arc::new(DatagramRouter::default());
+        let stats = Stats::default();
+        let mut rx = router.register(44, 2);
+        for _ in 0..5 {
+            router.deliver(44, Bytes::from_static(b"x"), &stats);
+        }
+        router.deliver(48, Bytes::from_static(b"y"), &stats);
+        let s = stats.snapshot();
+        assert_eq!(s.datagrams_dropped_queue_full, 3);
+        assert_eq!(s.datagrams_dropped_unknown_stream, 1);
+        assert_eq!(rx.try_recv(), Some(Bytes::from_static(b"x")));
+        drop(rx);
+        assert_eq!(router.len(), 0);
+        router.deliver(44, Bytes::from_static(b"z"), &stats);
+        assert_eq!(stats.snapshot().datagrams_dropped_unknown_stream, 2);
+    }
+}
