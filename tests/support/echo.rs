@@ -108,10 +108,8 @@ async fn echo(mut stream: RequestStream) {
         (Some(mut rx), Ok(tx)) => Some(tokio::spawn(async move {
             let mut batch = Vec::with_capacity(64);
             while rx.recv_many(&mut batch, 64).await > 0 {
-                for p in batch.drain(..) {
-                    let mut b = tx.buffer(p.len());
-                    b.payload_mut().extend_from_slice(&p);
-                    if tx.send(b).await.is_err() {
+                for d in batch.drain(..) {
+                    if tx.forward(d).await.is_err() {
                         return;
                     }
                 }

@@ -19,7 +19,7 @@ use crate::{Code, error::Error, stats::Stats};
 /// Stream id -> queue of the request stream that receives its datagrams.
 #[derive(Debug, Default)]
 pub(crate) struct DatagramRouter {
-    routes: Mutex<HashMap<u64, mpsc::Sender<Bytes>>>,
+    routes: Mutex<HashMap<u64, mpsc::Sender<ReceivedDatagram>>>,
 }
 
 impl DatagramRouter {
@@ -37,11 +37,11 @@ impl DatagramRouter {
     }
 
     /// Hands one datagram payload to its stream; never blocks (full -> drop + count).
-    pub(crate) fn deliver(&self, stream_id: u64, payload: Bytes, stats: &Stats) {
+    pub(crate) fn deliver(&self, stream_id: u64, datagram: ReceivedDatagram, stats: &Stats) {
         let routes = lock(&self.routes);
         match routes.get(&stream_id) {
             Some(tx) => {
-                if tx.try_send(payload).is_err() {
+                if tx.try_send(datagram).is_err() {
                     Stats::inc(&stats.datagrams_dropped_queue_full);
                 }
             }
@@ -50,6 +50,7 @@ impl DatagramRouter {
         }
     }
 
+    #[cfg(test)]
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         lock(&self.routes).len()
@@ -87,7 +88,14 @@ pub(crate) async fn read_loop(
     while let Ok(dg) = quic.read_datagram().await {
         Stats::inc(&stats.datagrams_received);
         match split_quarter_stream_id(&dg) {
-            Ok((qsid, n)) => router.deliver(qsid * 4, dg.slice(n..), &stats),
+            Ok((qsid, n)) => router.deliver(
+                qsid * 4,
+                ReceivedDatagram {
+                    datagram: dg,
+                    payload_offset: n,
+                },
+                &stats,
+            ),
             Err(Error::Protocol { code, reason }) => {
                 quic.close(code.into(), reason.as_bytes());
                 return;
@@ -111,26 +119,50 @@ impl Drop for RouteGuard {
     }
 }
 
-/// Receives the HTTP datagram payloads of one request stream.
+/// One received HTTP/3 datagram: the whole QUIC DATAGRAM payload, so it can be
+/// forwarded onto the same stream without a copy ([`DatagramSender::forward`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedDatagram {
+    datagram: Bytes,
+    payload_offset: usize,
+}
+
+impl ReceivedDatagram {
+    /// The HTTP datagram payload (after the quarter stream id).
+    pub fn payload(&self) -> &[u8] {
+        self.datagram.get(self.payload_offset..).unwrap_or_default()
+    }
+
+    pub fn into_payload(self) -> Bytes {
+        self.datagram.slice(self.payload_offset..)
+    }
+}
+
+/// Receives the HTTP datagrams of one request stream.
 #[derive(Debug)]
 pub struct DatagramReceiver {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<ReceivedDatagram>,
     route: RouteGuard,
 }
 
 impl DatagramReceiver {
     /// Next payload (after the quarter stream id); `None` once the connection ended.
     pub async fn recv(&mut self) -> Option<Bytes> {
+        self.rx.recv().await.map(ReceivedDatagram::into_payload)
+    }
+
+    /// Next datagram, kept whole for zero-copy forwarding.
+    pub async fn recv_datagram(&mut self) -> Option<ReceivedDatagram> {
         self.rx.recv().await
     }
 
-    /// Receives up to `limit` queued payloads at once (batching for throughput).
-    pub async fn recv_many(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+    /// Receives up to `limit` queued datagrams at once (batching for throughput).
+    pub async fn recv_many(&mut self, out: &mut Vec<ReceivedDatagram>, limit: usize) -> usize {
         self.rx.recv_many(out, limit).await
     }
 
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(ReceivedDatagram::into_payload)
     }
 
     pub fn stream_id(&self) -> u64 {
@@ -211,6 +243,8 @@ impl DatagramSender {
         }
     }
 
+    /// Cheap per-datagram checks; the size limit is enforced by quinn itself,
+    /// which refuses an oversized datagram before queueing it (`finish_send`).
     fn check(&self, buf: &DatagramBuf) -> Result<(), Error> {
         if !self.send_open.load(Ordering::Acquire) {
             // R9297-05: never after our side of the stream closed.
@@ -222,12 +256,6 @@ impl DatagramSender {
                 "datagram buffer prefix was modified",
             ));
         }
-        let max = self.max_payload_size().ok_or(Error::DatagramsUnsupported)?;
-        let size = buf.buf.len() - self.prefix_len;
-        if size > max {
-            Stats::inc(&self.stats.datagrams_refused_too_large);
-            return Err(Error::DatagramTooLarge { size, max });
-        }
         Ok(())
     }
 
@@ -235,27 +263,60 @@ impl DatagramSender {
     /// would otherwise drop the oldest queued datagram).
     pub async fn send(&self, buf: DatagramBuf) -> Result<(), Error> {
         self.check(&buf)?;
-        self.quic
-            .send_datagram_wait(buf.buf.freeze())
-            .await
-            .map_err(map_send_error)?;
-        Stats::inc(&self.stats.datagrams_sent);
-        Ok(())
+        let size = buf.buf.len() - self.prefix_len;
+        let result = self.quic.send_datagram_wait(buf.buf.freeze()).await;
+        self.finish_send(result, size)
     }
 
     /// Sends without waiting: a full send buffer is `DatagramBufferFull` (counted).
     pub fn try_send(&self, buf: DatagramBuf) -> Result<(), Error> {
         self.check(&buf)?;
-        let len = buf.buf.len();
-        if self.quic.datagram_send_buffer_space() < len {
+        let size = buf.buf.len() - self.prefix_len;
+        if self.quic.datagram_send_buffer_space() < buf.buf.len() {
             Stats::inc(&self.stats.datagrams_refused_buffer_full);
             return Err(Error::DatagramBufferFull);
         }
-        self.quic
-            .send_datagram(buf.buf.freeze())
-            .map_err(map_send_error)?;
-        Stats::inc(&self.stats.datagrams_sent);
-        Ok(())
+        let result = self.quic.send_datagram(buf.buf.freeze());
+        self.finish_send(result, size)
+    }
+
+    fn finish_send(
+        &self,
+        result: Result<(), quinn::SendDatagramError>,
+        size: usize,
+    ) -> Result<(), Error> {
+        match result {
+            Ok(()) => {
+                Stats::inc(&self.stats.datagrams_sent);
+                Ok(())
+            }
+            // quinn checked the size against the path before queueing anything.
+            Err(quinn::SendDatagramError::TooLarge) => {
+                Stats::inc(&self.stats.datagrams_refused_too_large);
+                let max = self.max_payload_size().ok_or(Error::DatagramsUnsupported)?;
+                Err(Error::DatagramTooLarge { size, max })
+            }
+            Err(quinn::SendDatagramError::ConnectionLost(c)) => Err(Error::Connection(c)),
+            Err(
+                quinn::SendDatagramError::UnsupportedByPeer | quinn::SendDatagramError::Disabled,
+            ) => Err(Error::DatagramsUnsupported),
+        }
+    }
+
+    /// Sends a received datagram's payload on this stream: without a copy when it
+    /// arrived with the same quarter stream id (reflection), else re-prefixed.
+    pub async fn forward(&self, datagram: ReceivedDatagram) -> Result<(), Error> {
+        let same_prefix = datagram.payload_offset == self.prefix_len
+            && datagram.datagram.get(..self.prefix_len) == Some(&self.prefix[..self.prefix_len]);
+        if !same_prefix {
+            return self.send_payload(datagram.payload()).await;
+        }
+        if !self.send_open.load(Ordering::Acquire) {
+            return Err(Error::SendClosed);
+        }
+        let size = datagram.datagram.len() - self.prefix_len;
+        let result = self.quic.send_datagram_wait(datagram.datagram).await;
+        self.finish_send(result, size)
     }
 
     /// Convenience: copies `payload` into a new datagram buffer and sends it.
@@ -263,16 +324,6 @@ impl DatagramSender {
         let mut b = self.buffer(payload.len());
         b.payload_mut().extend_from_slice(payload);
         self.send(b).await
-    }
-}
-
-fn map_send_error(e: quinn::SendDatagramError) -> Error {
-    match e {
-        quinn::SendDatagramError::ConnectionLost(c) => Error::Connection(c),
-        quinn::SendDatagramError::TooLarge => Error::DatagramTooLarge { size: 0, max: 0 },
-        quinn::SendDatagramError::UnsupportedByPeer | quinn::SendDatagramError::Disabled => {
-            Error::DatagramsUnsupported
-        }
     }
 }
 
@@ -301,17 +352,21 @@ mod tests {
         let router = Arc::new(DatagramRouter::default());
         let stats = Stats::default();
         let mut rx = router.register(44, 2);
+        let dg = |p: &'static [u8]| ReceivedDatagram {
+            datagram: Bytes::from_static(p),
+            payload_offset: 1,
+        };
         for _ in 0..5 {
-            router.deliver(44, Bytes::from_static(b"x"), &stats);
+            router.deliver(44, dg(b"\x0bx"), &stats);
         }
-        router.deliver(48, Bytes::from_static(b"y"), &stats);
+        router.deliver(48, dg(b"\x0cy"), &stats);
         let s = stats.snapshot();
         assert_eq!(s.datagrams_dropped_queue_full, 3);
         assert_eq!(s.datagrams_dropped_unknown_stream, 1);
         assert_eq!(rx.try_recv(), Some(Bytes::from_static(b"x")));
         drop(rx);
         assert_eq!(router.len(), 0);
-        router.deliver(44, Bytes::from_static(b"z"), &stats);
+        router.deliver(44, dg(b"\x0bz"), &stats);
         assert_eq!(stats.snapshot().datagrams_dropped_unknown_stream, 2);
     }
 }

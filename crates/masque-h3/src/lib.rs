@@ -21,7 +21,7 @@ mod stream;
 
 pub use config::{Config, transport_config};
 pub use connection::{Connection, Side};
-pub use datagram::{DatagramBuf, DatagramReceiver, DatagramSender};
+pub use datagram::{DatagramBuf, DatagramReceiver, DatagramSender, ReceivedDatagram};
 pub use error::Error;
 pub use error_code::Code;
 pub use message::{RequestHead, ResponseHead};

@@ -2,12 +2,25 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// Keeps a hot counter on its own cache line: the datagram reader and the
+/// senders run on different threads and would otherwise share one line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct Padded(pub(crate) AtomicU64);
+
+impl std::ops::Deref for Padded {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub(crate) datagrams_received: AtomicU64,
+    pub(crate) datagrams_received: Padded,
     pub(crate) datagrams_dropped_queue_full: AtomicU64,
     pub(crate) datagrams_dropped_unknown_stream: AtomicU64,
-    pub(crate) datagrams_sent: AtomicU64,
+    pub(crate) datagrams_sent: Padded,
     pub(crate) datagrams_refused_too_large: AtomicU64,
     pub(crate) datagrams_refused_buffer_full: AtomicU64,
     pub(crate) requests_rejected_goaway: AtomicU64,
