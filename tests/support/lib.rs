@@ -164,3 +164,5 @@ pub fn get(authority: &str, path: &str) -> masque_h3::RequestHead {
     head.path = Some(path.parse().expect("valid path"));
     head
 }
+
+pub mod node;

@@ -475,7 +475,9 @@ impl TunnelFailure {
             Self::ConnectionTimeout => (504, E::ConnectionTimeout),
             Self::DestinationUnroutable => (502, E::DestinationIpUnroutable),
             Self::DestinationUnavailable => (503, E::DestinationUnavailable),
-            Self::DestinationProhibited => (502, E::DestinationIpProhibited),
+            // Our choice (docs/reference/decisions.md): 403, not RFC 9209's recommended
+            // 502, so clients see a policy refusal that retrying will not fix.
+            Self::DestinationProhibited => (403, E::DestinationIpProhibited),
             Self::RequestDenied => (403, E::HttpRequestDenied),
             Self::ConnectionLimitReached => (503, E::ConnectionLimitReached),
             Self::ProxyLoopDetected => (502, E::ProxyLoopDetected),
@@ -634,7 +636,7 @@ mod tests {
             (T::ConnectionTimeout, 504, E::ConnectionTimeout),
             (T::DestinationUnroutable, 502, E::DestinationIpUnroutable),
             (T::DestinationUnavailable, 503, E::DestinationUnavailable),
-            (T::DestinationProhibited, 502, E::DestinationIpProhibited),
+            (T::DestinationProhibited, 403, E::DestinationIpProhibited),
             (T::RequestDenied, 403, E::HttpRequestDenied),
             (T::ConnectionLimitReached, 503, E::ConnectionLimitReached),
             (T::ProxyLoopDetected, 502, E::ProxyLoopDetected),
@@ -644,8 +646,10 @@ mod tests {
         ];
         for (f, status, e) in cases {
             assert_eq!(f.response(), (status, e));
-            // PS-10: the status is the type's recommended one where it has one.
-            assert!(e.default_status().is_none_or(|d| d == status));
+            // PS-10 (SHOULD): the status is the type's recommended one where it
+            // has one, except our documented 403 for prohibited destinations.
+            let deviation = f == T::DestinationProhibited;
+            assert!(deviation || e.default_status().is_none_or(|d| d == status));
         }
         assert_eq!(
             T::MalformedRequest.proxy_status("n").to_header_value(),

@@ -1,0 +1,252 @@
+//! The connect-udp request (R9298-13, R9298-29) and the checks on its response
+//! (R9298-22, R9298-31/32, R9297-20, R9297-25..27). Sans-IO.
+
+use std::str::FromStr;
+
+use http::{
+    HeaderMap, HeaderValue,
+    uri::{Authority, PathAndQuery, Scheme},
+};
+use masque_h3::{RequestHead, ResponseHead, message::Protocol};
+use masque_proto::{
+    headers::{self, CAPSULE_PROTOCOL, PROXY_STATUS, SF_TRUE},
+    proxy_status,
+    template::{UdpTarget, UdpTemplate},
+};
+
+use crate::ClientError;
+
+/// The template for requests: `explicit` if given (R9298-08: refused when invalid),
+/// else RFC 9298's default on the proxy's origin (R9298-09).
+pub(crate) fn template(
+    authority: &str,
+    explicit: Option<&str>,
+) -> Result<UdpTemplate, ClientError> {
+    Ok(match explicit {
+        Some(t) => UdpTemplate::parse(t)?,
+        None => UdpTemplate::with_authority(authority)?,
+    })
+}
+
+/// Extended CONNECT `:protocol connect-udp` with `:scheme`, `:authority` and
+/// `:path` from the expanded template (R9298-13, R9298-29) and
+/// `capsule-protocol: ?1` (R9297-30). `extra` fields are added first.
+pub(crate) fn build(
+    template: &UdpTemplate,
+    target: &UdpTarget,
+    extra: &HeaderMap,
+) -> Result<RequestHead, ClientError> {
+    let e = template.expand(target);
+    let bad = |reason: &'static str| ClientError::InvalidTarget {
+        target: format!("{target:?}"),
+        reason: reason.to_owned(),
+    };
+    // Absolute templates always have both (R9298-02); path-only ones cannot reach here.
+    let scheme = Scheme::from_str(e.scheme.unwrap_or("https")).map_err(|_| bad("bad scheme"))?;
+    let authority = Authority::from_str(e.authority.ok_or(bad("template has no authority"))?)
+        .map_err(|_| bad("template authority is not a valid :authority"))?;
+    let path = PathAndQuery::from_str(&e.path).map_err(|_| bad("expanded path is invalid"))?;
+    let mut head = RequestHead::extended_connect(Protocol::CONNECT_UDP, scheme, authority, path);
+    head.headers = extra.clone();
+    head.headers
+        .insert(CAPSULE_PROTOCOL, HeaderValue::from_static(SF_TRUE));
+    Ok(head)
+}
+
+/// Accepts only a 2xx that follows the Capsule Protocol rules.
+///
+/// * non-2xx (3xx too; redirects are not followed): [`ClientError::Refused`] with the
+///   status and the `Proxy-Status` value (R9298-22, R9298-32);
+/// * Content-Length / Content-Type / Transfer-Encoding, or 204..206: invalid (R9297-20);
+/// * no `capsule-protocol: ?1` although we sent it: invalid (R9298-31, R9297-25..27;
+///   `?0`, a non-Boolean or a repeated field mean "absent").
+pub(crate) fn check_response(head: &ResponseHead) -> Result<(), ClientError> {
+    let status = head.status;
+    if !status.is_success() {
+        let proxy_status = joined(&head.headers, PROXY_STATUS);
+        let details = proxy_status
+            .as_deref()
+            .and_then(|v| proxy_status::parse(v.as_bytes()).ok())
+            .unwrap_or_default();
+        return Err(ClientError::Refused {
+            status,
+            proxy_status,
+            details,
+        });
+    }
+    let invalid = |reason: String| ClientError::InvalidResponse { status, reason };
+    head.check_capsule_protocol()
+        .map_err(|e| invalid(e.to_string()))?;
+    let lines = head.headers.get_all(CAPSULE_PROTOCOL);
+    if !headers::capsule_protocol(lines.iter().map(HeaderValue::as_bytes)) {
+        return Err(invalid("2xx without capsule-protocol: ?1".to_owned()));
+    }
+    Ok(())
+}
+
+/// All lines of a field joined with `, ` (RFC 9110 §5.3), lossy for non-UTF-8.
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let parts: Vec<String> = headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use masque_proto::{
+        proxy_status::ProxyStatusError,
+        template::{Host, HostPort},
+    };
+
+    use super::*;
+
+    fn target(host: &str, port: u16) -> UdpTarget {
+        UdpTarget::Host(HostPort::new(Host::parse(host).unwrap(), port).unwrap())
+    }
+
+    fn response(status: u16, fields: &[(&'static str, &'static str)]) -> ResponseHead {
+        let mut h = ResponseHead::new(StatusCode::from_u16(status).unwrap());
+        for (k, v) in fields {
+            h.headers.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    /// R9298-13/29 and the spec's test vectors (§12).
+    #[test]
+    fn r9298_29_request_from_default_and_query_templates() {
+        let t = template("example.org", None).unwrap();
+        let head = build(&t, &target("2001:db8::42", 443), &HeaderMap::new()).unwrap();
+        assert_eq!(head.method, http::Method::CONNECT);
+        assert_eq!(head.protocol, Some(Protocol::CONNECT_UDP));
+        assert_eq!(head.scheme, Some(Scheme::HTTPS));
+        assert_eq!(head.authority.unwrap().as_str(), "example.org");
+        assert_eq!(
+            head.path.unwrap().as_str(),
+            "/.well-known/masque/udp/2001%3Adb8%3A%3A42/443/"
+        );
+        assert_eq!(head.headers[CAPSULE_PROTOCOL], "?1");
+
+        let q = "https://proxy.example.org:4443/masque{?target_host,target_port}";
+        let t = template("ignored", Some(q)).unwrap();
+        let head = build(&t, &target("example.com", 53), &HeaderMap::new()).unwrap();
+        assert_eq!(head.authority.unwrap().as_str(), "proxy.example.org:4443");
+        assert_eq!(
+            head.path.unwrap().as_str(),
+            "/masque?target_host=example.com&target_port=53"
+        );
+    }
+
+    /// R9298-08: an invalid template is refused before sending.
+    #[test]
+    fn r9298_08_bad_template_refused() {
+        for bad in [
+            "https://p.example/masque/{target_host}",
+            "https://p.example/{#target_host,target_port}",
+            "/relative/{target_host}/{target_port}",
+        ] {
+            assert!(matches!(
+                template("p.example", Some(bad)),
+                Err(ClientError::Template(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn extra_headers_are_sent() {
+        let mut extra = HeaderMap::new();
+        extra.insert("proxy-authorization", HeaderValue::from_static("Bearer x"));
+        extra.insert(CAPSULE_PROTOCOL, HeaderValue::from_static("?0"));
+        let t = template("p.example", None).unwrap();
+        let head = build(&t, &target("192.0.2.6", 443), &extra).unwrap();
+        assert_eq!(head.headers["proxy-authorization"], "Bearer x");
+        assert_eq!(head.headers[CAPSULE_PROTOCOL], "?1");
+    }
+
+    /// R9298-31, R9297-25/26: any 2xx with `?1` (unknown parameters ignored).
+    #[test]
+    fn r9298_31_accepts_2xx_with_capsule_protocol() {
+        check_response(&response(200, &[("capsule-protocol", "?1")])).unwrap();
+        check_response(&response(202, &[("capsule-protocol", "?1;foo=bar")])).unwrap();
+    }
+
+    /// R9298-22/32: non-2xx is a failure naming the status and Proxy-Status.
+    #[test]
+    fn r9298_32_non_2xx_refused_with_proxy_status() {
+        let err = check_response(&response(
+            502,
+            &[(
+                "proxy-status",
+                "masque-node; error=destination_ip_prohibited",
+            )],
+        ))
+        .unwrap_err();
+        let ClientError::Refused {
+            status,
+            proxy_status,
+            details,
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(*status, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            proxy_status.as_deref(),
+            Some("masque-node; error=destination_ip_prohibited")
+        );
+        assert_eq!(details[0].name, "masque-node");
+        assert_eq!(
+            details[0].error,
+            Some(ProxyStatusError::DestinationIpProhibited)
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("502") && msg.contains("destination_ip_prohibited"),
+            "{msg}"
+        );
+        // 3xx is a failure too; an unparsable Proxy-Status keeps the raw value.
+        let err = check_response(&response(
+            302,
+            &[("capsule-protocol", "?1"), ("proxy-status", "((")],
+        ))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ClientError::Refused { ref details, ref proxy_status, .. }
+                if details.is_empty() && proxy_status.as_deref() == Some("((")
+        ));
+        let err = check_response(&response(404, &[])).unwrap_err();
+        assert!(matches!(
+            err,
+            ClientError::Refused {
+                proxy_status: None,
+                ..
+            }
+        ));
+    }
+
+    /// R9297-20 and R9297-25..27.
+    #[test]
+    fn r9297_20_27_invalid_2xx_refused() {
+        for fields in [
+            &[("capsule-protocol", "?1"), ("content-length", "0")][..],
+            &[("capsule-protocol", "?1"), ("content-type", "text/plain")],
+            &[],
+            &[("capsule-protocol", "?0")],
+            &[("capsule-protocol", "1")],
+            &[("capsule-protocol", "?1"), ("capsule-protocol", "?1")],
+        ] {
+            let err = check_response(&response(200, fields)).unwrap_err();
+            assert!(
+                matches!(err, ClientError::InvalidResponse { .. }),
+                "{fields:?}: {err}"
+            );
+        }
+        let err = check_response(&response(204, &[("capsule-protocol", "?1")])).unwrap_err();
+        assert!(matches!(err, ClientError::InvalidResponse { .. }));
+    }
+}

@@ -1,0 +1,133 @@
+//! The sending side of a tunnel: UDP payloads as HTTP datagrams with Context ID
+//! 0 (R9298-39), with backpressure or drop, and FIN.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use masque_h3::{Code, DatagramBuf, DatagramSender, SendHalf};
+use masque_proto::datagram::{self, MAX_UDP_PAYLOAD, UDP_CONTEXT_ID};
+
+use crate::{
+    ClientError,
+    close::{CloseReason, Counters},
+};
+
+/// Length of the Context ID 0 prefix (one-byte varint).
+const CONTEXT_LEN: usize = datagram::prefix_len(None, UDP_CONTEXT_ID);
+
+/// State shared by a session, its senders and its stream reader.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub dg: DatagramSender,
+    send: Mutex<SendHalf>,
+    pub counters: Counters,
+    close: Mutex<Option<CloseReason>>,
+    pub stream_id: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Single calls under the lock; a poisoned lock holds consistent state.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    pub fn new(dg: DatagramSender, send: SendHalf) -> Arc<Self> {
+        Arc::new(Self {
+            stream_id: send.stream_id(),
+            dg,
+            send: Mutex::new(send),
+            counters: Counters::default(),
+            close: Mutex::new(None),
+        })
+    }
+
+    /// FIN on our side; datagrams are refused from now on (R9297-05).
+    pub fn finish(&self) {
+        let _ = lock(&self.send).finish();
+    }
+
+    /// RESET_STREAM with `code` (R9298-22, R9298-41).
+    pub fn abort(&self, code: Code) {
+        lock(&self.send).reset(code);
+    }
+
+    /// Records the first close reason.
+    pub fn set_close(&self, reason: CloseReason) {
+        lock(&self.close).get_or_insert(reason);
+    }
+
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        lock(&self.close).clone()
+    }
+}
+
+/// Sends UDP payloads into a tunnel. Cheap to clone; all clones share the
+/// stream. Dropping the last clone and the session finishes the stream.
+#[derive(Debug, Clone)]
+pub struct UdpSender {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl UdpSender {
+    /// Largest UDP payload one datagram can carry now: the path's QUIC datagram
+    /// size minus the quarter stream id and Context ID, never above 65527
+    /// (R9298-40). It grows as PMTUD raises the path MTU; 0 without datagram support.
+    pub fn max_payload_size(&self) -> usize {
+        self.limit().unwrap_or(0)
+    }
+
+    fn limit(&self) -> Option<usize> {
+        self.inner
+            .dg
+            .max_payload_size()
+            .map(|m| m.saturating_sub(CONTEXT_LEN).min(MAX_UDP_PAYLOAD))
+    }
+
+    /// The request stream id of the tunnel.
+    pub fn stream_id(&self) -> u64 {
+        self.inner.stream_id
+    }
+
+    fn buffer(&self, payload: &[u8]) -> Result<DatagramBuf, ClientError> {
+        let max = self.limit().ok_or(ClientError::DatagramsUnsupported)?;
+        if payload.len() > max {
+            // R9298-40: never over 65527; and never over what the path carries.
+            return Err(ClientError::PayloadTooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        let mut b = self.inner.dg.buffer(CONTEXT_LEN + payload.len());
+        datagram::encode_prefix(None, UDP_CONTEXT_ID, b.payload_mut())
+            .map_err(|_| ClientError::Closed)?;
+        b.payload_mut().extend_from_slice(payload);
+        Ok(b)
+    }
+
+    /// Sends one UDP payload (Context ID 0, R9298-39), waiting for room in the
+    /// datagram send buffer (backpressure). A payload over
+    /// [`max_payload_size`](Self::max_payload_size) is [`ClientError::PayloadTooLarge`].
+    pub async fn send(&self, payload: &[u8]) -> Result<(), ClientError> {
+        let b = self.buffer(payload)?;
+        self.inner
+            .dg
+            .send(b)
+            .await
+            .map_err(|e| ClientError::from_send(e, CONTEXT_LEN))
+    }
+
+    /// Sends without waiting: a full send buffer is [`ClientError::BufferFull`]
+    /// (the payload is dropped and counted by masque-h3).
+    pub fn try_send(&self, payload: &[u8]) -> Result<(), ClientError> {
+        let b = self.buffer(payload)?;
+        self.inner
+            .dg
+            .try_send(b)
+            .map_err(|e| ClientError::from_send(e, CONTEXT_LEN))
+    }
+
+    /// Finishes our side of the stream (FIN). The tunnel ends when the proxy
+    /// finishes its side; sending fails with [`ClientError::Closed`] from now on.
+    pub fn close(&self) {
+        self.inner.finish();
+    }
+}

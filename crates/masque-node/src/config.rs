@@ -1,0 +1,197 @@
+//! Node configuration: built-in defaults < TOML file (`--config`) < flags.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of the proxy (also settable in the TOML file given by `--config`,
+/// with the same names in snake_case).
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// UDP address of the HTTP/3 listener [default: 127.0.0.1:4433].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain; without it a self-signed development certificate
+    /// is generated on first run in the state directory and reused.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow loopback, private and link-local targets (testing, private networks).
+    #[arg(long)]
+    pub allow_private: bool,
+    /// Tunnels one client connection may hold; more get 503 [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_tunnels_per_connection: Option<usize>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Where the development certificate lives [default: $XDG_STATE_HOME/masque-node
+    /// or ~/.local/state/masque-node].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Seconds without traffic before a tunnel is closed [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds open tunnels may drain on SIGINT/SIGTERM [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    allow_private: Option<bool>,
+    max_tunnels_per_connection: Option<usize>,
+    log_format: Option<LogFormat>,
+    state_dir: Option<PathBuf>,
+    idle_timeout: Option<u64>,
+    drain_timeout: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub allow_private: bool,
+    pub max_tunnels_per_connection: usize,
+    pub log_format: LogFormat,
+    pub state_dir: PathBuf,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+impl NodeConfig {
+    pub fn resolve(args: &ServeArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key must be given together"),
+        };
+        let max_tunnels = args
+            .max_tunnels_per_connection
+            .or(file.max_tunnels_per_connection)
+            .unwrap_or(100);
+        if max_tunnels == 0 {
+            bail!("max_tunnels_per_connection must be at least 1");
+        }
+        let idle = args.idle_timeout.or(file.idle_timeout).unwrap_or(300);
+        if idle == 0 {
+            bail!("idle_timeout must be at least 1 second");
+        }
+        Ok(Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4433))),
+            tls,
+            allow_private: args.allow_private || file.allow_private.unwrap_or(false),
+            max_tunnels_per_connection: max_tunnels,
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            state_dir: args
+                .state_dir
+                .clone()
+                .or(file.state_dir)
+                .unwrap_or_else(default_state_dir),
+            idle_timeout: Duration::from_secs(idle),
+            drain_timeout: Duration::from_secs(
+                args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
+            ),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("masque-node");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/masque-node"),
+        None => PathBuf::from(".masque-node"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = NodeConfig::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
+        assert_eq!(c.max_tunnels_per_connection, 100);
+        assert!(!c.allow_private);
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("masque-node-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nallow_private = true\nmax_tunnels_per_connection = 7\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert!(c.allow_private);
+        assert_eq!(c.max_tunnels_per_connection, 7);
+        assert_eq!(c.log_format, LogFormat::Json);
+        args.max_tunnels_per_connection = Some(3);
+        assert_eq!(
+            NodeConfig::resolve(&args)
+                .unwrap()
+                .max_tunnels_per_connection,
+            3
+        );
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
+        assert!(
+            NodeConfig::resolve(&args).is_err(),
+            "unknown keys are refused"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

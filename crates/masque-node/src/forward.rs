@@ -1,0 +1,104 @@
+//! `masque-node udp-forward`: relay a local UDP port through a CONNECT-UDP tunnel.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use masque_client::{ClientOptions, Target};
+use masque_transport::tls::ServerVerification;
+
+#[derive(Debug, Args)]
+pub struct UdpForwardArgs {
+    /// Proxy URL, e.g. https://localhost:4433
+    #[arg(long, value_name = "URL")]
+    pub proxy: String,
+    /// Local UDP address to listen on, e.g. 127.0.0.1:5353
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Target HOST:PORT reached through the proxy, e.g. 9.9.9.9:53
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: String,
+    /// Trust this PEM CA (or self-signed certificate) for the proxy.
+    #[arg(long, value_name = "PEM", conflicts_with_all = ["pin", "insecure"])]
+    pub ca: Option<PathBuf>,
+    /// Accept exactly the proxy certificate with this SHA-256 fingerprint (hex).
+    #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
+    pub pin: Option<String>,
+    /// Do not verify the proxy certificate at all (testing only).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+pub async fn run(args: UdpForwardArgs) -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let verification = if let Some(ca) = &args.ca {
+        ServerVerification::custom_ca_from_pem_file(ca)?
+    } else if let Some(pin) = &args.pin {
+        ServerVerification::pinned_from_str(pin)?
+    } else if args.insecure {
+        ServerVerification::InsecureSkipVerify
+    } else {
+        ServerVerification::WebPki
+    };
+    let target = parse_target(&args.target)?;
+    let options = ClientOptions {
+        verification,
+        ..Default::default()
+    };
+    eprintln!(
+        "udp-forward: {} -> {} via {}",
+        args.listen, args.target, args.proxy
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    masque_client::udp_forward(&args.proxy, args.listen, target, options, shutdown)
+        .await
+        .context("udp-forward")?;
+    Ok(())
+}
+
+/// `host:port` or `[v6]:port`.
+fn parse_target(s: &str) -> Result<Target> {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, p),
+        None => bail!("--target must be HOST:PORT"),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("--target has an empty host");
+    }
+    let port: u16 = port.parse().context("--target port")?;
+    if port == 0 {
+        bail!("--target port must be 1-65535");
+    }
+    Ok(Target::Udp {
+        host: host.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert!(matches!(
+            parse_target("9.9.9.9:53"),
+            Ok(Target::Udp { port: 53, .. })
+        ));
+        assert!(
+            matches!(parse_target("[2001:db8::1]:443"), Ok(Target::Udp { ref host, .. }) if host == "2001:db8::1")
+        );
+        assert!(parse_target("example.org").is_err());
+        assert!(parse_target("example.org:0").is_err());
+        assert!(parse_target(":53").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! The proxy: resolve configuration, load or generate the certificate, start
+//! the node, print how to use it, and shut down gracefully on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use masque_server::{
+    Node, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig, policy::AddressPolicy,
+};
+use masque_transport::tls::{DevCert, ServerTls, format_fingerprint_colon};
+
+use crate::config::{LogFormat, NodeConfig, ServeArgs};
+
+pub async fn run(args: &ServeArgs) -> Result<()> {
+    let cfg = NodeConfig::resolve(args)?;
+    init_logging(cfg.log_format);
+    let (tls, cert_path) = match &cfg.tls {
+        Some((cert, key)) => (
+            ServerTls::from_pem_files(cert, key).context("loading --tls-cert/--tls-key")?,
+            cert.clone(),
+        ),
+        None => {
+            let dev = DevCert::load_or_generate(&cfg.state_dir).with_context(|| {
+                format!("development certificate in {}", cfg.state_dir.display())
+            })?;
+            let path = dev.cert_path().map(|p| p.to_path_buf()).unwrap_or_default();
+            if dev.generated() {
+                tracing::info!(path = %path.display(), "generated a development certificate");
+            }
+            (dev.server_tls(), path)
+        }
+    };
+    let own = (!cfg.listen.ip().is_unspecified()).then_some(cfg.listen.ip());
+    let proxy = UdpProxy::new(UdpProxyConfig {
+        policy: AddressPolicy {
+            allow_private: cfg.allow_private,
+            own_addresses: own.into_iter().collect(),
+        },
+        ..Default::default()
+    });
+    let server = ServerConfig {
+        listen: cfg.listen,
+        max_tunnels_per_connection: cfg.max_tunnels_per_connection,
+        drain_timeout: cfg.drain_timeout,
+        session: SessionConfig {
+            idle_timeout: cfg.idle_timeout,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let node = Node::start(server, &tls, Arc::new(proxy))
+        .await
+        .context("starting the node")?;
+    print_banner(
+        &node,
+        &cert_path,
+        &format_fingerprint_colon(&tls.fingerprint_sha256()),
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down: GOAWAY, draining open tunnels");
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(node: &Node, cert: &std::path::Path, fingerprint: &str) {
+    let addr = node.local_addr();
+    let host = if addr.ip().is_loopback() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let pin = fingerprint.replace(':', "").to_lowercase();
+    println!(
+        "masque-node {} listening on {addr} (HTTP/3, UDP)",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("certificate: {}", cert.display());
+    println!("sha-256 fingerprint: {fingerprint}");
+    println!("try it (DNS through the proxy, then `dig @127.0.0.1 -p 5353 example.org`):");
+    println!(
+        "  masque-node udp-forward --proxy https://{host}:{} --listen 127.0.0.1:5353 --target 9.9.9.9:53 --pin {pin}",
+        addr.port()
+    );
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

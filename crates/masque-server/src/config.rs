@@ -1,0 +1,66 @@
+//! Server configuration. Every limit has a default (DESIGN.md §6).
+
+use std::{net::SocketAddr, time::Duration};
+
+use masque_proto::{capsule::DEFAULT_MAX_CAPSULE_SIZE, template};
+
+/// Limits applied to every tunnel session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Bound on one capsule being received (RFC 9297 §3.3 / R9297-34).
+    pub max_capsule_size: usize,
+    /// No traffic either way for this long ends the tunnel (R9298-21: ≥ 2 min).
+    pub idle_timeout: Duration,
+    /// How long `Handler::init` may take before the request fails (504).
+    pub init_timeout: Duration,
+    /// Handler output queued before the 2xx (datagrams) and capsules queued
+    /// for the stream writer; beyond it output is dropped and counted.
+    pub output_queue: usize,
+    /// Info messages queued for a session; beyond it they are dropped and counted.
+    pub info_queue: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_capsule_size: DEFAULT_MAX_CAPSULE_SIZE,
+            idle_timeout: Duration::from_secs(300),
+            init_timeout: Duration::from_secs(15),
+            output_queue: 64,
+            info_queue: 64,
+        }
+    }
+}
+
+/// One HTTP/3 listener and the policy of the tunnels it accepts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Name in the ListenerRegistry.
+    pub name: String,
+    pub listen: SocketAddr,
+    /// `Proxy-Status` member name (RFC 9209 §2).
+    pub node_name: String,
+    /// Tunnels one connection may hold; more get 503 + `connection_limit_reached`.
+    pub max_tunnels_per_connection: usize,
+    /// CONNECT-UDP URI template path (RFC 9298 §3).
+    pub udp_template: String,
+    /// How long open tunnels may drain on shutdown before they are cut.
+    pub drain_timeout: Duration,
+    pub session: SessionConfig,
+    pub h3: masque_h3::Config,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            name: "h3".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            node_name: "masque-node".into(),
+            max_tunnels_per_connection: 100,
+            udp_template: template::DEFAULT_UDP_PATH.into(),
+            drain_timeout: Duration::from_secs(10),
+            session: SessionConfig::default(),
+            h3: masque_h3::Config::default(),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The `Handler` trait, mirroring the Erlang `masque_handler` behaviour.
+//!
+//! Lifecycle of one tunnel:
+//! 1. [`Handler::accept`]: policy, before any session exists (allow lists,
+//!    private-address guard, limits). A refusal is answered with its status and
+//!    `Proxy-Status`.
+//! 2. [`Handler::init`]: runs before the 2xx (DNS, sockets, target connect). It
+//!    may already send through its [`TunnelOutput`]: that output is queued and
+//!    flushed, in order, right after the 2xx. A refusal becomes the mapped error
+//!    response; a panic becomes 502 `proxy_internal_error`.
+//! 3. The returned [`TunnelHandler`] gets client datagrams, unknown capsules and
+//!    info messages as synchronous callbacks returning an [`Action`] (they run
+//!    on the session's data-plane task: no allocation, no actor hop).
+//! 4. [`TunnelHandler::terminate`] runs once when the tunnel ends for any reason
+//!    the session observes (a panic in a callback resets the stream first).
+
+use std::any::Any;
+
+use bytes::Bytes;
+use masque_proto::{
+    capsule::Capsule,
+    proxy_status::{ProxyStatus, TunnelFailure},
+    template::UdpTarget,
+};
+use masque_transport::TunnelRequest;
+
+pub use crate::output::TunnelOutput;
+
+/// What the request asks the proxy to reach (the matched template variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// CONNECT-UDP (RFC 9298).
+    Udp(UdpTarget),
+}
+
+/// A refused tunnel: one entry of the failure table plus optional detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub failure: TunnelFailure,
+    /// Free-text `details` parameter (RFC 9209 §2.1.5).
+    pub details: Option<String>,
+    /// DNS response code for `dns_error` (RFC 9209 §2.3.2).
+    pub rcode: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(failure: TunnelFailure) -> Self {
+        Self {
+            failure,
+            details: None,
+            rcode: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.details = Some(details.into());
+        self
+    }
+
+    pub fn with_rcode(mut self, rcode: impl Into<String>) -> Self {
+        self.rcode = Some(rcode.into());
+        self
+    }
+
+    /// HTTP status and `Proxy-Status` header value for this refusal (the one
+    /// failure table in masque-proto decides both).
+    pub fn response(&self, node_name: &str) -> (u16, String) {
+        let (status, _) = self.failure.response();
+        let mut ps: ProxyStatus = self.failure.proxy_status(node_name);
+        ps.details = self.details.clone();
+        ps.rcode = self.rcode.clone();
+        (status, ps.to_header_value())
+    }
+}
+
+impl From<TunnelFailure> for Refusal {
+    fn from(f: TunnelFailure) -> Self {
+        Refusal::new(f)
+    }
+}
+
+/// What a callback asks the session to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// End the tunnel cleanly (FIN).
+    Close,
+    /// End the tunnel abruptly (stream reset, H3_CONNECT_ERROR on HTTP/3).
+    Abort,
+}
+
+/// Why a tunnel ended, as seen by [`TunnelHandler::terminate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client finished its side of the stream.
+    ClientClosed,
+    /// The client reset the stream or the connection went away.
+    ClientAborted,
+    /// A callback returned [`Action::Close`] or [`Action::Abort`].
+    Handler(Action),
+    /// No traffic either way for the configured idle timeout.
+    IdleTimeout,
+    /// A malformed capsule or oversized datagram (the stream was reset).
+    ProtocolError(String),
+    /// A callback panicked (the stream was reset).
+    HandlerPanic,
+    /// The node or the connection is shutting down.
+    Shutdown,
+}
+
+/// Server-side policy and per-tunnel setup. One value serves every tunnel of a
+/// node, so it is shared (`Arc<dyn Handler>`).
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Policy check before any session exists.
+    async fn accept(&self, request: &TunnelRequest, target: &Target) -> Result<(), Refusal> {
+        let _ = (request, target);
+        Ok(())
+    }
+
+    /// Sets the tunnel up before the 2xx. Output sent through `out` is delivered
+    /// after the 2xx, in order.
+    async fn init(
+        &self,
+        request: &TunnelRequest,
+        target: &Target,
+        out: TunnelOutput,
+    ) -> Result<Box<dyn TunnelHandler>, Refusal>;
+}
+
+/// Per-tunnel callbacks. They run on the session's data-plane task and must not
+/// block; use the [`TunnelOutput`] (or tasks the handler spawned in `init`) for
+/// anything slow.
+pub trait TunnelHandler: Send + 'static {
+    /// An HTTP datagram from the client for a context the session knows
+    /// (context 0 for CONNECT-UDP; unknown contexts are dropped and counted by
+    /// the session). `payload` excludes the context id.
+    fn datagram(&mut self, context_id: u64, payload: Bytes) -> Action;
+
+    /// A capsule of a type the session does not handle itself (R9297-17: the
+    /// default ignores it).
+    fn capsule(&mut self, capsule: Capsule) -> Action {
+        let _ = capsule;
+        Action::Continue
+    }
+
+    /// A message sent to the session actor with `SessionMsg::Info`.
+    fn info(&mut self, message: Box<dyn Any + Send>) -> Action {
+        let _ = message;
+        Action::Continue
+    }
+
+    /// Called once when the tunnel ends.
+    fn terminate(&mut self, reason: &CloseReason) {
+        let _ = reason;
+    }
+}

@@ -1,0 +1,25 @@
+//! The masque proxy server: an actor tree on ractor + tokio that mirrors the
+//! Erlang `masque` supervision tree (see [`node`]), the [`handler::Handler`]
+//! trait, and the built-in CONNECT-UDP handler [`udp_proxy::UdpProxy`].
+
+pub mod config;
+mod context;
+pub mod handler;
+mod listener;
+pub mod metrics;
+pub mod node;
+mod output;
+pub mod policy;
+pub mod resolver;
+mod router;
+pub mod session;
+pub mod supervisor;
+pub mod udp_proxy;
+pub mod udp_socket;
+
+pub use config::{ServerConfig, SessionConfig};
+pub use handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use node::{Node, NodeError};
+pub use output::OutputError;
+pub use udp_proxy::{UdpProxy, UdpProxyConfig};

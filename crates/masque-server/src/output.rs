@@ -1,0 +1,222 @@
+//! `TunnelOutput`: how a handler sends to the client. Before the 2xx, output is
+//! queued (bounded); the session flushes it in order right after the 2xx and
+//! from then on datagrams go straight to the transport (no hop, no lock).
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use bytes::Bytes;
+use masque_proto::{capsule::Capsule, varint};
+use masque_transport::{DatagramTx, OutDatagram};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::{handler::Action, metrics::Metrics};
+
+/// Output a handler cannot deliver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    #[error("the tunnel is closed")]
+    Closed,
+    #[error("the tunnel has no datagram channel")]
+    NoDatagrams,
+    #[error("output queue full; dropped")]
+    QueueFull,
+    #[error("datagram of {size} bytes exceeds the tunnel's {max}-byte limit")]
+    TooLarge { size: usize, max: usize },
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+/// Requests from handler output to the session's stream writer.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Capsule(Capsule),
+    End(Action),
+}
+
+/// Last activity of a tunnel, for the idle timeout (milliseconds since start).
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn idle_for(&self) -> std::time::Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Set once the 2xx is sent and the early queue flushed.
+    tx: OnceLock<DatagramTx>,
+    /// Early datagrams (context id + payload), flushed after the 2xx.
+    early: Mutex<VecDeque<Bytes>>,
+    early_limit: usize,
+    control: mpsc::Sender<Control>,
+    /// `Some(true)` open, `Some(false)` failed/closed, `None` not yet.
+    state: watch::Sender<Option<bool>>,
+    activity: Arc<Activity>,
+    metrics: Arc<Metrics>,
+}
+
+/// A handler's handle for sending to the client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TunnelOutput {
+    shared: Arc<Shared>,
+}
+
+impl TunnelOutput {
+    pub(crate) fn new(
+        control: mpsc::Sender<Control>,
+        early_limit: usize,
+        activity: Arc<Activity>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                tx: OnceLock::new(),
+                early: Mutex::new(VecDeque::new()),
+                early_limit,
+                control,
+                state: watch::Sender::new(None),
+                activity,
+                metrics,
+            }),
+        }
+    }
+
+    /// Waits until the 2xx went out (`true`) or the tunnel failed (`false`).
+    pub async fn opened(&self) -> bool {
+        let mut rx = self.shared.state.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// The transport's datagram sender, once open: the fast path for data-plane
+    /// tasks (one buffer per packet, backpressure by awaiting). Call
+    /// [`TunnelOutput::touch`] for traffic sent this way.
+    pub fn datagram_tx(&self) -> Option<&DatagramTx> {
+        self.shared.tx.get()
+    }
+
+    /// The node's counters (handlers count their own drops here).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Marks the tunnel active (idle-timeout bookkeeping).
+    pub fn touch(&self) {
+        self.shared.activity.touch();
+    }
+
+    /// Sends one HTTP datagram (`context_id` + `payload`), waiting for room.
+    /// Before the 2xx it is queued (bounded: beyond the limit it is dropped and
+    /// counted, `QueueFull`).
+    pub async fn send_datagram(&self, context_id: u64, payload: &[u8]) -> Result<(), OutputError> {
+        self.touch();
+        if let Some(tx) = self.shared.tx.get() {
+            return send_now(tx, context_id, payload).await;
+        }
+        let mut early = self.shared.early.lock().await;
+        // Re-check under the lock: the flush may have completed meanwhile.
+        if let Some(tx) = self.shared.tx.get() {
+            drop(early);
+            return send_now(tx, context_id, payload).await;
+        }
+        if *self.shared.state.borrow() == Some(false) {
+            return Err(OutputError::Closed);
+        }
+        if early.len() >= self.shared.early_limit {
+            Metrics::inc(&self.shared.metrics.output_dropped);
+            return Err(OutputError::QueueFull);
+        }
+        let mut b = Vec::with_capacity(varint::encoded_len(context_id) + payload.len());
+        varint::put(context_id, &mut b);
+        b.extend_from_slice(payload);
+        early.push_back(b.into());
+        Ok(())
+    }
+
+    /// Queues a capsule for the stream (bounded; a full queue drops and counts).
+    pub fn send_capsule(&self, capsule: Capsule) -> Result<(), OutputError> {
+        self.control(Control::Capsule(capsule))
+    }
+
+    /// Ends the tunnel cleanly (FIN) after queued output.
+    pub fn close(&self) -> Result<(), OutputError> {
+        self.control(Control::End(Action::Close))
+    }
+
+    /// Ends the tunnel abruptly (stream reset).
+    pub fn abort(&self) -> Result<(), OutputError> {
+        self.control(Control::End(Action::Abort))
+    }
+
+    fn control(&self, c: Control) -> Result<(), OutputError> {
+        self.shared.control.try_send(c).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                Metrics::inc(&self.shared.metrics.output_dropped);
+                OutputError::QueueFull
+            }
+            mpsc::error::TrySendError::Closed(_) => OutputError::Closed,
+        })
+    }
+
+    /// After the 2xx: flush early datagrams in order, then switch to direct sends.
+    pub(crate) async fn open(&self, tx: Option<DatagramTx>) {
+        let mut early = self.shared.early.lock().await;
+        if let Some(tx) = tx {
+            while let Some(d) = early.pop_front() {
+                let mut b = tx.buffer(d.len());
+                b.payload_mut().extend_from_slice(&d);
+                if tx.send(b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = self.shared.tx.set(tx);
+        }
+        early.clear();
+        self.shared.state.send_replace(Some(true));
+    }
+
+    /// The tunnel failed or ended: wake waiters, refuse further output.
+    pub(crate) fn fail(&self) {
+        self.shared.state.send_replace(Some(false));
+    }
+}
+
+async fn send_now(tx: &DatagramTx, context_id: u64, payload: &[u8]) -> Result<(), OutputError> {
+    let mut b: OutDatagram = tx.buffer(varint::encoded_len(context_id) + payload.len());
+    varint::put(context_id, b.payload_mut());
+    b.payload_mut().extend_from_slice(payload);
+    tx.send(b).await.map_err(|e| match e.datagram_limit() {
+        Some(max) => OutputError::TooLarge {
+            size: payload.len(),
+            max,
+        },
+        None => OutputError::Transport(e.to_string()),
+    })
+}

@@ -1,0 +1,310 @@
+//! `ConnectionRouter`: one actor per accepted HTTP/3 connection (Erlang:
+//! masque_server_connection). It owns the connection, takes its requests,
+//! parses and polices them, and spawns one linked session per tunnel. Datagrams
+//! never pass through it: masque-h3 demuxes them straight to each session's
+//! queue. When it stops, every session of its connection stops.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use masque_h3::{Connection, RequestHead, RequestStream};
+use masque_proto::{
+    headers,
+    proxy_status::TunnelFailure,
+    template::{MatchError, UdpTarget},
+};
+use masque_transport::{PendingTunnel, TunnelRequest};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::task::JoinHandle;
+
+use crate::{
+    context::ListenerContext,
+    handler::{Refusal, Target},
+    metrics::Metrics,
+    session::{SessionMsg, UdpSession, udp::UdpSessionArgs},
+};
+
+pub enum RouterMsg {
+    Request(Box<(RequestHead, RequestStream)>),
+    /// Policy passed: start the session (internal).
+    Accepted(Box<(PendingTunnel, Target)>),
+    /// Policy refused or the request failed before a session (internal).
+    Released,
+    ConnectionClosed,
+    /// Graceful shutdown: GOAWAY, let tunnels end within `timeout`, then close.
+    Drain(Duration),
+    DrainDeadline,
+}
+
+pub struct ConnectionRouter;
+
+pub struct RouterArgs {
+    pub(crate) conn: Connection,
+    pub(crate) ctx: Arc<ListenerContext>,
+}
+
+pub struct RouterState {
+    conn: Connection,
+    ctx: Arc<ListenerContext>,
+    peer: SocketAddr,
+    /// Tunnels counted against the limit: in policy check or running.
+    tunnels: usize,
+    draining: bool,
+    accept_task: JoinHandle<()>,
+}
+
+impl Drop for RouterState {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        self.conn.close(masque_h3::Code::NO_ERROR, b"");
+    }
+}
+
+impl Actor for ConnectionRouter {
+    type Msg = RouterMsg;
+    type State = RouterState;
+    type Arguments = RouterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        args: RouterArgs,
+    ) -> Result<RouterState, ActorProcessingErr> {
+        Metrics::inc(&args.ctx.metrics.connections_accepted);
+        let conn = args.conn.clone();
+        let accept_task = tokio::spawn(async move {
+            while let Some(req) = conn.accept().await {
+                if myself.cast(RouterMsg::Request(Box::new(req))).is_err() {
+                    return;
+                }
+            }
+            let _ = myself.cast(RouterMsg::ConnectionClosed);
+        });
+        Ok(RouterState {
+            peer: args.conn.quic().remote_address(),
+            conn: args.conn,
+            ctx: args.ctx,
+            tunnels: 0,
+            draining: false,
+            accept_task,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        msg: RouterMsg,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RouterMsg::Request(req) => on_request(&myself, state, *req),
+            RouterMsg::Accepted(acc) => {
+                let (pending, target) = *acc;
+                let args = UdpSessionArgs {
+                    pending,
+                    target,
+                    handler: Arc::clone(&state.ctx.handler),
+                    config: Arc::clone(&state.ctx.session),
+                    metrics: Arc::clone(&state.ctx.metrics),
+                    node_name: Arc::clone(&state.ctx.node_name),
+                };
+                if let Err(e) = Actor::spawn_linked(None, UdpSession, args, myself.get_cell()).await
+                {
+                    tracing::warn!(error = %e, "session failed to start");
+                    state.tunnels = state.tunnels.saturating_sub(1);
+                }
+            }
+            RouterMsg::Released => release(&myself, state),
+            RouterMsg::ConnectionClosed => {
+                stop_sessions(&myself).await;
+                myself.stop(Some("connection closed".into()));
+            }
+            RouterMsg::Drain(timeout) => {
+                state.draining = true;
+                let _ = state.conn.goaway().await;
+                if state.tunnels == 0 {
+                    myself.stop(Some("drained".into()));
+                } else {
+                    myself.send_after(timeout, || RouterMsg::DrainDeadline);
+                }
+            }
+            RouterMsg::DrainDeadline => {
+                stop_sessions(&myself).await;
+                myself.stop(Some("drain deadline".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        evt: SupervisionEvent,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Sessions are temporary: a finished or failed one frees its slot and is
+        // never restarted. (The default implementation would stop the router.)
+        match evt {
+            SupervisionEvent::ActorTerminated(..) | SupervisionEvent::ActorFailed(..) => {
+                release(&myself, state);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        Metrics::inc(&state.ctx.metrics.connections_closed);
+        Ok(())
+    }
+}
+
+fn release(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
+    state.tunnels = state.tunnels.saturating_sub(1);
+    if state.draining && state.tunnels == 0 {
+        myself.stop(Some("drained".into()));
+    }
+}
+
+/// Stops every session gracefully (FIN + terminate), bounded in time.
+async fn stop_sessions(myself: &ActorRef<RouterMsg>) {
+    for child in myself.get_children() {
+        let _ = child.send_message(SessionMsg::Close);
+    }
+    myself
+        .stop_children_and_wait(
+            Some("connection ending".into()),
+            Some(Duration::from_secs(2)),
+        )
+        .await;
+}
+
+/// The request pipeline up to the session: limit, parse, policy.
+fn on_request(
+    myself: &ActorRef<RouterMsg>,
+    state: &mut RouterState,
+    req: (RequestHead, RequestStream),
+) {
+    let (head, stream) = req;
+    let ctx = &state.ctx;
+    Metrics::inc(&ctx.metrics.tunnel_requests);
+    let pending = PendingTunnel::from_h3(&head, stream, state.peer);
+    if state.tunnels >= ctx.config.max_tunnels_per_connection {
+        Metrics::inc(&ctx.metrics.tunnels_refused_limit);
+        let refusal = Refusal::new(TunnelFailure::ConnectionLimitReached);
+        tokio::spawn(reject(
+            pending,
+            refusal,
+            Arc::clone(&ctx.node_name),
+            Arc::clone(&ctx.metrics),
+        ));
+        return;
+    }
+    let target = match parse_target(&pending.request, ctx) {
+        Ok(t) => t,
+        Err((status, refusal)) => {
+            tokio::spawn(reject_status(pending, status, refusal, Arc::clone(ctx)));
+            return;
+        }
+    };
+    state.tunnels += 1;
+    let me = myself.clone();
+    let ctx = Arc::clone(ctx);
+    tokio::spawn(async move {
+        match ctx.handler.accept(&pending.request, &target).await {
+            Ok(()) => {
+                if let Err(e) = me.cast(RouterMsg::Accepted(Box::new((pending, target)))) {
+                    // The router is gone: the connection is closing.
+                    tracing::debug!(error = %e, "router stopped before the session started");
+                }
+            }
+            Err(refusal) => {
+                reject(
+                    pending,
+                    refusal,
+                    Arc::clone(&ctx.node_name),
+                    Arc::clone(&ctx.metrics),
+                )
+                .await;
+                let _ = me.cast(RouterMsg::Released);
+            }
+        }
+    });
+}
+
+/// What the request asks for; errors carry the status to answer with.
+fn parse_target(
+    req: &TunnelRequest,
+    ctx: &ListenerContext,
+) -> Result<Target, (http::StatusCode, Option<Refusal>)> {
+    if req.method != http::Method::CONNECT {
+        return Err((http::StatusCode::METHOD_NOT_ALLOWED, None));
+    }
+    match req.protocol.as_deref() {
+        Some("connect-udp") => {}
+        // XC-10: an upgrade token we do not serve (yet): 501.
+        _ => return Err((http::StatusCode::NOT_IMPLEMENTED, None)),
+    }
+    let path = req.path.as_deref().unwrap_or_default();
+    let target = ctx.udp_template.match_path(path).map_err(|e| match e {
+        MatchError::NoMatch => (http::StatusCode::NOT_FOUND, None),
+        // R9298-25: malformed template variables -> 400.
+        _ => (
+            http::StatusCode::BAD_REQUEST,
+            Some(Refusal::new(TunnelFailure::MalformedRequest).with_details(e.to_string())),
+        ),
+    })?;
+    if matches!(target, UdpTarget::Wildcard) {
+        let bind = headers::connect_udp_bind(
+            req.headers
+                .get_all(headers::CONNECT_UDP_BIND)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        let details = if bind {
+            "connect-udp-bind is not supported by this node"
+        } else {
+            "wildcard target without connect-udp-bind"
+        };
+        return Err((
+            if bind {
+                http::StatusCode::NOT_IMPLEMENTED
+            } else {
+                http::StatusCode::BAD_REQUEST
+            },
+            Some(Refusal::new(TunnelFailure::MalformedRequest).with_details(details)),
+        ));
+    }
+    Ok(Target::Udp(target))
+}
+
+async fn reject(pending: PendingTunnel, refusal: Refusal, node: Arc<str>, metrics: Arc<Metrics>) {
+    Metrics::inc(&metrics.tunnels_refused);
+    let (status, proxy_status) = refusal.response(&node);
+    let mut h = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&proxy_status) {
+        h.insert(headers::PROXY_STATUS, v);
+    }
+    let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    pending.reject(status, h).await;
+}
+
+async fn reject_status(
+    pending: PendingTunnel,
+    status: http::StatusCode,
+    refusal: Option<Refusal>,
+    ctx: Arc<ListenerContext>,
+) {
+    Metrics::inc(&ctx.metrics.tunnels_refused);
+    let mut h = http::HeaderMap::new();
+    if let Some(r) = refusal {
+        let (_, ps) = r.response(&ctx.node_name);
+        if let Ok(v) = http::HeaderValue::from_str(&ps) {
+            h.insert(headers::PROXY_STATUS, v);
+        }
+    }
+    pending.reject(status, h).await;
+}

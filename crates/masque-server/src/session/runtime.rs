@@ -1,0 +1,436 @@
+//! The session runtime for datagram tunnels (CONNECT-UDP now, CONNECT-IP next):
+//! one task per tunnel that runs the handler's setup, answers the request, then
+//! relays until either side ends. Written once against the transport-generic
+//! `Tunnel` types, so HTTP/2 and HTTP/1.1 reuse it unchanged.
+//!
+//! Data plane: client datagrams arrive from the connection's demultiplexer on a
+//! bounded queue and go straight to the handler's synchronous callback; the
+//! handler's own tasks send to the client through `TunnelOutput`. No actor hop
+//! per packet.
+
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use masque_proto::{
+    capsule::{self, CapsuleDecoder},
+    datagram::{self, UDP_CONTEXT_ID},
+    headers,
+    proxy_status::TunnelFailure,
+};
+use masque_transport::{BodyRx, BodyTx, OpenTunnel, PendingTunnel, ResetReason};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    config::SessionConfig,
+    handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler},
+    metrics::Metrics,
+    output::{Activity, Control, TunnelOutput},
+};
+
+/// Everything one session needs.
+pub(crate) struct SessionSetup {
+    pub pending: PendingTunnel,
+    pub target: Target,
+    pub handler: Arc<dyn Handler>,
+    pub env: SessionEnv,
+}
+
+/// The session's surroundings, used for its whole life.
+pub(crate) struct SessionEnv {
+    pub config: Arc<SessionConfig>,
+    pub metrics: Arc<Metrics>,
+    pub node_name: Arc<str>,
+    /// Becomes true when the session must end (actor stop, node shutdown).
+    pub shutdown: watch::Receiver<bool>,
+    pub info: mpsc::Receiver<Box<dyn std::any::Any + Send>>,
+}
+
+/// Counts the session open on creation and closed on drop: exactly once on
+/// every path, including an aborted task.
+struct OpenGuard(Arc<Metrics>);
+
+impl OpenGuard {
+    fn new(metrics: &Arc<Metrics>) -> Self {
+        Metrics::inc(&metrics.sessions_opened);
+        Self(Arc::clone(metrics))
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        Metrics::inc(&self.0.sessions_closed);
+    }
+}
+
+/// Runs one tunnel to its end and returns why it ended.
+pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
+    let SessionSetup {
+        pending,
+        target,
+        handler,
+        env: mut s,
+    } = setup;
+    let _open = OpenGuard::new(&s.metrics);
+    let (control_tx, mut control_rx) = mpsc::channel(s.config.output_queue.max(1));
+    let activity = Arc::new(Activity::new());
+    let out = TunnelOutput::new(
+        control_tx,
+        s.config.output_queue,
+        Arc::clone(&activity),
+        Arc::clone(&s.metrics),
+    );
+    let request = pending.request.clone();
+    let init = AssertUnwindSafe(handler.init(&request, &target, out.clone())).catch_unwind();
+    let init = tokio::select! {
+        r = tokio::time::timeout(s.config.init_timeout, init) => r,
+        _ = stopped(&mut s.shutdown) => {
+            out.fail();
+            pending.reset(ResetReason::Cancelled);
+            return CloseReason::Shutdown;
+        }
+    };
+    let mut handler = match init {
+        Ok(Ok(Ok(h))) => h,
+        Ok(Ok(Err(refusal))) => return refuse(pending, &s, &out, &refusal).await,
+        Ok(Err(_panic)) => {
+            Metrics::inc(&s.metrics.handler_panics);
+            let r = Refusal::new(TunnelFailure::ProxyInternalError).with_details("handler panic");
+            return refuse(pending, &s, &out, &r).await;
+        }
+        Err(_elapsed) => {
+            let r = Refusal::new(TunnelFailure::ConnectionTimeout).with_details("setup timed out");
+            return refuse(pending, &s, &out, &r).await;
+        }
+    };
+    let mut response = http::HeaderMap::new();
+    response.insert(
+        headers::CAPSULE_PROTOCOL,
+        http::HeaderValue::from_static(headers::SF_TRUE),
+    );
+    let tunnel = match pending.accept(response).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, "client went away before the 2xx");
+            out.fail();
+            let reason = CloseReason::ClientAborted;
+            call_terminate(&mut *handler, &reason, &s.metrics);
+            return reason;
+        }
+    };
+    Metrics::inc(&s.metrics.tunnels_established);
+    out.open(tunnel.datagram_tx.clone()).await;
+    activity.touch();
+    let reason = relay(&mut s, tunnel, &mut *handler, &mut control_rx, &activity).await;
+    out.fail();
+    call_terminate(&mut *handler, &reason, &s.metrics);
+    reason
+}
+
+async fn refuse(
+    pending: PendingTunnel,
+    s: &SessionEnv,
+    out: &TunnelOutput,
+    refusal: &Refusal,
+) -> CloseReason {
+    out.fail();
+    Metrics::inc(&s.metrics.tunnels_refused);
+    let (status, proxy_status) = refusal.response(&s.node_name);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&proxy_status) {
+        headers.insert(headers::PROXY_STATUS, v);
+    }
+    let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    pending.reject(status, headers).await;
+    CloseReason::Handler(Action::Close)
+}
+
+fn call_terminate(handler: &mut dyn TunnelHandler, reason: &CloseReason, metrics: &Metrics) {
+    if std::panic::catch_unwind(AssertUnwindSafe(|| handler.terminate(reason))).is_err() {
+        Metrics::inc(&metrics.handler_panics);
+    }
+}
+
+/// Relays until either side ends; then closes our side as the reason demands.
+async fn relay(
+    s: &mut SessionEnv,
+    tunnel: OpenTunnel,
+    handler: &mut dyn TunnelHandler,
+    control: &mut mpsc::Receiver<Control>,
+    activity: &Activity,
+) -> CloseReason {
+    let OpenTunnel {
+        mut body_tx,
+        mut body_rx,
+        datagram_rx,
+        ..
+    } = tunnel;
+    let mut datagrams = datagram_rx;
+    let mut capsules = CapsuleDecoder::with_max_size(s.config.max_capsule_size);
+    let idle = s.config.idle_timeout;
+    let mut idle_check = tokio::time::interval(
+        idle.min(Duration::from_secs(1))
+            .max(Duration::from_millis(10)),
+    );
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut info_open = true;
+    let mut body_open = true;
+    let reason = loop {
+        tokio::select! {
+            _ = stopped(&mut s.shutdown) => break CloseReason::Shutdown,
+            d = recv_datagram(&mut datagrams) => match d {
+                Some(d) => {
+                    activity.touch();
+                    if let Some(r) = on_datagram(handler, d, &s.metrics) {
+                        break r;
+                    }
+                }
+                // The connection ended under us.
+                None => break CloseReason::ClientAborted,
+            },
+            chunk = body_rx.recv(), if body_open => match chunk {
+                Ok(Some(bytes)) => {
+                    activity.touch();
+                    capsules.push(bytes);
+                    if let Some(r) = drain_capsules(handler, &mut capsules, &s.metrics) {
+                        break r;
+                    }
+                }
+                Ok(None) => {
+                    body_open = false;
+                    // R9297-24: a FIN inside a capsule is malformed.
+                    if capsules.finish().is_err() {
+                        Metrics::inc(&s.metrics.capsules_malformed);
+                        break CloseReason::ProtocolError("capsule truncated at end of stream".into());
+                    }
+                    break CloseReason::ClientClosed;
+                }
+                Err(_) => break CloseReason::ClientAborted,
+            },
+            c = control.recv() => match c {
+                Some(Control::Capsule(c)) => {
+                    let mut buf = BytesMut::with_capacity(capsule::header_len(c.ty, c.value.len()) + c.value.len());
+                    c.encode(&mut buf);
+                    if body_tx.send(buf.freeze()).await.is_err() {
+                        break CloseReason::ClientAborted;
+                    }
+                }
+                Some(Control::End(action)) => break CloseReason::Handler(action),
+                None => {}
+            },
+            m = s.info.recv(), if info_open => match m {
+                Some(m) => {
+                    let action = catch(|| handler.info(m), &s.metrics);
+                    if let Some(r) = after(action) {
+                        break r;
+                    }
+                }
+                None => info_open = false,
+            },
+            _ = idle_check.tick() => {
+                if activity.idle_for() >= idle {
+                    Metrics::inc(&s.metrics.idle_timeouts);
+                    break CloseReason::IdleTimeout;
+                }
+            }
+        }
+    };
+    close_stream(&reason, &mut body_tx, &mut body_rx, body_open);
+    reason
+}
+
+/// Resolves once shutdown was requested (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn recv_datagram(rx: &mut Option<masque_transport::DatagramRx>) -> Option<Bytes> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        // Transports without a datagram channel carry DATAGRAM capsules only.
+        None => std::future::pending().await,
+    }
+}
+
+/// A datagram from the client (QUIC DATAGRAM or DATAGRAM capsule, R9297-31).
+fn on_datagram(
+    handler: &mut dyn TunnelHandler,
+    d: Bytes,
+    metrics: &Metrics,
+) -> Option<CloseReason> {
+    let (ctx, payload) = match datagram::parse_context(d) {
+        Ok(v) => v,
+        Err(_) => {
+            // Our choice (RFC 9297 digest §6): too short for a context id -> drop.
+            Metrics::inc(&metrics.datagrams_dropped_malformed);
+            return None;
+        }
+    };
+    if ctx != UDP_CONTEXT_ID {
+        // R9298-38: unknown context ids are dropped (and counted), never an error.
+        Metrics::inc(&metrics.datagrams_dropped_unknown_context);
+        return None;
+    }
+    if datagram::check_udp_payload(ctx, payload.len()).is_err() {
+        // R9298-41: a context-0 payload over 65527 bytes aborts the stream.
+        Metrics::inc(&metrics.datagrams_dropped_oversize);
+        return Some(CloseReason::ProtocolError(
+            "UDP payload over 65527 bytes".into(),
+        ));
+    }
+    Metrics::inc(&metrics.datagrams_from_client);
+    after(catch(|| handler.datagram(ctx, payload), metrics))
+}
+
+fn drain_capsules(
+    handler: &mut dyn TunnelHandler,
+    decoder: &mut CapsuleDecoder,
+    metrics: &Metrics,
+) -> Option<CloseReason> {
+    loop {
+        match decoder.next_capsule() {
+            Ok(Some(c)) if c.ty == capsule::DATAGRAM => {
+                if let Some(r) = on_datagram(handler, c.value, metrics) {
+                    return Some(r);
+                }
+            }
+            Ok(Some(c)) => {
+                if let Some(r) = after(catch(|| handler.capsule(c), metrics)) {
+                    return Some(r);
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                // R9297-22: a capsule error is a malformed message.
+                Metrics::inc(&metrics.capsules_malformed);
+                return Some(CloseReason::ProtocolError(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Runs a callback; a panic becomes `HandlerPanic` (the stream gets reset).
+fn catch(f: impl FnOnce() -> Action, metrics: &Metrics) -> Result<Action, ()> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
+        Metrics::inc(&metrics.handler_panics);
+    })
+}
+
+fn after(action: Result<Action, ()>) -> Option<CloseReason> {
+    match action {
+        Ok(Action::Continue) => None,
+        Ok(a) => Some(CloseReason::Handler(a)),
+        Err(()) => Some(CloseReason::HandlerPanic),
+    }
+}
+
+/// Ends our side of the stream as `reason` demands. A clean end finishes it;
+/// errors reset it. Either way our side is closed, so the connection's stream
+/// credit is never leaked.
+fn close_stream(reason: &CloseReason, tx: &mut BodyTx, rx: &mut BodyRx, body_open: bool) {
+    let reset = match reason {
+        CloseReason::ClientClosed
+        | CloseReason::IdleTimeout
+        | CloseReason::Shutdown
+        | CloseReason::Handler(Action::Close | Action::Continue) => None,
+        CloseReason::ProtocolError(_) => Some(ResetReason::Malformed),
+        CloseReason::Handler(Action::Abort) => Some(ResetReason::ConnectError),
+        CloseReason::HandlerPanic => Some(ResetReason::Internal),
+        CloseReason::ClientAborted => Some(ResetReason::Cancelled),
+    };
+    match reset {
+        None => tx.finish(),
+        Some(r) => tx.reset(r),
+    }
+    if body_open {
+        rx.stop(reset.unwrap_or(ResetReason::Cancelled));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Recorder(Vec<(u64, Bytes)>);
+
+    impl TunnelHandler for Recorder {
+        fn datagram(&mut self, ctx: u64, payload: Bytes) -> Action {
+            self.0.push((ctx, payload));
+            Action::Continue
+        }
+    }
+
+    /// R9298-38 / R9297-31: context 0 reaches the handler (also from a DATAGRAM
+    /// capsule); unknown contexts and context-less datagrams are counted drops.
+    #[test]
+    fn r9298_38_contexts_and_datagram_capsules() {
+        let m = Metrics::default();
+        let mut h = Recorder(Vec::new());
+        assert!(on_datagram(&mut h, Bytes::from_static(b"\x00abc"), &m).is_none());
+        assert!(on_datagram(&mut h, Bytes::from_static(b"\x06abc"), &m).is_none());
+        assert!(on_datagram(&mut h, Bytes::new(), &m).is_none());
+        let mut dec = CapsuleDecoder::new();
+        // DATAGRAM capsule ctx 0 "xy", GREASE capsule, DATAGRAM capsule ctx 0 "z".
+        dec.push(Bytes::from_static(&[
+            0, 3, 0, b'x', b'y', 0x17, 1, 0xaa, 0, 2, 0, b'z',
+        ]));
+        assert!(drain_capsules(&mut h, &mut dec, &m).is_none());
+        let got: Vec<_> = h.0.iter().map(|(c, p)| (*c, p.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Bytes::from_static(b"abc")),
+                (0, Bytes::from_static(b"xy")),
+                (0, Bytes::from_static(b"z"))
+            ]
+        );
+        let s = m.snapshot();
+        assert_eq!(s.datagrams_dropped_unknown_context, 1);
+        assert_eq!(s.datagrams_dropped_malformed, 1);
+        assert_eq!(s.datagrams_from_client, 3);
+    }
+
+    /// R9298-41: a context-0 payload of 65528 bytes in a capsule aborts.
+    #[test]
+    fn r9298_41_oversize_capsule_payload_aborts() {
+        let m = Metrics::default();
+        let mut h = Recorder(Vec::new());
+        let mut d = vec![0u8; 65529];
+        d[0] = 0;
+        assert!(matches!(
+            on_datagram(&mut h, Bytes::from(d), &m),
+            Some(CloseReason::ProtocolError(_))
+        ));
+        let mut ok = vec![0u8; 65528];
+        ok[0] = 0;
+        assert!(on_datagram(&mut h, Bytes::from(ok), &m).is_none());
+    }
+
+    struct Panicker;
+
+    impl TunnelHandler for Panicker {
+        fn datagram(&mut self, _: u64, _: Bytes) -> Action {
+            panic!("handler bug")
+        }
+    }
+
+    /// A panicking callback ends the tunnel with HandlerPanic (reset), counted.
+    #[test]
+    fn handler_panic_is_contained() {
+        let m = Metrics::default();
+        let r = on_datagram(&mut Panicker, Bytes::from_static(b"\x00x"), &m);
+        assert_eq!(r, Some(CloseReason::HandlerPanic));
+        assert_eq!(m.snapshot().handler_panics, 1);
+    }
+
+    /// R9297-22: a malformed capsule (DATAGRAM over the bound) ends the tunnel.
+    #[test]
+    fn r9297_22_malformed_capsule() {
+        let m = Metrics::default();
+        let mut dec = CapsuleDecoder::with_max_size(4);
+        dec.push(Bytes::from_static(&[0, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
+        let r = drain_capsules(&mut Recorder(Vec::new()), &mut dec, &m);
+        assert!(matches!(r, Some(CloseReason::ProtocolError(_))));
+        assert_eq!(m.snapshot().capsules_malformed, 1);
+    }
+}

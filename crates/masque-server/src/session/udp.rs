@@ -1,0 +1,132 @@
+//! `UdpSession`: the actor of one CONNECT-UDP tunnel (Erlang:
+//! masque_server_udp_session). It owns the runtime task that carries the data
+//! plane and takes only control messages: info for the handler, close.
+//!
+//! Cleanup is DOWN-style and total: the task stops when the actor stops for any
+//! reason (its handle aborts on drop, even when the actor is killed with its
+//! ConnectionRouter), and the actor stops when the task ends.
+
+use std::{any::Any, sync::Arc, time::Duration};
+
+use masque_transport::PendingTunnel;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::{sync::mpsc, sync::watch, task::JoinHandle};
+
+use crate::{
+    config::SessionConfig,
+    handler::{CloseReason, Handler, Target},
+    metrics::Metrics,
+    session::runtime::{self, SessionEnv, SessionSetup},
+};
+
+/// Messages a session actor takes (control plane only).
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// Delivered to `TunnelHandler::info` (bounded queue; full -> dropped, counted).
+    Info(Box<dyn Any + Send>),
+    /// Ends the tunnel cleanly (FIN), e.g. on node shutdown.
+    Close,
+    /// The runtime task ended (internal).
+    #[doc(hidden)]
+    Ended(CloseReason),
+}
+
+pub struct UdpSession;
+
+/// Spawn arguments.
+pub struct UdpSessionArgs {
+    pub(crate) pending: PendingTunnel,
+    pub(crate) target: Target,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) config: Arc<SessionConfig>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) node_name: Arc<str>,
+}
+
+/// Aborts the runtime task when the actor's state goes away (stop or kill).
+pub struct UdpSessionState {
+    task: JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+    info: mpsc::Sender<Box<dyn Any + Send>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for UdpSessionState {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How long a stopping session waits for its task to close the stream cleanly.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+impl Actor for UdpSession {
+    type Msg = SessionMsg;
+    type State = UdpSessionState;
+    type Arguments = UdpSessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: UdpSessionArgs,
+    ) -> Result<UdpSessionState, ActorProcessingErr> {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (info, info_rx) = mpsc::channel(args.config.info_queue.max(1));
+        let metrics = Arc::clone(&args.metrics);
+        let setup = SessionSetup {
+            pending: args.pending,
+            target: args.target,
+            handler: args.handler,
+            env: SessionEnv {
+                config: args.config,
+                metrics: args.metrics,
+                node_name: args.node_name,
+                shutdown: shutdown_rx,
+                info: info_rx,
+            },
+        };
+        let task = tokio::spawn(async move {
+            let reason = runtime::run(setup).await;
+            tracing::debug!(?reason, "tunnel ended");
+            // The actor may already be stopping; then nobody needs the news.
+            let _ = myself.cast(SessionMsg::Ended(reason));
+        });
+        Ok(UdpSessionState {
+            task,
+            shutdown,
+            info,
+            metrics,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut UdpSessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Info(m) => {
+                if state.info.try_send(m).is_err() {
+                    Metrics::inc(&state.metrics.info_dropped);
+                }
+            }
+            SessionMsg::Close => {
+                state.shutdown.send_replace(true);
+            }
+            SessionMsg::Ended(_) => myself.stop(None),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut UdpSessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Graceful path: let the runtime finish the stream and run `terminate`.
+        state.shutdown.send_replace(true);
+        let _ = tokio::time::timeout(STOP_GRACE, &mut state.task).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! `UdpProxy`: the built-in CONNECT-UDP handler (RFC 9298 §3.1). Resolves the
+//! target, applies the address policy, opens a connected, batched UDP socket and
+//! relays: client datagrams go out with one non-blocking send each; target
+//! datagrams are read in batches (recvmmsg/GRO) and sent to the client with
+//! backpressure.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use masque_proto::{
+    datagram::UDP_CONTEXT_ID,
+    proxy_status::TunnelFailure,
+    template::{Host, UdpTarget},
+};
+use masque_transport::TunnelRequest;
+use tokio::task::JoinHandle;
+
+use crate::{
+    handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput},
+    metrics::Metrics,
+    policy::AddressPolicy,
+    resolver::{ResolveError, Resolver, SystemResolver},
+    udp_socket::{ErrorClass, RecvBatch, TargetSocket, UdpSocketConfig, classify_error},
+};
+
+/// Configuration of the built-in UDP proxy.
+#[derive(Clone)]
+pub struct UdpProxyConfig {
+    pub policy: AddressPolicy,
+    /// R9298-17: a resolution slower than this is `dns_timeout` (504).
+    pub dns_timeout: Duration,
+    pub socket: UdpSocketConfig,
+    pub resolver: Arc<dyn Resolver>,
+}
+
+impl Default for UdpProxyConfig {
+    fn default() -> Self {
+        Self {
+            policy: AddressPolicy::default(),
+            dns_timeout: Duration::from_secs(5),
+            socket: UdpSocketConfig::default(),
+            resolver: Arc::new(SystemResolver),
+        }
+    }
+}
+
+impl std::fmt::Debug for UdpProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpProxyConfig")
+            .field("policy", &self.policy)
+            .field("dns_timeout", &self.dns_timeout)
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The CONNECT-UDP proxy handler.
+#[derive(Debug, Clone)]
+pub struct UdpProxy {
+    config: UdpProxyConfig,
+}
+
+impl UdpProxy {
+    pub fn new(config: UdpProxyConfig) -> Self {
+        Self { config }
+    }
+
+    async fn resolve(&self, target: &UdpTarget) -> Result<Vec<SocketAddr>, Refusal> {
+        let UdpTarget::Host(hp) = target else {
+            return Err(Refusal::new(TunnelFailure::MalformedRequest)
+                .with_details("wildcard target needs connect-udp-bind"));
+        };
+        let port = hp.port.get();
+        match &hp.host {
+            Host::V4(a) => Ok(vec![SocketAddr::new((*a).into(), port)]),
+            Host::V6(a) => Ok(vec![SocketAddr::new((*a).into(), port)]),
+            Host::Name(name) => {
+                let lookup = self.config.resolver.resolve(name.as_str(), port);
+                match tokio::time::timeout(self.config.dns_timeout, lookup).await {
+                    Ok(Ok(addrs)) => Ok(addrs),
+                    Ok(Err(ResolveError::NotFound)) => {
+                        Err(Refusal::new(TunnelFailure::DnsError).with_rcode("NXDOMAIN"))
+                    }
+                    Ok(Err(ResolveError::Failed(e))) => Err(Refusal::new(TunnelFailure::DnsError)
+                        .with_rcode("SERVFAIL")
+                        .with_details(e)),
+                    Err(_) => Err(Refusal::new(TunnelFailure::DnsTimeout)),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for UdpProxy {
+    /// Literal IP targets are checked against the policy before any session.
+    async fn accept(&self, _request: &TunnelRequest, target: &Target) -> Result<(), Refusal> {
+        let Target::Udp(UdpTarget::Host(hp)) = target else {
+            return Ok(());
+        };
+        let ip = match hp.host {
+            Host::V4(a) => a.into(),
+            Host::V6(a) => a.into(),
+            Host::Name(_) => return Ok(()),
+        };
+        if self.config.policy.allows(ip) {
+            Ok(())
+        } else {
+            Err(prohibited())
+        }
+    }
+
+    async fn init(
+        &self,
+        _request: &TunnelRequest,
+        target: &Target,
+        out: TunnelOutput,
+    ) -> Result<Box<dyn TunnelHandler>, Refusal> {
+        let Target::Udp(target) = target;
+        let addrs = self.resolve(target).await?;
+        // R9298-53: check every resolved address; use the first allowed one.
+        let addr = addrs
+            .into_iter()
+            .find(|a| self.config.policy.allows(a.ip()))
+            .ok_or_else(prohibited)?;
+        let socket = TargetSocket::connect(addr, &self.config.socket).map_err(|e| {
+            Refusal::new(TunnelFailure::DestinationUnroutable).with_details(e.to_string())
+        })?;
+        let socket = Arc::new(socket);
+        let metrics = Arc::clone(out.metrics());
+        let reader = tokio::spawn(target_to_client(Arc::clone(&socket), out));
+        Ok(Box::new(UdpTunnel {
+            socket,
+            reader,
+            metrics,
+        }))
+    }
+}
+
+fn prohibited() -> Refusal {
+    Refusal::new(TunnelFailure::DestinationProhibited)
+}
+
+/// One tunnel's state: the target socket and the task reading from it.
+struct UdpTunnel {
+    socket: Arc<TargetSocket>,
+    reader: JoinHandle<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for UdpTunnel {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl TunnelHandler for UdpTunnel {
+    fn datagram(&mut self, context_id: u64, payload: Bytes) -> Action {
+        debug_assert_eq!(context_id, UDP_CONTEXT_ID);
+        match self.socket.try_send(&payload) {
+            Ok(()) => Metrics::inc(&self.metrics.datagrams_to_target),
+            Err(e) => match classify_error(&e) {
+                // The tunnel stays up on ICMP unreachable (our choice: the
+                // target may come back; R9298-20 is noted in conformance.md).
+                ErrorClass::Unreachable => Metrics::inc(&self.metrics.icmp_unreachable),
+                ErrorClass::Transient => Metrics::inc(&self.metrics.datagrams_to_target_dropped),
+                ErrorClass::Fatal => return Action::Abort,
+            },
+        }
+        Action::Continue
+    }
+
+    fn terminate(&mut self, reason: &CloseReason) {
+        tracing::debug!(peer = %self.socket.peer_addr(), ?reason, "UDP tunnel closed");
+        self.reader.abort();
+    }
+}
+
+/// Target -> client: batched receive, one buffer per datagram (the only
+/// allocation), sent with backpressure.
+async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
+    if !out.opened().await {
+        return;
+    }
+    let metrics = Arc::clone(out.metrics());
+    let mut batch = RecvBatch::new(crate::udp_socket::DEFAULT_RECV_SLOTS);
+    loop {
+        match socket.recv_batch(&mut batch).await {
+            Ok(_) => {
+                out.touch();
+                for d in batch.iter() {
+                    Metrics::inc(&metrics.datagrams_from_target);
+                    if out.send_datagram(UDP_CONTEXT_ID, d).await.is_err() {
+                        // Too large for the tunnel (R9298-50: drop) or closing.
+                        Metrics::inc(&metrics.datagrams_to_client_dropped);
+                    }
+                }
+            }
+            Err(e) if classify_error(&e) == ErrorClass::Unreachable => {
+                Metrics::inc(&metrics.icmp_unreachable);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "target socket failed");
+                let _ = out.abort();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,1463 @@
+//! The proxy's target-side UDP socket for one CONNECT-UDP tunnel (RFC 9298), with batched I/O.
+//!
+//! # Why batching
+//!
+//! A plain `tokio::net::UdpSocket` makes one system call per datagram (measured here at about
+//! 99k datagrams/s), while the client side of a tunnel (QUIC DATAGRAM frames through quinn, which
+//! batches) sustains about 256k datagrams/s. Unless the target-side socket batches too it is the
+//! tunnel's bottleneck, and its receive queue overflows under bursts.
+//!
+//! [`TargetSocket`] therefore does its I/O through [`quinn_udp::UdpSocketState`]:
+//!
+//! * **Receive**: [`TargetSocket::recv_batch`] makes one `recvmmsg(2)` call that fills up to
+//!   [`quinn_udp::BATCH_SIZE`] (32) buffers of a caller-owned, reusable [`RecvBatch`]. With UDP GRO
+//!   (enabled opportunistically by quinn-udp on Linux) the kernel may additionally coalesce several
+//!   equal-sized datagrams of one flow into a single buffer; [`RecvBatch::iter`] splits such
+//!   buffers again at their `stride`, so the caller always sees one `&[u8]` per datagram. Nothing is
+//!   allocated per datagram: the caller copies each payload once into its outgoing QUIC datagram.
+//! * **Send**: [`TargetSocket::send`] sends one datagram (one `send(2)` on the connected socket);
+//!   [`TargetSocket::try_send`] does the same without waiting, for synchronous callers.
+//!   [`TargetSocket::send_batch`] (and the non-waiting [`TargetSocket::try_send_batch`]) sends a
+//!   caller-owned [`SendBatch`]; runs of consecutive payloads of equal length (the last one of a
+//!   run may be shorter) go out as a single `sendmsg(2)` with UDP GSO (`UDP_SEGMENT`), up to
+//!   [`UdpSocketState::max_gso_segments`] datagrams and 65,507 bytes per call; everything else
+//!   is sent one datagram per call. A GSO run the kernel rejects is resent one by one.
+//!
+//! The counters in [`TargetSocketStats`] (`recv_batches`, `send_syscalls`, ...) show what a batch
+//! costs: [`TargetSocketStats::datagrams_per_recv_syscall`] and
+//! [`TargetSocketStats::datagrams_per_send_syscall`].
+//!
+//! # Socket setup
+//!
+//! One socket per tunnel, of the target's address family (IPv4-mapped IPv6 targets are treated as
+//! IPv4), bound to the unspecified address with an ephemeral port, **connected** to the target so
+//! that the kernel filters out datagrams from other sources (R9298-18) and reports ICMP errors.
+//! The kernel's default receive buffer (208 KiB) overflows at about 65k datagrams/s of 1200 bytes,
+//! so [`UdpSocketConfig`] asks for 4 MiB receive / 1 MiB send buffers; the kernel caps these at
+//! `net.core.rmem_max` / `wmem_max` (and Linux reports twice the granted value, which includes
+//! its bookkeeping overhead). The sizes actually granted are in [`TargetSocket::buffer_sizes`]; a
+//! warning is logged once per process when the kernel granted less than asked.
+//!
+//! quinn-udp sets `IP_MTU_DISCOVER = IP_PMTUDISC_PROBE` / `IPV6_DONTFRAG`: datagrams leave with
+//! DF set and are never fragmented by this host; a payload too large for the egress interface
+//! fails with `EMSGSIZE` and is dropped and counted (R9298-23: no IP fragmentation, too-large
+//! datagrams are silently dropped).
+//!
+//! # ICMP errors
+//!
+//! Because the socket is connected, an ICMP error for one of its datagrams (port unreachable,
+//! host/network unreachable, protocol unreachable, ...) is stored by the kernel on the socket and
+//! reported, once, by the next receive or send call on it: `ECONNREFUSED` for ICMP port
+//! unreachable. This does **not** make the socket unusable: the error is consumed by the call
+//! that reports it, and later calls work normally. This module never closes the socket for it:
+//!
+//! * Every such error is counted in [`TargetSocketStats::icmp_unreachable`].
+//! * With [`UdpSocketConfig::report_unreachable`] (the default), [`TargetSocket::recv_batch`]
+//!   returns it as an `Err` with the original OS error (kind
+//!   [`io::ErrorKind::ConnectionRefused`], `HostUnreachable`, `NetworkUnreachable`, ...);
+//!   [`classify_error`] tells such an error apart from a fatal one (it returns
+//!   [`ErrorClass::Unreachable`]). The caller decides: RFC 9298 §3.1 (R9298-20) asks the proxy to
+//!   close the request stream when the OS reports the socket unusable, e.g. on ICMP unreachable.
+//!   The socket remains usable, so a caller that chooses to keep the tunnel simply calls
+//!   `recv_batch` again. With `report_unreachable = false` it is only counted.
+//! * A send that hits such a pending error did not transmit its datagram (Linux checks the
+//!   pending error before building the packet), so the send path retries that datagram once. If
+//!   it consumed the error, the error is handed to the receive side: the next (or the currently
+//!   waiting) `recv_batch` reports it, so the ICMP signal is not lost whichever task saw it first.
+//!   `send`/`send_batch` themselves only fail for fatal socket errors; `try_send` returns an ICMP
+//!   error only when its retry hit a second one (each ICMP error is reported exactly once).
+//! * `recv_batch` waits for error readiness as well as readability, because an ICMP error wakes
+//!   the socket with `EPOLLERR` alone; without that a receive-only tunnel would not notice it
+//!   until the target sent data.
+//! * Other per-datagram errors (`EMSGSIZE` from an ICMP "fragmentation needed" or an oversized
+//!   payload, `ENOBUFS`, a firewall's `EPERM`, ...) are counted in `recv_errors` / `send_errors`
+//!   and the datagram is dropped; UDP is unreliable and the tunnel goes on.
+//!
+//! # Kernel drops
+//!
+//! `SO_RXQ_OVFL` is not enabled: its counter travels in a control message that quinn-udp's
+//! receive path does not hand out (reading it would mean our own `recvmmsg` and `unsafe` code),
+//! and it would take control-message space quinn-udp sized for its own options. Instead
+//! [`TargetSocket::kernel_drops`] reads the same per-socket counter (`sk_drops`) from the `drops`
+//! column of `/proc/self/net/udp{,6}` (Linux only). That costs a scan of the namespace's UDP
+//! socket table, so call it for diagnostics or periodic metrics, not per datagram.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+use quinn_udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+
+/// Size of one receive slot: large enough for any UDP payload (at most 65,527 bytes over IPv6,
+/// 65,507 over IPv4) and for a GRO-coalesced buffer, which the kernel keeps under 64 KiB.
+pub const RECV_SLOT_SIZE: usize = 65_535;
+
+/// Default number of receive slots in a [`RecvBatch`] (also the most one `recvmmsg` call fills).
+pub const DEFAULT_RECV_SLOTS: usize = BATCH_SIZE;
+
+/// Default requested receive buffer (`SO_RCVBUF`): 4 MiB.
+pub const DEFAULT_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Default requested send buffer (`SO_SNDBUF`): 1 MiB.
+pub const DEFAULT_SEND_BUFFER: usize = 1024 * 1024;
+
+/// Largest total payload of one GSO `sendmsg`: the IPv4 limit (65,535 − 20 − 8), used for both
+/// families.
+const MAX_GSO_BYTES: usize = 65_507;
+
+/// Largest number of segments per GSO call (`UDP_MAX_SEGMENTS` of older Linux kernels).
+const MAX_GSO_SEGMENTS: usize = 64;
+
+/// Settings for a [`TargetSocket`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpSocketConfig {
+    /// Requested `SO_RCVBUF` in bytes (default 4 MiB). The kernel caps it at `net.core.rmem_max`.
+    pub recv_buffer_size: usize,
+    /// Requested `SO_SNDBUF` in bytes (default 1 MiB). The kernel caps it at `net.core.wmem_max`.
+    pub send_buffer_size: usize,
+    /// Use UDP GSO in [`TargetSocket::send_batch`] when the platform supports it (default true).
+    pub gso: bool,
+    /// Return ICMP-unreachable errors from [`TargetSocket::recv_batch`] (default true) instead of
+    /// only counting them. See the module documentation.
+    pub report_unreachable: bool,
+}
+
+impl Default for UdpSocketConfig {
+    fn default() -> Self {
+        Self {
+            recv_buffer_size: DEFAULT_RECV_BUFFER,
+            send_buffer_size: DEFAULT_SEND_BUFFER,
+            gso: true,
+            report_unreachable: true,
+        }
+    }
+}
+
+/// Socket buffer sizes the kernel granted, as reported by `getsockopt` (on Linux twice the
+/// granted value, which accounts for bookkeeping overhead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSizes {
+    /// Effective `SO_RCVBUF` in bytes.
+    pub recv: usize,
+    /// Effective `SO_SNDBUF` in bytes.
+    pub send: usize,
+}
+
+/// How an I/O error from a [`TargetSocket`] affects the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// An ICMP unreachable error (port, host, network or protocol unreachable) reported
+    /// asynchronously on the connected socket. The socket remains usable.
+    Unreachable,
+    /// A per-datagram problem (too large, no buffer space, filtered, ...): that datagram is
+    /// lost, the socket remains usable.
+    Transient,
+    /// Anything else: the socket should be considered broken.
+    Fatal,
+}
+
+/// Classifies an error returned by (or seen inside) a [`TargetSocket`] operation.
+pub fn classify_error(err: &io::Error) -> ErrorClass {
+    use io::ErrorKind as K;
+    match err.kind() {
+        K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable => {
+            return ErrorClass::Unreachable;
+        }
+        K::WouldBlock
+        | K::Interrupted
+        | K::NetworkDown
+        | K::ConnectionReset
+        | K::TimedOut
+        | K::PermissionDenied
+        | K::OutOfMemory => return ErrorClass::Transient,
+        _ => {}
+    }
+    match err.raw_os_error() {
+        Some(libc::EHOSTDOWN | libc::ENONET | libc::ENOPROTOOPT) => ErrorClass::Unreachable,
+        Some(libc::EMSGSIZE | libc::ENOBUFS | libc::EPROTO | libc::EOPNOTSUPP) => {
+            ErrorClass::Transient
+        }
+        _ => ErrorClass::Fatal,
+    }
+}
+
+/// A snapshot of a [`TargetSocket`]'s counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetSocketStats {
+    /// Datagrams received from the target (after splitting GRO buffers).
+    pub datagrams_received: u64,
+    /// Payload bytes received from the target.
+    pub bytes_received: u64,
+    /// Successful receive system calls (`recvmmsg`), each returning one batch.
+    pub recv_batches: u64,
+    /// Buffers filled by those calls; fewer than `datagrams_received` when GRO coalesced.
+    pub recv_buffers: u64,
+    /// Receive attempts that found nothing (`EAGAIN`): wasted system calls.
+    pub recv_would_block: u64,
+    /// Datagrams handed to the kernel for the target.
+    pub datagrams_sent: u64,
+    /// Payload bytes handed to the kernel for the target.
+    pub bytes_sent: u64,
+    /// Successful send system calls (`send` or GSO `sendmsg`).
+    pub send_syscalls: u64,
+    /// Of those, GSO calls carrying more than one datagram.
+    pub gso_sends: u64,
+    /// Send attempts that found the send buffer full (`EAGAIN`).
+    pub send_would_block: u64,
+    /// ICMP unreachable errors reported by the kernel (port unreachable = `ECONNREFUSED`, and host,
+    /// network, protocol unreachable), on either the receive or the send path.
+    pub icmp_unreachable: u64,
+    /// Other non-fatal errors seen by receive calls (e.g. `EMSGSIZE` from ICMP "fragmentation
+    /// needed").
+    pub recv_errors: u64,
+    /// Datagrams dropped on send because of a non-fatal error (too large, no buffer space, ...).
+    pub send_errors: u64,
+}
+
+impl TargetSocketStats {
+    /// Average datagrams per successful receive system call (0 when nothing was received).
+    pub fn datagrams_per_recv_syscall(&self) -> f64 {
+        ratio(self.datagrams_received, self.recv_batches)
+    }
+
+    /// Average datagrams per successful send system call (0 when nothing was sent).
+    pub fn datagrams_per_send_syscall(&self) -> f64 {
+        ratio(self.datagrams_sent, self.send_syscalls)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    datagrams_received: AtomicU64,
+    bytes_received: AtomicU64,
+    recv_batches: AtomicU64,
+    recv_buffers: AtomicU64,
+    recv_would_block: AtomicU64,
+    datagrams_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    send_syscalls: AtomicU64,
+    gso_sends: AtomicU64,
+    send_would_block: AtomicU64,
+    icmp_unreachable: AtomicU64,
+    recv_errors: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Reusable receive buffers for [`TargetSocket::recv_batch`].
+///
+/// Holds `slots` buffers of [`RECV_SLOT_SIZE`] bytes in one allocation made up front (2 MiB for
+/// the default 32 slots; the memory is zero-initialised lazily by the OS, so only pages the kernel
+/// actually writes become resident: about one page per slot for 1200-byte datagrams). After a
+/// call, [`iter`](Self::iter) yields each received datagram as a `&[u8]` borrowed from these
+/// buffers; they are overwritten by the next call.
+pub struct RecvBatch {
+    storage: Box<[u8]>,
+    metas: Box<[RecvMeta]>,
+    slots: usize,
+    /// Buffers filled by the last receive.
+    filled: usize,
+    /// Datagrams in those buffers.
+    datagrams: usize,
+    /// Payload bytes in those buffers.
+    bytes: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slots", &self.slots)
+            .field("filled", &self.filled)
+            .field("datagrams", &self.datagrams)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new(DEFAULT_RECV_SLOTS)
+    }
+}
+
+impl RecvBatch {
+    /// Creates a batch with `slots` receive buffers, clamped to `1..=`[`quinn_udp::BATCH_SIZE`]
+    /// (one `recvmmsg` call fills at most that many).
+    pub fn new(slots: usize) -> Self {
+        let slots = slots.clamp(1, BATCH_SIZE);
+        Self {
+            storage: vec![0u8; slots * RECV_SLOT_SIZE].into_boxed_slice(),
+            metas: vec![RecvMeta::default(); slots].into_boxed_slice(),
+            slots,
+            filled: 0,
+            datagrams: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Number of receive buffers.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Number of datagrams held from the last receive.
+    pub fn len(&self) -> usize {
+        self.datagrams
+    }
+
+    /// True when no datagram is held.
+    pub fn is_empty(&self) -> bool {
+        self.datagrams == 0
+    }
+
+    /// Total payload bytes held from the last receive.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of kernel buffers the last receive filled (fewer than [`len`](Self::len) when GRO
+    /// coalesced datagrams).
+    pub fn buffers(&self) -> usize {
+        self.filled
+    }
+
+    /// Forgets the held datagrams (the memory is kept).
+    pub fn clear(&mut self) {
+        self.filled = 0;
+        self.datagrams = 0;
+        self.bytes = 0;
+    }
+
+    /// Iterates over the held datagrams, in arrival order, one slice per datagram.
+    pub fn iter(&self) -> Datagrams<'_> {
+        Datagrams {
+            batch: self,
+            buffer: 0,
+            offset: 0,
+            remaining: self.datagrams,
+        }
+    }
+
+    /// Records the result of a receive of `filled` buffers; returns (datagrams, bytes).
+    fn set_filled(&mut self, filled: usize) -> (usize, usize) {
+        let filled = filled.min(self.slots);
+        let mut datagrams = 0;
+        let mut bytes = 0;
+        for meta in &self.metas[..filled] {
+            datagrams += segments(meta);
+            bytes += meta.len;
+        }
+        self.filled = filled;
+        self.datagrams = datagrams;
+        self.bytes = bytes;
+        (datagrams, bytes)
+    }
+}
+
+/// Number of datagrams in one received buffer (GRO puts several, `stride` bytes apart).
+fn segments(meta: &RecvMeta) -> usize {
+    if meta.len == 0 {
+        1 // an empty datagram is still a datagram
+    } else {
+        meta.len.div_ceil(effective_stride(meta))
+    }
+}
+
+fn effective_stride(meta: &RecvMeta) -> usize {
+    if meta.stride == 0 || meta.stride > meta.len {
+        meta.len
+    } else {
+        meta.stride
+    }
+}
+
+impl<'a> IntoIterator for &'a RecvBatch {
+    type Item = &'a [u8];
+    type IntoIter = Datagrams<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over the datagrams of a [`RecvBatch`]; see [`RecvBatch::iter`].
+#[derive(Debug, Clone)]
+pub struct Datagrams<'a> {
+    batch: &'a RecvBatch,
+    buffer: usize,
+    offset: usize,
+    remaining: usize,
+}
+
+impl<'a> Iterator for Datagrams<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let batch = self.batch;
+        if self.buffer >= batch.filled {
+            return None;
+        }
+        let meta = &batch.metas[self.buffer];
+        let start = self.buffer * RECV_SLOT_SIZE;
+        let data = &batch.storage[start..start + meta.len];
+        let end = (self.offset + effective_stride(meta)).min(meta.len);
+        let datagram = &data[self.offset..end];
+        if end >= meta.len {
+            self.buffer += 1;
+            self.offset = 0;
+        } else {
+            self.offset = end;
+        }
+        self.remaining = self.remaining.saturating_sub(1);
+        Some(datagram)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for Datagrams<'_> {}
+
+/// Outgoing datagrams for [`TargetSocket::send_batch`], stored back to back in one reusable
+/// buffer (the layout GSO needs).
+///
+/// Pushing copies the payload; the buffer grows to the largest batch seen and is then reused, so
+/// a steady-state batch allocates nothing.
+#[derive(Debug, Default, Clone)]
+pub struct SendBatch {
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+    /// Datagrams already handed to the kernel by an interrupted `send_batch`.
+    next: usize,
+    /// Their total bytes (offset of datagram `next` in `buf`).
+    next_offset: usize,
+    /// Datagrams before this index are sent one by one (a GSO send of them failed).
+    singles_until: usize,
+}
+
+impl SendBatch {
+    /// Creates an empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates an empty batch with room for `datagrams` datagrams of `bytes` bytes in total.
+    pub fn with_capacity(datagrams: usize, bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+            lens: Vec::with_capacity(datagrams),
+            next: 0,
+            next_offset: 0,
+            singles_until: 0,
+        }
+    }
+
+    /// Appends one datagram payload (copied).
+    pub fn push(&mut self, payload: &[u8]) {
+        self.buf.extend_from_slice(payload);
+        self.lens.push(payload.len());
+    }
+
+    /// Number of datagrams not yet sent.
+    pub fn len(&self) -> usize {
+        self.lens.len() - self.next
+    }
+
+    /// True when there is nothing left to send.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes not yet sent.
+    pub fn bytes(&self) -> usize {
+        self.buf.len() - self.next_offset
+    }
+
+    /// Discards all datagrams (the memory is kept).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.lens.clear();
+        self.next = 0;
+        self.next_offset = 0;
+        self.singles_until = 0;
+    }
+}
+
+/// Result of handing one datagram (or one GSO run) to the kernel.
+enum Sent {
+    /// Transmitted.
+    Ok,
+    /// Dropped because of this non-fatal error (ICMP errors already counted, nothing else).
+    Dropped(io::Error),
+    /// A GSO send failed for a reason other than an ICMP error: resend one by one.
+    GsoFailed(io::Error),
+}
+
+/// The target-side UDP socket of one CONNECT-UDP tunnel. See the module documentation.
+///
+/// All methods take `&self`: one task may receive while another sends.
+#[derive(Debug)]
+pub struct TargetSocket {
+    io: UdpSocket,
+    state: UdpSocketState,
+    peer: SocketAddr,
+    local: SocketAddr,
+    buffers: BufferSizes,
+    gso: bool,
+    report_unreachable: bool,
+    counters: Counters,
+    /// Raw OS error of an ICMP unreachable consumed by the send path, for `recv_batch` to report
+    /// (0 = none).
+    pending_unreachable: AtomicI32,
+    /// Wakes a `recv_batch` waiting for readiness when `pending_unreachable` is set.
+    unreachable_notify: Notify,
+}
+
+impl TargetSocket {
+    /// Creates the socket for a tunnel to `target`: family of the target, non-blocking, bound to
+    /// the unspecified address and an ephemeral port, buffers sized from `cfg`, connected to
+    /// `target`. Must be called within a Tokio runtime.
+    pub fn connect(target: SocketAddr, cfg: &UdpSocketConfig) -> io::Result<Self> {
+        let peer = SocketAddr::new(target.ip().to_canonical(), target.port());
+        let unspecified: IpAddr = match peer {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let socket = Socket::new(Domain::for_address(peer), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_nonblocking(true)?;
+        // Buffer sizes are best effort: the kernel caps them, and an error here must not prevent
+        // the tunnel (the effective sizes are reported either way).
+        if let Err(e) = socket.set_recv_buffer_size(cfg.recv_buffer_size) {
+            tracing::debug!(error = %e, "SO_RCVBUF not set");
+        }
+        if let Err(e) = socket.set_send_buffer_size(cfg.send_buffer_size) {
+            tracing::debug!(error = %e, "SO_SNDBUF not set");
+        }
+        socket.bind(&SockAddr::from(SocketAddr::new(unspecified, 0)))?;
+        socket.connect(&SockAddr::from(peer))?;
+        let buffers = BufferSizes {
+            recv: socket.recv_buffer_size()?,
+            send: socket.send_buffer_size()?,
+        };
+        warn_if_capped(cfg, buffers);
+
+        let io = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
+        let state = UdpSocketState::new(UdpSockRef::from(&io))?;
+        let local = io.local_addr()?;
+        tracing::debug!(
+            %peer, %local, recv_buffer = buffers.recv, send_buffer = buffers.send,
+            max_gso_segments = state.max_gso_segments(), gro_segments = state.gro_segments(),
+            "target UDP socket connected"
+        );
+        Ok(Self {
+            io,
+            state,
+            peer,
+            local,
+            buffers,
+            gso: cfg.gso,
+            report_unreachable: cfg.report_unreachable,
+            counters: Counters::default(),
+            pending_unreachable: AtomicI32::new(0),
+            unreachable_notify: Notify::new(),
+        })
+    }
+
+    /// The target this socket is connected to (IPv4-mapped IPv6 addresses made IPv4).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The local address and ephemeral port the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Socket buffer sizes the kernel granted.
+    pub fn buffer_sizes(&self) -> BufferSizes {
+        self.buffers
+    }
+
+    /// Datagrams per GSO send this platform allows (1 = no GSO). May drop to 1 at run time if
+    /// the kernel or driver rejects GSO.
+    pub fn max_gso_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Datagrams the kernel may coalesce into one receive buffer (1 = no GRO).
+    pub fn gro_segments(&self) -> usize {
+        self.state.gro_segments()
+    }
+
+    /// Receives the next batch of datagrams from the target into `batch`, replacing its previous
+    /// contents, and returns how many datagrams it holds (at least 1).
+    ///
+    /// Waits for the socket, then makes one `recvmmsg` call filling up to `batch.slots()`
+    /// buffers. ICMP unreachable errors are counted and, with
+    /// [`UdpSocketConfig::report_unreachable`], returned (the socket stays usable: call again to
+    /// keep receiving); other per-datagram errors are counted and skipped. Any other error is
+    /// fatal for the socket. Cancel safe: no datagram is lost if the future is dropped.
+    pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.clear();
+        let interest = Interest::READABLE | Interest::ERROR;
+        loop {
+            if self.report_unreachable
+                && let Some(err) = self.take_pending_unreachable()
+            {
+                return Err(err);
+            }
+            let ready = tokio::select! {
+                biased;
+                ready = self.io.ready(interest) => ready?,
+                () = self.unreachable_notify.notified(), if self.report_unreachable => continue,
+            };
+            // `try_io` must get a single interest: tokio (1.54) masks a combined one such as
+            // `READABLE | ERROR` to nothing and then never runs the closure. Readable first (the
+            // call also reports a pending error); error-only readiness is cleared by the
+            // `WouldBlock` that follows consuming the error.
+            let attempt = if ready.is_readable() || ready.is_read_closed() {
+                Interest::READABLE
+            } else {
+                Interest::ERROR
+            };
+
+            let slots = batch.slots;
+            let mut chunks = batch.storage.chunks_mut(RECV_SLOT_SIZE);
+            let mut iovs: [IoSliceMut<'_>; BATCH_SIZE] =
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
+            let metas = &mut batch.metas[..slots];
+            let res = self.io.try_io(attempt, || {
+                self.state
+                    .recv(UdpSockRef::from(&self.io), &mut iovs[..slots], metas)
+            });
+            match res {
+                Ok(0) => continue,
+                Ok(filled) => {
+                    let (datagrams, bytes) = batch.set_filled(filled);
+                    let c = &self.counters;
+                    bump(&c.recv_batches, 1);
+                    bump(&c.recv_buffers, filled as u64);
+                    bump(&c.datagrams_received, datagrams as u64);
+                    bump(&c.bytes_received, bytes as u64);
+                    return Ok(datagrams);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    bump(&self.counters.recv_would_block, 1);
+                }
+                Err(e) => match classify_error(&e) {
+                    ErrorClass::Unreachable => {
+                        bump(&self.counters.icmp_unreachable, 1);
+                        tracing::trace!(peer = %self.peer, error = %e, "ICMP unreachable on receive");
+                        if self.report_unreachable {
+                            return Err(e);
+                        }
+                    }
+                    ErrorClass::Transient => {
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            bump(&self.counters.recv_errors, 1);
+                            tracing::trace!(peer = %self.peer, error = %e, "receive error ignored");
+                        }
+                    }
+                    ErrorClass::Fatal => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Sends one datagram to the target (one `send` system call, waiting while the send buffer is
+    /// full).
+    ///
+    /// Returns `Ok` also when the datagram was dropped because of a non-fatal error (counted in
+    /// [`TargetSocketStats::send_errors`]); an ICMP unreachable consumed here is counted, the
+    /// datagram retried once, and the error handed to [`recv_batch`](Self::recv_batch). `Err`
+    /// means the socket is broken. Cancel safe (the datagram was either sent or not).
+    pub async fn send(&self, payload: &[u8]) -> io::Result<()> {
+        loop {
+            self.io.writable().await?;
+            match self
+                .io
+                .try_io(Interest::WRITABLE, || self.transmit_now(payload, None))
+            {
+                Ok(Sent::Ok) => self.count_sent(1, payload.len(), false),
+                Ok(Sent::Dropped(err) | Sent::GsoFailed(err)) => {
+                    bump(&self.counters.send_errors, 1);
+                    self.hand_unreachable_to_receiver(&err);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+            return Ok(());
+        }
+    }
+
+    /// Sends one datagram now, without waiting: for synchronous callers.
+    ///
+    /// One `send` system call on the connected socket (two after an ICMP error, see below),
+    /// independent of Tokio's readiness state. Errors, to be sorted with [`classify_error`]:
+    ///
+    /// * [`io::ErrorKind::WouldBlock`]: the send buffer is full, the datagram was not sent;
+    /// * [`ErrorClass::Transient`]: the datagram was dropped (also counted in `send_errors`);
+    /// * [`ErrorClass::Unreachable`]: only if the retry after an ICMP error hit another one; the
+    ///   datagram was dropped. The first ICMP error is, as with [`send`](Self::send), counted and
+    ///   handed to [`recv_batch`](Self::recv_batch), and the datagram retried: each ICMP error is
+    ///   reported exactly once, here or there;
+    /// * [`ErrorClass::Fatal`]: the socket is broken.
+    pub fn try_send(&self, payload: &[u8]) -> io::Result<()> {
+        match self.transmit_now(payload, None)? {
+            Sent::Ok => {
+                self.count_sent(1, payload.len(), false);
+                Ok(())
+            }
+            Sent::Dropped(err) | Sent::GsoFailed(err) => {
+                bump(&self.counters.send_errors, 1);
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends every datagram of `batch` to the target and empties it; returns how many were
+    /// handed to the kernel (the rest were dropped on non-fatal errors and counted).
+    ///
+    /// Consecutive payloads of equal length (the last of a run may be shorter) are sent with one
+    /// GSO `sendmsg` when [`UdpSocketConfig::gso`] is on and the platform supports it; the rest
+    /// one `send` each. If the kernel rejects a GSO send (other than for an ICMP error), that run
+    /// is sent again one datagram at a time. Errors as for [`send`](Self::send). If the future is
+    /// dropped, or a fatal error is returned, `batch` keeps exactly the datagrams not yet sent.
+    pub async fn send_batch(&self, batch: &mut SendBatch) -> io::Result<usize> {
+        let mut sent = 0;
+        while !batch.is_empty() {
+            self.io.writable().await?;
+            match self
+                .io
+                .try_io(Interest::WRITABLE, || self.send_batch_now(batch, &mut sent))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        batch.clear();
+        Ok(sent)
+    }
+
+    /// Like [`send_batch`](Self::send_batch) but without waiting, for synchronous callers: sends
+    /// until `batch` is empty (then clears it) or the send buffer is full; returns how many
+    /// datagrams were handed to the kernel. What could not be sent stays in `batch` (check
+    /// [`SendBatch::is_empty`]; [`SendBatch::clear`] to drop it). `Err` only for a fatal error.
+    pub fn try_send_batch(&self, batch: &mut SendBatch) -> io::Result<usize> {
+        let mut sent = 0;
+        match self.send_batch_now(batch, &mut sent) {
+            Ok(()) => batch.clear(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        Ok(sent)
+    }
+
+    /// Sends from `batch` until it is empty (`Ok`) or the send buffer is full (`WouldBlock`);
+    /// progress is recorded in `batch`, the number of datagrams sent added to `sent`.
+    fn send_batch_now(&self, batch: &mut SendBatch, sent: &mut usize) -> io::Result<()> {
+        while batch.next < batch.lens.len() {
+            let (count, segment, bytes) = self.next_run(batch);
+            let gso = count > 1;
+            let contents = &batch.buf[batch.next_offset..batch.next_offset + bytes];
+            match self.transmit_now(contents, gso.then_some(segment))? {
+                Sent::Ok => {
+                    self.count_sent(count, bytes, gso);
+                    *sent += count;
+                }
+                Sent::Dropped(err) => {
+                    bump(&self.counters.send_errors, count as u64);
+                    self.hand_unreachable_to_receiver(&err);
+                }
+                Sent::GsoFailed(err) => {
+                    tracing::debug!(
+                        peer = %self.peer, count, segment, error = %err,
+                        "GSO send failed; sending these datagrams one by one"
+                    );
+                    batch.singles_until = batch.next + count;
+                    continue;
+                }
+            }
+            batch.next += count;
+            batch.next_offset += bytes;
+        }
+        Ok(())
+    }
+
+    /// The GSO run starting at `batch.next`: (datagrams, segment size, bytes).
+    fn next_run(&self, batch: &SendBatch) -> (usize, usize, usize) {
+        let lens = &batch.lens[batch.next..];
+        let segment = lens[0];
+        let max_segments = if self.gso && segment > 0 && batch.next >= batch.singles_until {
+            self.state
+                .max_gso_segments()
+                .min(MAX_GSO_SEGMENTS)
+                .min(MAX_GSO_BYTES / segment)
+        } else {
+            1
+        };
+        let mut count = 1;
+        let mut bytes = segment;
+        while count < max_segments && count < lens.len() {
+            let len = lens[count];
+            if len == 0 || len > segment || bytes + len > MAX_GSO_BYTES {
+                break;
+            }
+            count += 1;
+            bytes += len;
+            if len < segment {
+                break; // a shorter datagram can only end a GSO run
+            }
+        }
+        (count, segment, bytes)
+    }
+
+    /// Hands `contents` to the kernel now, as one datagram or (with `segment_size`) one GSO run.
+    ///
+    /// `Err` only for `WouldBlock` (nothing sent) and fatal errors. After an ICMP error (which
+    /// means this datagram was not sent) the error is counted and handed to the receive side, and
+    /// the send retried once; a second failure drops the datagram.
+    fn transmit_now(&self, contents: &[u8], segment_size: Option<usize>) -> io::Result<Sent> {
+        let mut retried = false;
+        loop {
+            let res = match segment_size {
+                None => socket2::SockRef::from(&self.io).send(contents).map(drop),
+                Some(segment) => {
+                    let transmit = Transmit {
+                        destination: self.peer,
+                        ecn: None,
+                        contents,
+                        segment_size: Some(segment),
+                        src_ip: None,
+                    };
+                    self.state.try_send(UdpSockRef::from(&self.io), &transmit)
+                }
+            };
+            let err = match res {
+                Ok(()) => return Ok(Sent::Ok),
+                Err(e) => e,
+            };
+            match err.kind() {
+                io::ErrorKind::WouldBlock => {
+                    bump(&self.counters.send_would_block, 1);
+                    return Err(err);
+                }
+                io::ErrorKind::Interrupted => continue,
+                _ => {}
+            }
+            let class = classify_error(&err);
+            if class == ErrorClass::Unreachable {
+                // The pending error of an earlier datagram; this one was not sent.
+                bump(&self.counters.icmp_unreachable, 1);
+                tracing::trace!(peer = %self.peer, error = %err, "ICMP unreachable on send");
+            } else if segment_size.is_some() {
+                return Ok(Sent::GsoFailed(err));
+            }
+            match class {
+                ErrorClass::Fatal => return Err(err),
+                _ if !retried => {
+                    retried = true;
+                    self.hand_unreachable_to_receiver(&err);
+                }
+                _ => {
+                    tracing::trace!(peer = %self.peer, error = %err, "datagram dropped on send");
+                    return Ok(Sent::Dropped(err));
+                }
+            }
+        }
+    }
+
+    fn count_sent(&self, datagrams: usize, bytes: usize, gso: bool) {
+        let c = &self.counters;
+        bump(&c.send_syscalls, 1);
+        bump(&c.datagrams_sent, datagrams as u64);
+        bump(&c.bytes_sent, bytes as u64);
+        if gso {
+            bump(&c.gso_sends, 1);
+        }
+    }
+
+    /// Lets `recv_batch` report an ICMP unreachable error the send path consumed.
+    fn hand_unreachable_to_receiver(&self, err: &io::Error) {
+        if self.report_unreachable
+            && classify_error(err) == ErrorClass::Unreachable
+            && let Some(code) = err.raw_os_error()
+        {
+            self.pending_unreachable.store(code, Ordering::Release);
+            self.unreachable_notify.notify_one();
+        }
+    }
+
+    fn take_pending_unreachable(&self) -> Option<io::Error> {
+        if self.pending_unreachable.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.pending_unreachable.swap(0, Ordering::Acquire) {
+            0 => None,
+            code => Some(io::Error::from_raw_os_error(code)),
+        }
+    }
+
+    /// A snapshot of the counters (cheap: atomic loads only).
+    pub fn stats(&self) -> TargetSocketStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TargetSocketStats {
+            datagrams_received: get(&c.datagrams_received),
+            bytes_received: get(&c.bytes_received),
+            recv_batches: get(&c.recv_batches),
+            recv_buffers: get(&c.recv_buffers),
+            recv_would_block: get(&c.recv_would_block),
+            datagrams_sent: get(&c.datagrams_sent),
+            bytes_sent: get(&c.bytes_sent),
+            send_syscalls: get(&c.send_syscalls),
+            gso_sends: get(&c.gso_sends),
+            send_would_block: get(&c.send_would_block),
+            icmp_unreachable: get(&c.icmp_unreachable),
+            recv_errors: get(&c.recv_errors),
+            send_errors: get(&c.send_errors),
+        }
+    }
+
+    /// Datagrams the kernel dropped because this socket's receive buffer was full (its
+    /// `sk_drops`, the counter `SO_RXQ_OVFL` would report), read from `/proc/self/net/udp` or
+    /// `udp6`. `Ok(None)` when not available (not Linux, or the socket is not listed).
+    ///
+    /// Scans the network namespace's whole UDP socket table: for diagnostics and periodic
+    /// metrics, not for the data path.
+    pub fn kernel_drops(&self) -> io::Result<Option<u64>> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", self.io.as_raw_fd()))?;
+            let Some(inode) = link
+                .to_str()
+                .and_then(|s| s.strip_prefix("socket:["))
+                .and_then(|s| s.strip_suffix(']'))
+            else {
+                return Ok(None);
+            };
+            let table = match self.local {
+                SocketAddr::V4(_) => "/proc/self/net/udp",
+                SocketAddr::V6(_) => "/proc/self/net/udp6",
+            };
+            Ok(drops_from_proc_table(
+                &std::fs::read_to_string(table)?,
+                inode,
+            ))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok(None)
+        }
+    }
+}
+
+/// Finds the socket with `inode` in a `/proc/net/udp{,6}` table and returns its `drops` column.
+/// Columns: sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn drops_from_proc_table(table: &str, inode: &str) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        if fields.nth(9)? != inode {
+            return None;
+        }
+        fields.nth(2)?.parse().ok()
+    })
+}
+
+/// Logs once per process when the kernel granted smaller buffers than configured.
+fn warn_if_capped(cfg: &UdpSocketConfig, granted: BufferSizes) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    // Linux reports twice the value it granted.
+    let factor = if cfg!(target_os = "linux") { 2 } else { 1 };
+    let capped = granted.recv / factor < cfg.recv_buffer_size
+        || granted.send / factor < cfg.send_buffer_size;
+    if capped && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            requested_recv = cfg.recv_buffer_size,
+            granted_recv = granted.recv / factor,
+            requested_send = cfg.send_buffer_size,
+            granted_send = granted.send / factor,
+            "UDP socket buffers capped by the kernel; raise net.core.rmem_max / wmem_max \
+             to avoid drops under load (logged once)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use anyhow::{Context, Result, ensure};
+    use tokio::time::timeout;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// A plain tokio UDP peer on loopback that echoes everything back.
+    async fn echo_peer() -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = sock.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                if sock.send_to(&buf[..n], from).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((addr, task))
+    }
+
+    /// Receives until `want` datagrams arrived or nothing came for `idle`; returns them.
+    async fn collect(sock: &TargetSocket, want: usize, idle: Duration) -> Result<Vec<Vec<u8>>> {
+        let mut batch = RecvBatch::default();
+        let mut out = Vec::new();
+        while out.len() < want {
+            match timeout(idle, sock.recv_batch(&mut batch)).await {
+                Err(_) => break,
+                Ok(res) => {
+                    let n = res?;
+                    ensure!(n == batch.iter().len(), "count mismatch");
+                    out.extend(batch.iter().map(<[u8]>::to_vec));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn payload(seq: u32, len: usize) -> Vec<u8> {
+        let mut p = vec![(seq % 251) as u8; len];
+        let n = len.min(4);
+        p[..n].copy_from_slice(&seq.to_be_bytes()[..n]);
+        p
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_echo_roundtrip() -> Result<()> {
+        let (peer, task) = echo_peer().await?;
+        let sock = TargetSocket::connect(peer, &UdpSocketConfig::default())?;
+        assert_eq!(sock.peer_addr(), peer);
+        assert!(sock.local_addr().port() != 0);
+
+        // Synchronous sends work at once on a fresh socket (no waiting for Tokio readiness).
+        sock.try_send(b"first")?;
+        assert_eq!(collect(&sock, 1, WAIT).await?, vec![b"first".to_vec()]);
+        let mut batch = SendBatch::new();
+        for i in 0..10 {
+            batch.push(&payload(i, 300));
+        }
+        assert_eq!(sock.try_send_batch(&mut batch)?, 10);
+        assert!(batch.is_empty());
+        let got = collect(&sock, 10, WAIT).await?;
+        assert_eq!(got, (0..10).map(|i| payload(i, 300)).collect::<Vec<_>>());
+
+        // Single sends, one at a time.
+        for i in 0..50u32 {
+            let p = payload(i, 100 + i as usize);
+            sock.send(&p).await?;
+            let got = collect(&sock, 1, WAIT).await?;
+            assert_eq!(got, vec![p]);
+        }
+        // A batch with mixed sizes: GSO runs and singles; echoes come back in order.
+        let mut sent = Vec::new();
+        for i in 0..40u32 {
+            let len = match i % 10 {
+                0..=5 => 1200,
+                6 => 700, // ends a GSO run
+                7 => 0,   // empty datagram
+                _ => 1500,
+            };
+            let p = payload(i, len);
+            batch.push(&p);
+            sent.push(p);
+        }
+        assert_eq!(sock.send_batch(&mut batch).await?, 40);
+        assert!(batch.is_empty());
+        let got = collect(&sock, 40, WAIT).await?;
+        assert_eq!(got, sent);
+
+        let stats = sock.stats();
+        assert_eq!(stats.datagrams_sent, 101);
+        assert_eq!(stats.datagrams_received, 101);
+        assert_eq!(stats.send_errors, 0);
+        assert_eq!(stats.icmp_unreachable, 0);
+        if sock.max_gso_segments() > 1 {
+            // 1 for the 10 × 300 bytes, at least 4 in the mixed batch.
+            assert!(stats.gso_sends >= 5, "{stats:?}");
+        }
+        eprintln!("echo stats: {stats:?}");
+        task.abort();
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_burst_is_received_in_batches() -> Result<()> {
+        const COUNT: u32 = 10_000;
+        let peer = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let sock = TargetSocket::connect(peer.local_addr()?, &UdpSocketConfig::default())?;
+        peer.connect(sock.local_addr())?;
+
+        let sender = std::thread::spawn(move || -> io::Result<()> {
+            for i in 0..COUNT {
+                peer.send(&payload(i, 1200))?;
+            }
+            Ok(())
+        });
+        let got = collect(&sock, COUNT as usize, Duration::from_secs(1)).await?;
+        sender.join().expect("sender panicked")?;
+
+        let stats = sock.stats();
+        let drops = sock.kernel_drops()?;
+        eprintln!(
+            "burst: received {} of {COUNT}, kernel drops {drops:?}, {:.2} datagrams per recvmmsg, \
+             {stats:?}",
+            got.len(),
+            stats.datagrams_per_recv_syscall()
+        );
+        // Datagrams arrive in order on loopback; check the sequence numbers that did arrive.
+        let seqs: Vec<u32> = got
+            .iter()
+            .map(|d| u32::from_be_bytes(d[..4].try_into().expect("4 bytes")))
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order");
+        assert!(got.iter().all(|d| d.len() == 1200));
+        assert!(
+            got.len() >= COUNT as usize * 9 / 10,
+            "lost too many: {}",
+            got.len()
+        );
+        if let Some(drops) = drops {
+            assert!(got.len() as u64 + drops <= u64::from(COUNT));
+        }
+        assert!(
+            stats.datagrams_per_recv_syscall() > 1.0,
+            "no batching under burst: {stats:?}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_gso_send_arrives_as_separate_datagrams() -> Result<()> {
+        let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let sock = TargetSocket::connect(peer.local_addr()?, &UdpSocketConfig::default())?;
+
+        let mut batch = SendBatch::with_capacity(64, 64 * 1000);
+        for i in 0..64 {
+            batch.push(&payload(i, 1000));
+        }
+        assert_eq!(sock.send_batch(&mut batch).await?, 64);
+
+        let mut buf = vec![0u8; 65_536];
+        for i in 0..64 {
+            let (n, from) = timeout(WAIT, peer.recv_from(&mut buf))
+                .await
+                .context("datagram missing")??;
+            assert_eq!(from.port(), sock.local_addr().port());
+            assert_eq!(&buf[..n], &payload(i, 1000)[..], "datagram {i}");
+        }
+        let stats = sock.stats();
+        eprintln!(
+            "GSO: max_gso_segments {}, {stats:?}",
+            sock.max_gso_segments()
+        );
+        assert_eq!(stats.datagrams_sent, 64);
+        if sock.max_gso_segments() >= 64 {
+            assert_eq!(stats.send_syscalls, 1, "{stats:?}");
+            assert_eq!(stats.gso_sends, 1);
+        }
+
+        // 64 × 1200 bytes exceed one GSO call's 65,507 bytes: split into two calls.
+        for i in 0..64 {
+            batch.push(&payload(i, 1200));
+        }
+        assert_eq!(sock.send_batch(&mut batch).await?, 64);
+        for i in 0..64 {
+            let (n, _) = timeout(WAIT, peer.recv_from(&mut buf)).await??;
+            assert_eq!(&buf[..n], &payload(i, 1200)[..]);
+        }
+        if sock.max_gso_segments() >= 64 {
+            assert_eq!(sock.stats().send_syscalls, 3);
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_gro_buffers_are_split_into_datagrams() -> Result<()> {
+        // The peer sends one GSO run of 40 × 1000 + 1 × 500 bytes; on Linux loopback a receiver
+        // with GRO enabled gets it as one coalesced buffer, which `RecvBatch::iter` must split.
+        let peer = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let sock = TargetSocket::connect(peer.local_addr()?, &UdpSocketConfig::default())?;
+        let state = UdpSocketState::new(UdpSockRef::from(&peer))?;
+        let mut contents = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..41 {
+            let p = payload(i, if i == 40 { 500 } else { 1000 });
+            contents.extend_from_slice(&p);
+            expected.push(p);
+        }
+        let segment_size = (state.max_gso_segments() >= 41).then_some(1000);
+        let destination = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), sock.local_addr().port());
+        if segment_size.is_some() {
+            let transmit = Transmit {
+                destination,
+                ecn: None,
+                contents: &contents,
+                segment_size,
+                src_ip: None,
+            };
+            state.try_send(UdpSockRef::from(&peer), &transmit)?;
+        } else {
+            for p in &expected {
+                peer.send_to(p, destination)?;
+            }
+        }
+        let got = collect(&sock, expected.len(), Duration::from_secs(1)).await?;
+        let stats = sock.stats();
+        eprintln!("GRO: gro_segments {}, {stats:?}", sock.gro_segments());
+        assert_eq!(got, expected);
+        if segment_size.is_some() && sock.gro_segments() > 1 {
+            assert!(stats.recv_buffers < stats.datagrams_received, "{stats:?}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_icmp_port_unreachable_is_not_fatal() -> Result<()> {
+        // A closed local port: bind, note the port, close.
+        let closed = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?;
+        let sock = TargetSocket::connect(closed, &UdpSocketConfig::default())?;
+
+        // Receive side: the ICMP error wakes the waiting receiver and is reported, not fatal.
+        sock.send(b"probe 1").await?;
+        let mut batch = RecvBatch::new(4);
+        let err = timeout(WAIT, sock.recv_batch(&mut batch))
+            .await
+            .context("ICMP error not reported")?
+            .expect_err("no data can arrive from a closed port");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify_error(&err), ErrorClass::Unreachable);
+        assert_eq!(sock.stats().icmp_unreachable, 1);
+
+        // Send side: the pending error is consumed by the next send, which retries its datagram
+        // and hands the error to the receive side.
+        sock.send(b"probe 2").await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sock.send(b"probe 3").await?;
+        let err = timeout(WAIT, sock.recv_batch(&mut batch))
+            .await
+            .context("ICMP error not reported")?
+            .expect_err("no data");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        let stats = sock.stats();
+        assert!(stats.icmp_unreachable >= 2, "{stats:?}");
+        assert_eq!(stats.datagrams_sent, 3, "{stats:?}");
+        assert_eq!(stats.send_errors, 0, "{stats:?}");
+
+        // The synchronous path behaves the same: the retry sends the datagram, `try_send`
+        // returns Ok and the receive side reports the error.
+        sock.try_send(b"probe 4")?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sock.try_send(b"probe 5")?;
+        let err = timeout(WAIT, sock.recv_batch(&mut batch))
+            .await
+            .context("ICMP error not reported")?
+            .expect_err("no data");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(sock.stats().datagrams_sent, 5);
+
+        // The socket still works: open the port and talk to it.
+        let Ok(peer) = UdpSocket::bind(closed).await else {
+            eprintln!("port {closed} taken meanwhile; skipping the reuse check");
+            return Ok(());
+        };
+        // Drain ICMP errors still pending from probe 3.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = timeout(Duration::from_millis(50), sock.recv_batch(&mut batch)).await;
+        sock.send(b"hello").await?;
+        let mut buf = [0u8; 64];
+        let (n, from) = timeout(WAIT, peer.recv_from(&mut buf)).await??;
+        assert_eq!(&buf[..n], b"hello");
+        peer.send_to(b"world", from).await?;
+        let n = timeout(WAIT, sock.recv_batch(&mut batch)).await??;
+        assert_eq!(n, 1);
+        assert_eq!(batch.iter().next(), Some(&b"world"[..]));
+
+        // Count-only mode: the error is never returned.
+        let closed = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?;
+        let cfg = UdpSocketConfig {
+            report_unreachable: false,
+            ..UdpSocketConfig::default()
+        };
+        let quiet = TargetSocket::connect(closed, &cfg)?;
+        quiet.send(b"probe").await?;
+        let res = timeout(Duration::from_millis(300), quiet.recv_batch(&mut batch)).await;
+        assert!(res.is_err(), "recv_batch returned: {res:?}");
+        assert_eq!(quiet.stats().icmp_unreachable, 1);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_reports_buffer_sizes() -> Result<()> {
+        let target = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9);
+        let sock = TargetSocket::connect(target, &UdpSocketConfig::default())?;
+        let sizes = sock.buffer_sizes();
+        eprintln!("default config: {sizes:?}");
+        #[cfg(target_os = "linux")]
+        {
+            let max =
+                |f: &str| -> Result<usize> { Ok(std::fs::read_to_string(f)?.trim().parse()?) };
+            let rmem_max = max("/proc/sys/net/core/rmem_max")?;
+            let wmem_max = max("/proc/sys/net/core/wmem_max")?;
+            assert!(sizes.recv >= DEFAULT_RECV_BUFFER.min(rmem_max), "{sizes:?}");
+            assert!(sizes.send >= DEFAULT_SEND_BUFFER.min(wmem_max), "{sizes:?}");
+        }
+
+        let small = UdpSocketConfig {
+            recv_buffer_size: 64 * 1024,
+            send_buffer_size: 32 * 1024,
+            ..UdpSocketConfig::default()
+        };
+        let sizes = TargetSocket::connect(target, &small)?.buffer_sizes();
+        eprintln!("64 KiB / 32 KiB requested: {sizes:?}");
+        assert!(
+            sizes.recv >= 64 * 1024 && sizes.recv < 1024 * 1024,
+            "{sizes:?}"
+        );
+        assert!(
+            sizes.send >= 32 * 1024 && sizes.send < 1024 * 1024,
+            "{sizes:?}"
+        );
+
+        // IPv6 targets get an IPv6 socket; IPv4-mapped ones an IPv4 socket.
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:9".parse()?;
+        let sock = TargetSocket::connect(mapped, &UdpSocketConfig::default())?;
+        assert_eq!(sock.peer_addr(), target);
+        assert!(sock.local_addr().is_ipv4());
+        if let Ok(v6) = TargetSocket::connect("[::1]:9".parse()?, &UdpSocketConfig::default()) {
+            assert!(v6.local_addr().is_ipv6());
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_counts_kernel_drops() -> Result<()> {
+        const COUNT: usize = 2_000;
+        let peer = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let cfg = UdpSocketConfig {
+            recv_buffer_size: 16 * 1024,
+            ..UdpSocketConfig::default()
+        };
+        let sock = TargetSocket::connect(peer.local_addr()?, &cfg)?;
+        peer.connect(sock.local_addr())?;
+        // Nobody reads while the peer floods: the small buffer overflows.
+        for i in 0..COUNT {
+            peer.send(&payload(i as u32, 1000))?;
+        }
+        let Some(drops) = sock.kernel_drops()? else {
+            eprintln!("kernel drop counter not available here");
+            return Ok(());
+        };
+        let got = collect(&sock, COUNT, Duration::from_millis(300)).await?;
+        eprintln!("small buffer: received {}, kernel drops {drops}", got.len());
+        assert!(drops > 0);
+        assert!(got.len() + drops as usize <= COUNT);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_socket_gso_run_splitting() -> Result<()> {
+        let sock = TargetSocket::connect("127.0.0.1:9".parse()?, &UdpSocketConfig::default())?;
+        let runs = |lens: &[usize], singles_until: usize| {
+            let mut batch = SendBatch::new();
+            for &len in lens {
+                batch.push(&vec![0; len]);
+            }
+            batch.singles_until = singles_until;
+            let mut runs = Vec::new();
+            while batch.next < batch.lens.len() {
+                let (count, segment, bytes) = sock.next_run(&batch);
+                runs.push((count, segment));
+                batch.next += count;
+                batch.next_offset += bytes;
+            }
+            runs
+        };
+        if sock.max_gso_segments() < 64 {
+            eprintln!("no GSO here: every datagram is sent alone");
+            assert_eq!(runs(&[10, 10], 0), vec![(1, 10), (1, 10)]);
+            return Ok(());
+        }
+        // Equal lengths form a run; a shorter one ends it; a longer one starts a new one.
+        assert_eq!(runs(&[10, 10, 10, 5, 10], 0), vec![(4, 10), (1, 10)]);
+        assert_eq!(
+            runs(&[10, 20, 20, 0, 0], 0),
+            vec![(1, 10), (2, 20), (1, 0), (1, 0)]
+        );
+        // At most 64 segments and 65,507 bytes per call.
+        assert_eq!(runs(&[100; 130], 0), vec![(64, 100), (64, 100), (2, 100)]);
+        assert_eq!(runs(&[1200; 64], 0), vec![(54, 1200), (10, 1200)]);
+        assert_eq!(runs(&[40_000; 2], 0), vec![(1, 40_000), (1, 40_000)]);
+        // After a failed GSO send the run is resent one by one.
+        assert_eq!(runs(&[10, 10, 10, 10], 2), vec![(1, 10), (1, 10), (2, 10)]);
+        // GSO off by configuration.
+        let cfg = UdpSocketConfig {
+            gso: false,
+            ..UdpSocketConfig::default()
+        };
+        let plain = TargetSocket::connect("127.0.0.1:9".parse()?, &cfg)?;
+        let mut batch = SendBatch::new();
+        batch.push(&[1; 10]);
+        batch.push(&[2; 10]);
+        assert_eq!(plain.next_run(&batch), (1, 10, 10));
+        Ok(())
+    }
+
+    #[test]
+    fn udp_socket_proc_table_parsing() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            \x20 12: 0100007F:A1B2 0100007F:0035 01 00000000:00000000 00:00000000 00000000  1000        0 4242 2 0000000000000000 17\n\
+            \x20 13: 0100007F:A1B3 0100007F:0035 01 00000000:00000000 00:00000000 00000000  1000        0 4243 2 0000000000000000 0\n";
+        assert_eq!(drops_from_proc_table(table, "4242"), Some(17));
+        assert_eq!(drops_from_proc_table(table, "4243"), Some(0));
+        assert_eq!(drops_from_proc_table(table, "4244"), None);
+    }
+
+    #[test]
+    fn udp_socket_classifies_errors() {
+        let e = |code| io::Error::from_raw_os_error(code);
+        assert_eq!(
+            classify_error(&e(libc::ECONNREFUSED)),
+            ErrorClass::Unreachable
+        );
+        assert_eq!(
+            classify_error(&e(libc::EHOSTUNREACH)),
+            ErrorClass::Unreachable
+        );
+        assert_eq!(
+            classify_error(&e(libc::ENETUNREACH)),
+            ErrorClass::Unreachable
+        );
+        assert_eq!(
+            classify_error(&e(libc::ENOPROTOOPT)),
+            ErrorClass::Unreachable
+        );
+        assert_eq!(classify_error(&e(libc::EMSGSIZE)), ErrorClass::Transient);
+        assert_eq!(classify_error(&e(libc::ENOBUFS)), ErrorClass::Transient);
+        assert_eq!(classify_error(&e(libc::EBADF)), ErrorClass::Fatal);
+    }
+}

@@ -1,0 +1,194 @@
+//! Custom server certificate verifiers: pinned fingerprint and insecure.
+//!
+//! Both still verify the handshake signature (TLS 1.2 and 1.3) with the
+//! provider's algorithms, so the peer must hold the private key of the
+//! certificate it presents.
+
+use std::sync::Arc;
+
+use rustls::{
+    CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
+
+use super::{fingerprint_sha256, format_fingerprint_colon};
+
+/// The error inside the `rustls::Error` a pinned handshake fails with when
+/// the server's certificate does not match the pin.
+///
+/// rustls reports it with `Debug` (`invalid peer certificate: Other(...)`),
+/// so `Debug` shows the fingerprints as colon-separated hex too.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "server certificate SHA-256 {} does not match the pinned {}",
+    format_fingerprint_colon(.actual),
+    format_fingerprint_colon(.expected)
+)]
+pub struct PinMismatch {
+    /// The pinned fingerprint.
+    pub expected: [u8; 32],
+    /// The fingerprint of the certificate the server presented.
+    pub actual: [u8; 32],
+}
+
+impl std::fmt::Debug for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinMismatch")
+            .field("expected", &format_fingerprint_colon(&self.expected))
+            .field("actual", &format_fingerprint_colon(&self.actual))
+            .finish()
+    }
+}
+
+/// Accepts exactly the end-entity certificate whose DER has the pinned
+/// SHA-256; name, validity period and issuer are not checked.
+#[derive(Debug)]
+pub(super) struct PinnedCertVerifier {
+    pin: [u8; 32],
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedCertVerifier {
+    pub(super) fn new(pin: [u8; 32], algorithms: WebPkiSupportedAlgorithms) -> Arc<Self> {
+        Arc::new(Self { pin, algorithms })
+    }
+}
+
+impl ServerCertVerifier for PinnedCertVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let actual = fingerprint_sha256(end_entity);
+        if actual == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            let mismatch = PinMismatch {
+                expected: self.pin,
+                actual,
+            };
+            tracing::debug!(%mismatch, "rejecting server certificate");
+            Err(Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(mismatch)),
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Accepts any server certificate. Only built on explicit request.
+#[derive(Debug)]
+pub(super) struct InsecureVerifier {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl InsecureVerifier {
+    pub(super) fn new(algorithms: WebPkiSupportedAlgorithms) -> Arc<Self> {
+        Arc::new(Self { algorithms })
+    }
+}
+
+impl ServerCertVerifier for InsecureVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        tracing::debug!(
+            server_name = ?server_name,
+            fingerprint_sha256 = %format_fingerprint_colon(&fingerprint_sha256(end_entity)),
+            "accepting server certificate without verification"
+        );
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{DevCert, provider};
+
+    fn check(v: &dyn ServerCertVerifier, cert: &CertificateDer<'_>) -> Result<(), Error> {
+        let name = ServerName::try_from("unrelated.example").unwrap();
+        v.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn pinned_verifier_matches_exact_certificate() {
+        let algs = provider().signature_verification_algorithms;
+        let a = DevCert::ephemeral().unwrap();
+        let b = DevCert::ephemeral().unwrap();
+        let v = PinnedCertVerifier::new(a.fingerprint_sha256(), algs);
+        check(&*v, a.cert_der()).unwrap();
+        let err = check(&*v, b.cert_der()).unwrap_err();
+        let Error::InvalidCertificate(CertificateError::Other(other)) = &err else {
+            panic!("unexpected error {err:?}");
+        };
+        assert!(
+            other.0.to_string().contains("does not match the pinned"),
+            "{err}"
+        );
+        assert!(!v.supported_verify_schemes().is_empty());
+    }
+
+    #[test]
+    fn insecure_verifier_accepts_anything() {
+        let algs = provider().signature_verification_algorithms;
+        let v = InsecureVerifier::new(algs);
+        check(&*v, DevCert::ephemeral().unwrap().cert_der()).unwrap();
+        check(&*v, &CertificateDer::from(vec![1u8, 2, 3])).unwrap();
+    }
+}

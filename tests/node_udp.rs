@@ -1,0 +1,419 @@
+//! CONNECT-UDP end to end through a real node on loopback: our client and
+//! aioquic as clients, UDP echo targets, failure statuses, session cleanup.
+//! Requirement ids: R9298-*, R9297-*, PS-*.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use masque_client::{ClientError, Target};
+use masque_server::resolver::StaticResolver;
+use masque_tests::{
+    init_tracing, interop_python, interop_script,
+    node::{TestNode, actor_tree, eventually, udp_echo},
+};
+
+fn udp(addr: std::net::SocketAddr) -> Target {
+    Target::Udp {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
+/// R9298-13/-31/-39: a tunnel to a UDP echo target relays datagrams both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_echo_through_node_with_masque_client() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let echo = udp_echo().await?;
+    let mut s = masque_client::connect(&node.url(), udp(echo), node.client_options()).await?;
+    for i in 0..50u32 {
+        let payload = format!("ping {i}").into_bytes();
+        s.send(&payload).await?;
+        let back = tokio::time::timeout(Duration::from_secs(5), s.recv())
+            .await?
+            .context("tunnel ended")?;
+        assert_eq!(&back[..], &payload[..]);
+    }
+    s.close().await;
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    let snap = m.snapshot();
+    assert_eq!(
+        snap.sessions_opened, snap.sessions_closed,
+        "open/close exactly once"
+    );
+    assert!(snap.datagrams_to_target >= 50 && snap.datagrams_from_target >= 50);
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// aioquic (independent HTTP/3 client) through the node to a UDP echo target:
+/// QUIC datagrams both ways, DATAGRAM capsules treated as datagrams (R9297-31),
+/// unknown context ids dropped (R9298-38), FIN answered with FIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_echo_through_node_with_aioquic() -> Result<()> {
+    init_tracing();
+    let python = interop_python()?;
+    let node = TestNode::start(true).await?;
+    let echo = udp_echo().await?;
+    let ca = std::env::temp_dir().join(format!("masque-node-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, node.cert.cert_pem())?;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&python)
+            .arg(interop_script("aioquic_connect_udp.py"))
+            .args(["--port", &node.node.local_addr().port().to_string()])
+            .arg("--ca")
+            .arg(&ca)
+            .args(["--target", &echo.to_string()])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("aioquic client timed out")??;
+    let _ = std::fs::remove_file(&ca);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "aioquic connect-udp client failed: {stdout}"
+    );
+    assert_eq!(stdout.matches("PASS ").count(), 4, "{stdout}");
+    let snap = node.node.metrics().snapshot();
+    assert!(snap.datagrams_dropped_unknown_context >= 1, "{snap:?}");
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// 200 concurrent tunnels on one connection, each to its own echo exchange, no
+/// cross-talk between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_tunnels_one_connection_no_crosstalk() -> Result<()> {
+    init_tracing();
+    const N: usize = 200;
+    let node = TestNode::start_with(true, None, |c| c.max_tunnels_per_connection = 256).await?;
+    let echo = udp_echo().await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let conn = client.connection().clone();
+    let authority = format!("localhost:{}", node.node.local_addr().port());
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let conn = conn.clone();
+        let authority = authority.clone();
+        let options = node.client_options();
+        tasks.push(tokio::spawn(async move {
+            let mut s =
+                masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &options).await?;
+            let tag = format!("tunnel-{i}");
+            for attempt in 0..5 {
+                s.send(tag.as_bytes()).await?;
+                match tokio::time::timeout(Duration::from_secs(2), s.recv()).await {
+                    Ok(Some(back)) => {
+                        anyhow::ensure!(back[..] == *tag.as_bytes(), "cross-talk on {i}: {back:?}");
+                        break;
+                    }
+                    _ => anyhow::ensure!(attempt < 4, "no echo on tunnel {i}"),
+                }
+            }
+            s.close().await;
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let m = node.node.metrics();
+    eventually("all sessions closed", Duration::from_secs(10), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert_eq!(m.snapshot().sessions_opened, N as u64);
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// R9298-17, PS-10: a name that does not resolve -> 502 + dns_error (NXDOMAIN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_failure_is_502_dns_error() -> Result<()> {
+    init_tracing();
+    let resolver = Arc::new(StaticResolver::default());
+    let node = TestNode::start_with(true, Some(resolver), |_| {}).await?;
+    let target = Target::Udp {
+        host: "no-such-name.example".into(),
+        port: 53,
+    };
+    match masque_client::connect(&node.url(), target, node.client_options()).await {
+        Err(ClientError::Refused {
+            status,
+            proxy_status,
+            ..
+        }) => {
+            assert_eq!(status, 502);
+            let ps = proxy_status.context("Proxy-Status header")?;
+            assert!(ps.contains("error=dns_error"), "{ps}");
+            assert!(ps.contains("rcode=\"NXDOMAIN\""), "{ps}");
+        }
+        other => panic!("expected a 502 refusal, got {other:?}"),
+    }
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// R9298-53: loopback / private targets are refused unless allowed:
+/// 403 + destination_ip_prohibited (our status choice, decisions.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_target_is_403_destination_ip_prohibited() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(false).await?;
+    let echo = udp_echo().await?;
+    for target in [
+        udp(echo),
+        Target::Udp {
+            host: "10.1.2.3".into(),
+            port: 53,
+        },
+        Target::Udp {
+            host: "fe80::1".into(),
+            port: 53,
+        },
+    ] {
+        match masque_client::connect(&node.url(), target, node.client_options()).await {
+            Err(ClientError::Refused {
+                status,
+                proxy_status,
+                ..
+            }) => {
+                assert_eq!(status, 403);
+                let ps = proxy_status.context("Proxy-Status header")?;
+                assert!(ps.contains("error=destination_ip_prohibited"), "{ps}");
+            }
+            other => panic!("expected a 403 refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        node.node.metrics().snapshot().sessions_opened,
+        0,
+        "refused before any session"
+    );
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// R9297-22/-34: a capsule larger than the bound is malformed: the stream is
+/// reset with H3_MESSAGE_ERROR and the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_capsule_resets_stream() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let echo = udp_echo().await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let conn = client.connection().clone();
+    let mut head = masque_tests::extended_connect(
+        "connect-udp",
+        &format!("localhost:{}", node.node.local_addr().port()),
+        &format!("/.well-known/masque/udp/{}/{}/", echo.ip(), echo.port()),
+    );
+    head.headers
+        .insert("capsule-protocol", http::HeaderValue::from_static("?1"));
+    let mut stream = conn.open_request(&head, true).await?;
+    assert_eq!(stream.recv_response().await?.status, 200);
+    // A capsule header announcing 1 MiB: over the 64 KiB bound.
+    let mut capsule = Vec::new();
+    masque_proto::capsule::encode_header(0x2a, 1 << 20, &mut capsule);
+    capsule.extend_from_slice(&[0; 16]);
+    stream.send.send_data(capsule.into()).await?;
+    let r = tokio::time::timeout(Duration::from_secs(5), stream.recv.recv_data()).await?;
+    match r {
+        Err(masque_h3::Error::StreamReset(code)) => {
+            assert_eq!(code, masque_h3::Code::MESSAGE_ERROR)
+        }
+        other => panic!("expected H3_MESSAGE_ERROR reset, got {other:?}"),
+    }
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert_eq!(m.snapshot().capsules_malformed, 1);
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// A killed session actor leaves no actor or task behind, and its slot and
+/// metrics are released exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_session_leaves_nothing_behind() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let echo = udp_echo().await?;
+    let rt = tokio::runtime::Handle::current().metrics();
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let conn = client.connection().clone();
+    let authority = format!("localhost:{}", node.node.local_addr().port());
+    // One tunnel first so the connection's own actors and tasks exist.
+    let mut first =
+        masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &node.client_options())
+            .await?;
+    first.send(b"warm").await?;
+    first.recv().await.context("warm echo")?;
+    let root = node.node.supervisor().get_cell();
+    let actors_before = actor_tree(&root).len();
+    let tasks_before = rt.num_alive_tasks();
+    let mut s =
+        masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &node.client_options())
+            .await?;
+    s.send(b"hello").await?;
+    s.recv().await.context("echo")?;
+    assert_eq!(
+        actor_tree(&root).len(),
+        actors_before + 1,
+        "one session actor more"
+    );
+    // Kill the newest session actor (the leaf with the highest id).
+    let victim = actor_tree(&root)
+        .into_iter()
+        .filter(|a| a.get_children().is_empty())
+        .max_by_key(|a| a.get_id().pid())
+        .context("a session")?;
+    victim.kill();
+    eventually("session actor gone", Duration::from_secs(5), || {
+        actor_tree(&root).len() == actors_before
+    })
+    .await?;
+    eventually("session tasks gone", Duration::from_secs(5), || {
+        rt.num_alive_tasks() <= tasks_before
+    })
+    .await?;
+    // The surviving tunnel still works.
+    first.send(b"still").await?;
+    assert_eq!(
+        &first.recv().await.context("echo after kill")?[..],
+        b"still"
+    );
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// Closing the client connection stops all its sessions and its router.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_connection_stops_all_sessions() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let echo = udp_echo().await?;
+    let root = node.node.supervisor().get_cell();
+    let baseline = actor_tree(&root).len();
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let conn = client.connection().clone();
+    let authority = format!("localhost:{}", node.node.local_addr().port());
+    let mut sessions = Vec::new();
+    for _ in 0..10 {
+        let mut s = masque_client::UdpSession::open_on(
+            &conn,
+            &authority,
+            &udp(echo),
+            &node.client_options(),
+        )
+        .await?;
+        s.send(b"x").await?;
+        s.recv().await.context("echo")?;
+        sessions.push(s);
+    }
+    assert_eq!(
+        actor_tree(&root).len(),
+        baseline + 11,
+        "router + 10 sessions"
+    );
+    conn.close(masque_h3::Code::NO_ERROR, b"bye");
+    let m = node.node.metrics();
+    eventually("sessions stopped", Duration::from_secs(10), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    eventually("router and sessions gone", Duration::from_secs(10), || {
+        actor_tree(&root).len() == baseline
+    })
+    .await?;
+    let snap = m.snapshot();
+    assert_eq!(snap.sessions_opened, 10);
+    assert_eq!(snap.sessions_closed, 10);
+    assert_eq!(snap.connections_closed, 1);
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// More tunnels than `max_tunnels_per_connection` get 503 +
+/// connection_limit_reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_limit_is_503_connection_limit_reached() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start_with(true, None, |c| c.max_tunnels_per_connection = 3).await?;
+    let echo = udp_echo().await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let conn = client.connection().clone();
+    let authority = format!("localhost:{}", node.node.local_addr().port());
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(
+            masque_client::UdpSession::open_on(
+                &conn,
+                &authority,
+                &udp(echo),
+                &node.client_options(),
+            )
+            .await?,
+        );
+    }
+    match masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &node.client_options())
+        .await
+    {
+        Err(ClientError::Refused {
+            status,
+            proxy_status,
+            ..
+        }) => {
+            assert_eq!(status, 503);
+            assert!(
+                proxy_status
+                    .unwrap_or_default()
+                    .contains("error=connection_limit_reached")
+            );
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // Closing one frees its slot.
+    open.pop().context("one")?.close().await;
+    let m = node.node.metrics();
+    eventually("slot freed", Duration::from_secs(5), || {
+        m.active_sessions() == 2
+    })
+    .await?;
+    let mut again =
+        masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &node.client_options())
+            .await?;
+    again.send(b"ok").await?;
+    assert_eq!(&again.recv().await.context("echo")?[..], b"ok");
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// The idle timeout ends a quiet tunnel (FIN), counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_quiet_tunnel() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start_with(true, None, |c| {
+        c.session.idle_timeout = Duration::from_millis(300)
+    })
+    .await?;
+    let echo = udp_echo().await?;
+    let mut s = masque_client::connect(&node.url(), udp(echo), node.client_options()).await?;
+    s.send(b"once").await?;
+    s.recv().await.context("echo")?;
+    let ended = tokio::time::timeout(Duration::from_secs(5), s.recv()).await?;
+    assert!(ended.is_none(), "tunnel should end after the idle timeout");
+    assert_eq!(node.node.metrics().snapshot().idle_timeouts, 1);
+    node.node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Fixtures for end-to-end tests of the proxy: a node on 127.0.0.1:0 with a
+//! development certificate, UDP echo targets, and the actor tree walker.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Result;
+use masque_client::ClientOptions;
+use masque_server::{
+    Node, ServerConfig, UdpProxy, UdpProxyConfig, policy::AddressPolicy, resolver::Resolver,
+};
+use masque_transport::tls::{DevCert, ServerVerification};
+use ractor::ActorCell;
+
+/// A node plus what a client needs to trust it.
+pub struct TestNode {
+    pub node: Node,
+    pub cert: DevCert,
+}
+
+impl TestNode {
+    /// Starts a node; `allow_private` lets tests reach loopback echo targets.
+    pub async fn start(allow_private: bool) -> Result<Self> {
+        Self::start_with(allow_private, None, |_| {}).await
+    }
+
+    pub async fn start_with(
+        allow_private: bool,
+        resolver: Option<Arc<dyn Resolver>>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Result<Self> {
+        let cert = DevCert::ephemeral()?;
+        let mut proxy = UdpProxyConfig {
+            policy: AddressPolicy {
+                allow_private,
+                own_addresses: vec![],
+            },
+            ..Default::default()
+        };
+        if let Some(r) = resolver {
+            proxy.resolver = r;
+        }
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            drain_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        tweak(&mut config);
+        let node = Node::start(config, &cert.server_tls(), Arc::new(UdpProxy::new(proxy))).await?;
+        Ok(Self { node, cert })
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.node.local_addr().port())
+    }
+
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            verification: ServerVerification::CustomCa(vec![self.cert.cert_der().clone()]),
+            ..Default::default()
+        }
+    }
+}
+
+/// A UDP echo server on 127.0.0.1:0; returns its address. Stops when the
+/// runtime does.
+pub async fn udp_echo() -> Result<SocketAddr> {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let addr = sock.local_addr()?;
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let _ = sock.send_to(&buf[..n], from).await;
+        }
+    });
+    Ok(addr)
+}
+
+/// Every actor under `root` (root included), depth first.
+pub fn actor_tree(root: &ActorCell) -> Vec<ActorCell> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(a) = stack.pop() {
+        stack.extend(a.get_children());
+        out.push(a);
+    }
+    out
+}
+
+/// Waits (bounded) until `f` holds.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("timed out waiting for: {what}")
+}
