@@ -116,16 +116,13 @@ fn interop_env(root: &Path) -> Result<PathBuf> {
 
 fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all("target/bench")?;
-    run(cargo()
-        .args([
-            "bench",
-            "-p",
-            "masque-tests",
-            "--bench",
-            "h3_datagram_echo",
-            "--",
-        ])
-        .args(args))
+    // In sequence, never in parallel: both measure the same 2 cores.
+    for name in ["h3_datagram_echo", "node_udp_echo"] {
+        run(cargo()
+            .args(["bench", "-p", "masque-tests", "--bench", name, "--"])
+            .args(args))?;
+    }
+    Ok(())
 }
 
 fn fuzz(root: &Path, args: &[String]) -> Result<()> {

@@ -71,6 +71,17 @@ impl Refusal {
         ps.rcode = self.rcode.clone();
         (status, ps.to_header_value())
     }
+
+    /// The response to send: status and headers carrying `Proxy-Status`.
+    pub fn http_response(&self, node_name: &str) -> (http::StatusCode, http::HeaderMap) {
+        let (status, proxy_status) = self.response(node_name);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&proxy_status) {
+            headers.insert(masque_proto::headers::PROXY_STATUS, v);
+        }
+        let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        (status, headers)
+    }
 }
 
 impl From<TunnelFailure> for Refusal {

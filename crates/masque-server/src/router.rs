@@ -194,19 +194,15 @@ fn on_request(
     let pending = PendingTunnel::from_h3(&head, stream, state.peer);
     if state.tunnels >= ctx.config.max_tunnels_per_connection {
         Metrics::inc(&ctx.metrics.tunnels_refused_limit);
-        let refusal = Refusal::new(TunnelFailure::ConnectionLimitReached);
-        tokio::spawn(reject(
-            pending,
-            refusal,
-            Arc::clone(&ctx.node_name),
-            Arc::clone(&ctx.metrics),
-        ));
+        let answer =
+            Refusal::new(TunnelFailure::ConnectionLimitReached).http_response(&ctx.node_name);
+        tokio::spawn(reject(pending, answer, Arc::clone(&ctx.metrics)));
         return;
     }
     let target = match parse_target(&pending.request, ctx) {
         Ok(t) => t,
-        Err((status, refusal)) => {
-            tokio::spawn(reject_status(pending, status, refusal, Arc::clone(ctx)));
+        Err(answer) => {
+            tokio::spawn(reject(pending, answer, Arc::clone(&ctx.metrics)));
             return;
         }
     };
@@ -222,89 +218,59 @@ fn on_request(
                 }
             }
             Err(refusal) => {
-                reject(
-                    pending,
-                    refusal,
-                    Arc::clone(&ctx.node_name),
-                    Arc::clone(&ctx.metrics),
-                )
-                .await;
+                let answer = refusal.http_response(&ctx.node_name);
+                reject(pending, answer, Arc::clone(&ctx.metrics)).await;
                 let _ = me.cast(RouterMsg::Released);
             }
         }
     });
 }
 
-/// What the request asks for; errors carry the status to answer with.
-fn parse_target(
-    req: &TunnelRequest,
-    ctx: &ListenerContext,
-) -> Result<Target, (http::StatusCode, Option<Refusal>)> {
+/// An answer to a request that does not become a tunnel.
+type Answer = (http::StatusCode, http::HeaderMap);
+
+/// What the request asks for; errors carry the answer to send.
+fn parse_target(req: &TunnelRequest, ctx: &ListenerContext) -> Result<Target, Answer> {
+    let bare = |status| (status, http::HeaderMap::new());
+    // The status is ours; the Proxy-Status says why (RFC 9209 §2.3.16).
+    let explained = |status, details: String| {
+        let refusal = Refusal::new(TunnelFailure::MalformedRequest).with_details(details);
+        (status, refusal.http_response(&ctx.node_name).1)
+    };
     if req.method != http::Method::CONNECT {
-        return Err((http::StatusCode::METHOD_NOT_ALLOWED, None));
+        return Err(bare(http::StatusCode::METHOD_NOT_ALLOWED));
     }
-    match req.protocol.as_deref() {
-        Some("connect-udp") => {}
+    if req.protocol.as_deref() != Some("connect-udp") {
         // XC-10: an upgrade token we do not serve (yet): 501.
-        _ => return Err((http::StatusCode::NOT_IMPLEMENTED, None)),
+        return Err(bare(http::StatusCode::NOT_IMPLEMENTED));
     }
     let path = req.path.as_deref().unwrap_or_default();
     let target = ctx.udp_template.match_path(path).map_err(|e| match e {
-        MatchError::NoMatch => (http::StatusCode::NOT_FOUND, None),
+        MatchError::NoMatch => bare(http::StatusCode::NOT_FOUND),
         // R9298-25: malformed template variables -> 400.
-        _ => (
-            http::StatusCode::BAD_REQUEST,
-            Some(Refusal::new(TunnelFailure::MalformedRequest).with_details(e.to_string())),
-        ),
+        _ => explained(http::StatusCode::BAD_REQUEST, e.to_string()),
     })?;
     if matches!(target, UdpTarget::Wildcard) {
-        let bind = headers::connect_udp_bind(
-            req.headers
-                .get_all(headers::CONNECT_UDP_BIND)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
-        let details = if bind {
-            "connect-udp-bind is not supported by this node"
+        let lines = req.headers.get_all(headers::CONNECT_UDP_BIND).iter();
+        return Err(if headers::connect_udp_bind(lines.map(|v| v.as_bytes())) {
+            explained(
+                http::StatusCode::NOT_IMPLEMENTED,
+                "connect-udp-bind is not supported by this node".into(),
+            )
         } else {
-            "wildcard target without connect-udp-bind"
-        };
-        return Err((
-            if bind {
-                http::StatusCode::NOT_IMPLEMENTED
-            } else {
-                http::StatusCode::BAD_REQUEST
-            },
-            Some(Refusal::new(TunnelFailure::MalformedRequest).with_details(details)),
-        ));
+            // BIND-01/-03: a wildcard target only makes sense with the bind header.
+            explained(
+                http::StatusCode::BAD_REQUEST,
+                "wildcard target without connect-udp-bind".into(),
+            )
+        });
     }
     Ok(Target::Udp(target))
 }
 
-async fn reject(pending: PendingTunnel, refusal: Refusal, node: Arc<str>, metrics: Arc<Metrics>) {
+/// Answers a request that never becomes a session.
+async fn reject(pending: PendingTunnel, answer: Answer, metrics: Arc<Metrics>) {
     Metrics::inc(&metrics.tunnels_refused);
-    let (status, proxy_status) = refusal.response(&node);
-    let mut h = http::HeaderMap::new();
-    if let Ok(v) = http::HeaderValue::from_str(&proxy_status) {
-        h.insert(headers::PROXY_STATUS, v);
-    }
-    let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    pending.reject(status, h).await;
-}
-
-async fn reject_status(
-    pending: PendingTunnel,
-    status: http::StatusCode,
-    refusal: Option<Refusal>,
-    ctx: Arc<ListenerContext>,
-) {
-    Metrics::inc(&ctx.metrics.tunnels_refused);
-    let mut h = http::HeaderMap::new();
-    if let Some(r) = refusal {
-        let (_, ps) = r.response(&ctx.node_name);
-        if let Ok(v) = http::HeaderValue::from_str(&ps) {
-            h.insert(headers::PROXY_STATUS, v);
-        }
-    }
-    pending.reject(status, h).await;
+    let (status, headers) = answer;
+    pending.reject(status, headers).await;
 }

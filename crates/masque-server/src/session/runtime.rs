@@ -135,12 +135,7 @@ async fn refuse(
 ) -> CloseReason {
     out.fail();
     Metrics::inc(&s.metrics.tunnels_refused);
-    let (status, proxy_status) = refusal.response(&s.node_name);
-    let mut headers = http::HeaderMap::new();
-    if let Ok(v) = http::HeaderValue::from_str(&proxy_status) {
-        headers.insert(headers::PROXY_STATUS, v);
-    }
-    let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let (status, headers) = refusal.http_response(&s.node_name);
     pending.reject(status, headers).await;
     CloseReason::Handler(Action::Close)
 }

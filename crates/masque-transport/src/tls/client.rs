@@ -6,7 +6,7 @@ use rustls::{RootCertStore, client::danger::ServerCertVerifier, pki_types::Certi
 
 use super::{
     TlsError, alpn_vec, format_fingerprint_colon, load_certs_pem_file, parse_pin, provider,
-    verify::{InsecureVerifier, PinnedCertVerifier},
+    verify::FixedVerifier,
 };
 
 /// How a client verifies the server's certificate.
@@ -106,7 +106,7 @@ fn build(
             builder.with_root_certificates(roots)
         }
         ServerVerification::PinnedSha256(pin) => {
-            let verifier: Arc<dyn ServerCertVerifier> = PinnedCertVerifier::new(*pin, algorithms);
+            let verifier: Arc<dyn ServerCertVerifier> = FixedVerifier::pinned(*pin, algorithms);
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)
@@ -116,7 +116,7 @@ fn build(
                 "TLS server certificate verification is DISABLED (insecure-skip-verify): \
                  any server, including an attacker in the path, will be accepted"
             );
-            let verifier: Arc<dyn ServerCertVerifier> = InsecureVerifier::new(algorithms);
+            let verifier: Arc<dyn ServerCertVerifier> = FixedVerifier::insecure(algorithms);
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)

@@ -42,80 +42,42 @@ impl std::fmt::Debug for PinMismatch {
     }
 }
 
-/// Accepts exactly the end-entity certificate whose DER has the pinned
-/// SHA-256; name, validity period and issuer are not checked.
+/// What a [`FixedVerifier`] accepts.
+#[derive(Debug, Clone, Copy)]
+enum Accept {
+    /// Exactly the end-entity certificate whose DER has this SHA-256; name,
+    /// validity period and issuer are not checked.
+    Pinned([u8; 32]),
+    /// Any certificate. Only built on explicit request.
+    Any,
+}
+
+/// A server certificate verifier that does not walk a PKI: either a pinned
+/// fingerprint or, on explicit request, anything. Handshake signatures are
+/// verified either way.
 #[derive(Debug)]
-pub(super) struct PinnedCertVerifier {
-    pin: [u8; 32],
+pub(super) struct FixedVerifier {
+    accept: Accept,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl PinnedCertVerifier {
-    pub(super) fn new(pin: [u8; 32], algorithms: WebPkiSupportedAlgorithms) -> Arc<Self> {
-        Arc::new(Self { pin, algorithms })
+impl FixedVerifier {
+    pub(super) fn pinned(pin: [u8; 32], algorithms: WebPkiSupportedAlgorithms) -> Arc<Self> {
+        Arc::new(Self {
+            accept: Accept::Pinned(pin),
+            algorithms,
+        })
+    }
+
+    pub(super) fn insecure(algorithms: WebPkiSupportedAlgorithms) -> Arc<Self> {
+        Arc::new(Self {
+            accept: Accept::Any,
+            algorithms,
+        })
     }
 }
 
-impl ServerCertVerifier for PinnedCertVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let actual = fingerprint_sha256(end_entity);
-        if actual == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            let mismatch = PinMismatch {
-                expected: self.pin,
-                actual,
-            };
-            tracing::debug!(%mismatch, "rejecting server certificate");
-            Err(Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(mismatch)),
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Accepts any server certificate. Only built on explicit request.
-#[derive(Debug)]
-pub(super) struct InsecureVerifier {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl InsecureVerifier {
-    pub(super) fn new(algorithms: WebPkiSupportedAlgorithms) -> Arc<Self> {
-        Arc::new(Self { algorithms })
-    }
-}
-
-impl ServerCertVerifier for InsecureVerifier {
+impl ServerCertVerifier for FixedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -124,12 +86,25 @@ impl ServerCertVerifier for InsecureVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        tracing::debug!(
-            server_name = ?server_name,
-            fingerprint_sha256 = %format_fingerprint_colon(&fingerprint_sha256(end_entity)),
-            "accepting server certificate without verification"
-        );
-        Ok(ServerCertVerified::assertion())
+        let actual = fingerprint_sha256(end_entity);
+        match self.accept {
+            Accept::Pinned(pin) if actual == pin => Ok(ServerCertVerified::assertion()),
+            Accept::Pinned(expected) => {
+                let mismatch = PinMismatch { expected, actual };
+                tracing::debug!(%mismatch, "rejecting server certificate");
+                Err(Error::InvalidCertificate(CertificateError::Other(
+                    OtherError(Arc::new(mismatch)),
+                )))
+            }
+            Accept::Any => {
+                tracing::debug!(
+                    server_name = ?server_name,
+                    fingerprint_sha256 = %format_fingerprint_colon(&actual),
+                    "accepting server certificate without verification"
+                );
+                Ok(ServerCertVerified::assertion())
+            }
+        }
     }
 
     fn verify_tls12_signature(
@@ -171,7 +146,7 @@ mod tests {
         let algs = provider().signature_verification_algorithms;
         let a = DevCert::ephemeral().unwrap();
         let b = DevCert::ephemeral().unwrap();
-        let v = PinnedCertVerifier::new(a.fingerprint_sha256(), algs);
+        let v = FixedVerifier::pinned(a.fingerprint_sha256(), algs);
         check(&*v, a.cert_der()).unwrap();
         let err = check(&*v, b.cert_der()).unwrap_err();
         let Error::InvalidCertificate(CertificateError::Other(other)) = &err else {
@@ -187,7 +162,7 @@ mod tests {
     #[test]
     fn insecure_verifier_accepts_anything() {
         let algs = provider().signature_verification_algorithms;
-        let v = InsecureVerifier::new(algs);
+        let v = FixedVerifier::insecure(algs);
         check(&*v, DevCert::ephemeral().unwrap().cert_der()).unwrap();
         check(&*v, &CertificateDer::from(vec![1u8, 2, 3])).unwrap();
     }

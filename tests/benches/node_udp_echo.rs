@@ -1,0 +1,1244 @@
+//! The proxy node end to end, on loopback, in three phases:
+//!
+//! 1. **Throughput**: CONNECT-UDP echo through an in-process node (masque-client ->
+//!    node -> batched UDP echo target -> back), 1200-byte payloads, over 1 tunnel and
+//!    over 16 tunnels on one connection, as a ratio of raw quinn DATAGRAM echo measured
+//!    in the same run. All paths are set up once and measured in alternating short
+//!    slices (as in `h3_datagram_echo`), so drift in the machine's speed hits all alike.
+//! 2. **Tunnel setups per second** on one connection: N concurrent CONNECT-UDP requests
+//!    with a bounded in-flight window, until every 2xx arrived (client cost included).
+//! 3. **RSS per idle tunnel**: the `masque-node` binary as a separate process (built
+//!    here with `cargo build --release -p masque-node`, or `MASQUE_NODE_BIN`), 10,000
+//!    tunnels each with one echoed datagram, VmRSS before and after.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p masque-tests --bench
+//! node_udp_echo`; `-- --only throughput|setup|rss` runs one phase, for profiling).
+//! Prints a table and writes target/bench/node_udp_echo.json after a full run.
+//! Targets are reported, never asserted.
+
+use std::{
+    future::Future,
+    io::IoSliceMut,
+    net::SocketAddr,
+    path::PathBuf,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use masque_client::{ClientOptions, ProxyClient, Target, UdpSender, UdpSession};
+use masque_server::MetricsSnapshot;
+use masque_tests::{TestCert, client_endpoint, node::TestNode, self_signed, server_endpoint};
+use masque_transport::tls::{ServerVerification, parse_pin};
+use quinn::udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Interest},
+    sync::{Semaphore, watch},
+    task::{JoinHandle, JoinSet},
+};
+
+const PAYLOAD: usize = 1200;
+/// Unanswered datagrams per path (spread over the tunnels of a multi-tunnel path).
+const WINDOW: usize = 128;
+const SLICE: Duration = Duration::from_millis(250);
+/// Rounds of one slice per path (the order rotates every round).
+const ROUNDS: usize = 16;
+const MANY_TUNNELS: usize = 16;
+const THROUGHPUT_TARGET: f64 = 0.75;
+
+const SETUP_TUNNELS: usize = 5_000;
+const SETUP_IN_FLIGHT: usize = 256;
+const SETUP_ROUNDS: usize = 3;
+const SETUP_TARGET: f64 = 10_000.0;
+
+const RSS_TUNNELS: usize = 10_000;
+const RSS_CONNECTIONS: usize = 10;
+const RSS_TARGET_KIB: f64 = 16.0;
+/// File descriptors the node needs besides one per tunnel.
+const FD_MARGIN: u64 = 1_024;
+
+fn main() -> Result<()> {
+    let only = only_phase()?;
+    let want = |p: &str| only.as_deref().is_none_or(|o| o == p);
+    // Build the node binary before measuring anything, so the build does not load
+    // the machine during a measurement.
+    let node_bin = if want("rss") {
+        Some(node_binary()?)
+    } else {
+        None
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let echo = EchoTarget::start()?;
+        let node = TestNode::start_with(true, None, |c| {
+            c.max_tunnels_per_connection = SETUP_TUNNELS + 64;
+        })
+        .await?;
+        let mut report = Report::default();
+        if want("throughput") {
+            let t = throughput(&node, &echo).await?;
+            t.print(&echo);
+            report.throughput = Some(t);
+        }
+        if want("setup") {
+            let s = setup_rate(&node, &echo).await?;
+            s.print();
+            report.setup = Some(s);
+        }
+        node.node.shutdown().await;
+        if let Some(bin) = node_bin {
+            let r = rss_per_tunnel(&bin, &echo).await?;
+            r.print();
+            report.rss = Some(r);
+        }
+        report.write()
+    })
+}
+
+/// `--only <phase>` from the bench arguments (cargo adds `--bench`; others ignored).
+fn only_phase() -> Result<Option<String>> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--only") else {
+        return Ok(None);
+    };
+    match args.get(i + 1).map(String::as_str) {
+        Some(p @ ("throughput" | "setup" | "rss")) => Ok(Some(p.to_owned())),
+        other => bail!("--only takes throughput, setup or rss, not {other:?}"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn udp_target(addr: SocketAddr) -> Target {
+    Target::udp(addr.ip().to_string(), addr.port())
+}
+
+fn gbit(rate: f64) -> f64 {
+    rate * PAYLOAD as f64 * 8.0 / 1e9
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+// ---------------------------------------------------------------------------
+// The UDP echo target: batched receive (recvmmsg + GRO) and GSO send-back
+// through quinn-udp, so it is never the bottleneck.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct EchoCounters {
+    datagrams: AtomicU64,
+    recv_syscalls: AtomicU64,
+    send_syscalls: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct EchoStats {
+    datagrams: u64,
+    recv_syscalls: u64,
+    send_syscalls: u64,
+    send_errors: u64,
+}
+
+impl EchoCounters {
+    fn snapshot(&self) -> EchoStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        EchoStats {
+            datagrams: get(&self.datagrams),
+            recv_syscalls: get(&self.recv_syscalls),
+            send_syscalls: get(&self.send_syscalls),
+            send_errors: get(&self.send_errors),
+        }
+    }
+}
+
+struct EchoTarget {
+    addr: SocketAddr,
+    counters: Arc<EchoCounters>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for EchoTarget {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EchoTarget {
+    /// Binds 127.0.0.1:0 with 4 MiB socket buffers and starts echoing.
+    fn start() -> Result<Self> {
+        let std_sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        std_sock.set_nonblocking(true)?;
+        let state = UdpSocketState::new((&std_sock).into())?;
+        state.set_recv_buffer_size((&std_sock).into(), 4 << 20)?;
+        state.set_send_buffer_size((&std_sock).into(), 4 << 20)?;
+        let sock = tokio::net::UdpSocket::from_std(std_sock)?;
+        let addr = sock.local_addr()?;
+        let counters = Arc::new(EchoCounters::default());
+        let task = tokio::spawn(echo_loop(sock, state, Arc::clone(&counters)));
+        Ok(Self {
+            addr,
+            counters,
+            task,
+        })
+    }
+
+    fn stats(&self) -> EchoStats {
+        self.counters.snapshot()
+    }
+}
+
+async fn echo_loop(sock: tokio::net::UdpSocket, state: UdpSocketState, c: Arc<EchoCounters>) {
+    const SLOT: usize = 65_536;
+    let mut storage = vec![0u8; BATCH_SIZE * SLOT];
+    let mut metas = [RecvMeta::default(); BATCH_SIZE];
+    let gso = state.max_gso_segments() > 1;
+    loop {
+        if sock.readable().await.is_err() {
+            return;
+        }
+        let filled = {
+            let mut chunks = storage.chunks_mut(SLOT);
+            let mut iovs: [IoSliceMut<'_>; BATCH_SIZE] =
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
+            match sock.try_io(Interest::READABLE, || {
+                state.recv((&sock).into(), &mut iovs, &mut metas)
+            }) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => continue, // e.g. a stray ICMP error; keep echoing
+            }
+        };
+        c.recv_syscalls.fetch_add(1, Ordering::Relaxed);
+        for (i, meta) in metas[..filled].iter().enumerate() {
+            let data = &storage[i * SLOT..i * SLOT + meta.len];
+            let stride = if meta.stride == 0 {
+                meta.len
+            } else {
+                meta.stride
+            };
+            c.datagrams
+                .fetch_add(meta.len.div_ceil(stride.max(1)) as u64, Ordering::Relaxed);
+            // A GRO buffer goes back as one GSO send; without GSO, one send each.
+            let pieces: Vec<&[u8]> = if gso || stride >= meta.len {
+                vec![data]
+            } else {
+                data.chunks(stride).collect()
+            };
+            for piece in pieces {
+                let segment_size = (piece.len() > stride).then_some(stride);
+                let t = Transmit {
+                    destination: meta.addr,
+                    ecn: None,
+                    contents: piece,
+                    segment_size,
+                    src_ip: None,
+                };
+                echo_send(&sock, &state, &t, &c).await;
+            }
+        }
+    }
+}
+
+/// Sends one transmit, waiting while the send buffer is full.
+async fn echo_send(
+    sock: &tokio::net::UdpSocket,
+    state: &UdpSocketState,
+    t: &Transmit<'_>,
+    c: &EchoCounters,
+) {
+    loop {
+        match sock.try_io(Interest::WRITABLE, || state.try_send(sock.into(), t)) {
+            Ok(()) => {
+                c.send_syscalls.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if sock.writable().await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => {
+                c.send_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Kernel drop counters (`drops` column of /proc/self/net/udp) of this process's
+// sockets, grouped by role.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Default)]
+struct KernelDrops {
+    /// The echo target's socket.
+    echo: u64,
+    /// The node's target sockets (connected to the echo target).
+    node_targets: u64,
+    /// The node's QUIC listener.
+    node_listener: u64,
+    /// Everything else of ours: client endpoints, the raw quinn pair.
+    other: u64,
+}
+
+impl KernelDrops {
+    fn read(echo: SocketAddr, node: SocketAddr) -> Option<Self> {
+        let ours = own_socket_inodes();
+        let table = std::fs::read_to_string("/proc/self/net/udp").ok()?;
+        let port_of = |field: &str| {
+            field
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+        };
+        let mut d = Self::default();
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 13 || !ours.iter().any(|i| i == f[9]) {
+                continue;
+            }
+            let drops: u64 = f[12].parse().unwrap_or(0);
+            let (local, remote) = (port_of(f[1]), port_of(f[2]));
+            if local == Some(echo.port()) {
+                d.echo += drops;
+            } else if remote == Some(echo.port()) {
+                d.node_targets += drops;
+            } else if local == Some(node.port()) {
+                d.node_listener += drops;
+            } else {
+                d.other += drops;
+            }
+        }
+        Some(d)
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            echo: self.echo.saturating_sub(before.echo),
+            node_targets: self.node_targets.saturating_sub(before.node_targets),
+            node_listener: self.node_listener.saturating_sub(before.node_listener),
+            other: self.other.saturating_sub(before.other),
+        }
+    }
+}
+
+/// Inodes of the sockets this process holds (from /proc/self/fd).
+fn own_socket_inodes() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let link = std::fs::read_link(e.ok()?.path()).ok()?;
+        let s = link.to_str()?;
+        Some(s.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+    })
+    .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Phase 1: throughput, alternating slices.
+// ---------------------------------------------------------------------------
+
+type SendFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// One echo path: a sender under a window of unanswered datagrams, gated by
+/// `enabled`, and receive counters that return credit.
+struct Path {
+    received: Arc<AtomicU64>,
+    enabled: watch::Sender<bool>,
+    /// Times the stall watchdog refilled the window (datagrams were lost).
+    refills: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Path {
+    /// `receivers` are the tasks that count echoes into `received` and return
+    /// credit; they are aborted with the path.
+    fn start(
+        send: SendFn,
+        received: Arc<AtomicU64>,
+        credits: Arc<Semaphore>,
+        mut receivers: Vec<JoinHandle<()>>,
+    ) -> Self {
+        let (enabled, mut gate) = watch::channel(false);
+        let sender = {
+            let credits = Arc::clone(&credits);
+            tokio::spawn(async move {
+                loop {
+                    if !*gate.borrow_and_update() {
+                        if gate.changed().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let Ok(p) = credits.acquire().await else {
+                        return;
+                    };
+                    p.forget();
+                    if !send().await {
+                        return;
+                    }
+                }
+            })
+        };
+        // Lost datagrams never return their credit: refill when progress stalls.
+        let refills = Arc::new(AtomicU64::new(0));
+        let watchdog = {
+            let (received, refills) = (Arc::clone(&received), Arc::clone(&refills));
+            tokio::spawn(async move {
+                let mut last = 0;
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let now = received.load(Ordering::Relaxed);
+                    if now == last && credits.available_permits() == 0 {
+                        credits.add_permits(WINDOW);
+                        refills.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last = now;
+                }
+            })
+        };
+        receivers.extend([sender, watchdog]);
+        Self {
+            received,
+            enabled,
+            refills,
+            tasks: receivers,
+        }
+    }
+
+    /// Runs the path for one slice; returns datagrams echoed per second.
+    async fn measure(&self) -> f64 {
+        let before = self.received.load(Ordering::Relaxed);
+        let start = Instant::now();
+        self.enabled.send_replace(true);
+        tokio::time::sleep(SLICE).await;
+        self.enabled.send_replace(false);
+        let n = self.received.load(Ordering::Relaxed) - before;
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        // Let the in-flight window drain before the next path runs.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        rate
+    }
+}
+
+impl Drop for Path {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Raw quinn DATAGRAM echo: the reference.
+async fn raw_quinn(cert: &TestCert) -> Result<(Path, quinn::Endpoint, quinn::Connection)> {
+    let server = server_endpoint(cert, 16)?;
+    let addr = server.local_addr()?;
+    let srv = server.clone();
+    tokio::spawn(async move {
+        if let Some(inc) = srv.accept().await
+            && let Ok(conn) = inc.await
+        {
+            while let Ok(dg) = conn.read_datagram().await {
+                if conn.send_datagram_wait(dg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let ep = client_endpoint(cert, 16)?;
+    let conn = ep.connect(addr, "localhost")?.await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let credits = Arc::new(Semaphore::new(WINDOW));
+    let receiver = {
+        let (conn, received, credits) = (conn.clone(), Arc::clone(&received), Arc::clone(&credits));
+        tokio::spawn(async move {
+            while conn.read_datagram().await.is_ok() {
+                received.fetch_add(1, Ordering::Relaxed);
+                credits.add_permits(1);
+            }
+        })
+    };
+    let payload = Bytes::from(vec![0u8; PAYLOAD]);
+    let c = conn.clone();
+    let send: SendFn = Box::new(move || {
+        let (c, p) = (c.clone(), payload.clone());
+        Box::pin(async move { c.send_datagram_wait(p).await.is_ok() })
+    });
+    Ok((
+        Path::start(send, received, credits, vec![receiver]),
+        ep,
+        conn,
+    ))
+}
+
+/// CONNECT-UDP echo through the node over `tunnels` tunnels of one new client
+/// connection; the sender goes round robin over the tunnels.
+async fn through_node(
+    node: &TestNode,
+    echo: SocketAddr,
+    tunnels: usize,
+) -> Result<(Path, ProxyClient)> {
+    let client = ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let credits = Arc::new(Semaphore::new(WINDOW));
+    let mut senders: Vec<UdpSender> = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..tunnels {
+        let mut session = client.open_udp(&udp_target(echo)).await?;
+        ensure!(
+            session.max_payload_size() >= PAYLOAD,
+            "tunnel carries only {} bytes",
+            session.max_payload_size()
+        );
+        senders.push(session.sender());
+        let (received, credits) = (Arc::clone(&received), Arc::clone(&credits));
+        receivers.push(tokio::spawn(async move {
+            while session.recv().await.is_some() {
+                received.fetch_add(1, Ordering::Relaxed);
+                credits.add_permits(1);
+            }
+        }));
+    }
+    let senders: Arc<[UdpSender]> = senders.into();
+    let next = Arc::new(AtomicUsize::new(0));
+    let payload: Arc<[u8]> = vec![0u8; PAYLOAD].into();
+    let send: SendFn = Box::new(move || {
+        let i = next.fetch_add(1, Ordering::Relaxed) % senders.len();
+        let (senders, payload) = (Arc::clone(&senders), Arc::clone(&payload));
+        Box::pin(async move { senders[i].send(&payload).await.is_ok() })
+    });
+    Ok((Path::start(send, received, credits, receivers), client))
+}
+
+/// One path's figures over the whole run.
+#[derive(Debug, Clone)]
+struct PathResult {
+    name: &'static str,
+    slices: Vec<f64>,
+    /// Per-round ratio to the raw quinn slice of the same round.
+    ratios: Vec<f64>,
+    refills: u64,
+}
+
+impl PathResult {
+    fn rate(&self) -> f64 {
+        mean(&self.slices)
+    }
+}
+
+struct Throughput {
+    raw: PathResult,
+    paths: Vec<PathResult>,
+    metrics: MetricsSnapshot,
+    kernel_drops: Option<KernelDrops>,
+    echo: EchoStats,
+    /// masque-h3 datagrams the node clients sent, and the client-side drops.
+    client_h3: masque_h3::StatsSnapshot,
+    lost_packets: Vec<(&'static str, u64)>,
+}
+
+async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
+    let cert = self_signed()?;
+    let (raw_path, _raw_ep, raw_conn) = raw_quinn(&cert).await?;
+    let (one_path, one_client) = through_node(node, echo.addr, 1).await?;
+    let (many_path, many_client) = through_node(node, echo.addr, MANY_TUNNELS).await?;
+    let names = [
+        "raw quinn DATAGRAM echo",
+        "node, 1 tunnel",
+        "node, 16 tunnels",
+    ];
+    let paths = [&raw_path, &one_path, &many_path];
+    // Warm-up slice each (PMTUD, allocator, congestion window).
+    for p in paths {
+        p.measure().await;
+    }
+    let drops_before = KernelDrops::read(echo.addr, node.node.local_addr());
+    let metrics_before = node.node.metrics().snapshot();
+    let echo_before = echo.stats();
+    let h3_before = [&one_client, &many_client].map(|c| c.connection().stats());
+    let mut slices = vec![Vec::new(); paths.len()];
+    for round in 0..ROUNDS {
+        // Rotate the order so no path always follows the same one.
+        for k in 0..paths.len() {
+            let i = (round + k) % paths.len();
+            slices[i].push(paths[i].measure().await);
+        }
+    }
+    let metrics = diff_metrics(node.node.metrics().snapshot(), metrics_before);
+    let kernel_drops = KernelDrops::read(echo.addr, node.node.local_addr())
+        .zip(drops_before)
+        .map(|(a, b)| a.since(b));
+    let e = echo.stats();
+    let echo_stats = EchoStats {
+        datagrams: e.datagrams - echo_before.datagrams,
+        recv_syscalls: e.recv_syscalls - echo_before.recv_syscalls,
+        send_syscalls: e.send_syscalls - echo_before.send_syscalls,
+        send_errors: e.send_errors - echo_before.send_errors,
+    };
+    let h3_after = [&one_client, &many_client].map(|c| c.connection().stats());
+    let client_h3 = masque_h3::StatsSnapshot {
+        datagrams_sent: (0..2)
+            .map(|i| h3_after[i].datagrams_sent - h3_before[i].datagrams_sent)
+            .sum(),
+        datagrams_received: (0..2)
+            .map(|i| h3_after[i].datagrams_received - h3_before[i].datagrams_received)
+            .sum(),
+        datagrams_dropped_queue_full: (0..2)
+            .map(|i| {
+                h3_after[i].datagrams_dropped_queue_full - h3_before[i].datagrams_dropped_queue_full
+            })
+            .sum(),
+        ..Default::default()
+    };
+    let lost_packets = vec![
+        ("raw quinn", raw_conn.stats().path.lost_packets),
+        (
+            "node, 1 tunnel",
+            one_client.connection().quic().stats().path.lost_packets,
+        ),
+        (
+            "node, 16 tunnels",
+            many_client.connection().quic().stats().path.lost_packets,
+        ),
+    ];
+    let results: Vec<PathResult> = (0..paths.len())
+        .map(|i| PathResult {
+            name: names[i],
+            ratios: slices[i]
+                .iter()
+                .zip(&slices[0])
+                .map(|(s, r)| s / r)
+                .collect(),
+            slices: slices[i].clone(),
+            refills: paths[i].refills.load(Ordering::Relaxed),
+        })
+        .collect();
+    drop((raw_path, one_path, many_path));
+    one_client.close().await;
+    many_client.close().await;
+    let mut results = results.into_iter();
+    let raw = results.next().context("raw path")?;
+    Ok(Throughput {
+        raw,
+        paths: results.collect(),
+        metrics,
+        kernel_drops,
+        echo: echo_stats,
+        client_h3,
+        lost_packets,
+    })
+}
+
+/// Field-wise `after - before` of two metrics snapshots.
+fn diff_metrics(a: MetricsSnapshot, b: MetricsSnapshot) -> MetricsSnapshot {
+    MetricsSnapshot {
+        datagrams_from_client: a.datagrams_from_client - b.datagrams_from_client,
+        datagrams_dropped_unknown_context: a.datagrams_dropped_unknown_context
+            - b.datagrams_dropped_unknown_context,
+        datagrams_dropped_malformed: a.datagrams_dropped_malformed - b.datagrams_dropped_malformed,
+        datagrams_dropped_oversize: a.datagrams_dropped_oversize - b.datagrams_dropped_oversize,
+        datagrams_to_target: a.datagrams_to_target - b.datagrams_to_target,
+        datagrams_to_target_dropped: a.datagrams_to_target_dropped - b.datagrams_to_target_dropped,
+        datagrams_from_target: a.datagrams_from_target - b.datagrams_from_target,
+        datagrams_to_client_dropped: a.datagrams_to_client_dropped - b.datagrams_to_client_dropped,
+        icmp_unreachable: a.icmp_unreachable - b.icmp_unreachable,
+        output_dropped: a.output_dropped - b.output_dropped,
+        ..a
+    }
+}
+
+impl Throughput {
+    fn print(&self, echo: &EchoTarget) {
+        println!(
+            "\n[1] CONNECT-UDP echo through the node vs raw quinn DATAGRAM echo: {PAYLOAD}-byte payloads, \
+             window {WINDOW}, {ROUNDS} rounds of one {SLICE:?} slice per path (order rotating)"
+        );
+        println!(
+            "{:<26} {:>13} {:>9} {:>7} {:>8} {:>8}",
+            "path (mean)", "datagrams/s", "Gbit/s", "ratio", "median", "refills"
+        );
+        let r = self.raw.rate();
+        println!(
+            "{:<26} {:>13.0} {:>9.3} {:>7.3} {:>8} {:>8}",
+            self.raw.name,
+            r,
+            gbit(r),
+            1.0,
+            "-",
+            self.raw.refills
+        );
+        for p in &self.paths {
+            println!(
+                "{:<26} {:>13.0} {:>9.3} {:>7.3} {:>8.3} {:>8}",
+                p.name,
+                p.rate(),
+                gbit(p.rate()),
+                p.rate() / r,
+                median(&p.ratios),
+                p.refills
+            );
+        }
+        println!(
+            "target: node/raw >= {THROUGHPUT_TARGET} (ratio = mean rate / mean raw rate; median = of per-round ratios; \
+             refills = stall-watchdog window refills, i.e. losses)"
+        );
+        let m = &self.metrics;
+        println!(
+            "node counters over the run: from_client {} to_target {} (dropped {}) from_target {} \
+             to_client_dropped {} output_dropped {} unknown_ctx {} malformed {} oversize {} icmp {}",
+            m.datagrams_from_client,
+            m.datagrams_to_target,
+            m.datagrams_to_target_dropped,
+            m.datagrams_from_target,
+            m.datagrams_to_client_dropped,
+            m.output_dropped,
+            m.datagrams_dropped_unknown_context,
+            m.datagrams_dropped_malformed,
+            m.datagrams_dropped_oversize,
+            m.icmp_unreachable
+        );
+        let h = &self.client_h3;
+        println!(
+            "clients (masque-h3): sent {} received {} queue_full_dropped {}; \
+             sent but not seen by the node's handler: {}",
+            h.datagrams_sent,
+            h.datagrams_received,
+            h.datagrams_dropped_queue_full,
+            h.datagrams_sent.saturating_sub(m.datagrams_from_client)
+        );
+        match &self.kernel_drops {
+            Some(k) => println!(
+                "kernel UDP drops (sk_drops): echo target {} node target sockets {} node listener {} other {}",
+                k.echo, k.node_targets, k.node_listener, k.other
+            ),
+            None => println!("kernel UDP drops: /proc/self/net/udp not readable"),
+        }
+        let e = &self.echo;
+        println!(
+            "echo target {}: {} datagrams, {:.1} per recvmmsg, {:.1} per send (GSO), {} send errors",
+            echo.addr,
+            e.datagrams,
+            e.datagrams as f64 / e.recv_syscalls.max(1) as f64,
+            e.datagrams as f64 / e.send_syscalls.max(1) as f64,
+            e.send_errors
+        );
+        let lost: Vec<String> = self
+            .lost_packets
+            .iter()
+            .map(|(n, l)| format!("{n} {l}"))
+            .collect();
+        println!("QUIC lost packets (client side): {}", lost.join(", "));
+    }
+
+    fn json(&self) -> String {
+        let path = |p: &PathResult| {
+            format!(
+                "{{\"name\":\"{}\",\"dps\":{:.0},\"gbit\":{:.4},\"ratio\":{:.4},\"median_round_ratio\":{:.4},\"refills\":{},\"slices\":{:.0?}}}",
+                p.name,
+                p.rate(),
+                gbit(p.rate()),
+                p.rate() / self.raw.rate(),
+                if p.ratios.is_empty() {
+                    1.0
+                } else {
+                    median(&p.ratios)
+                },
+                p.refills,
+                p.slices
+            )
+        };
+        let paths: Vec<String> = std::iter::once(&self.raw)
+            .chain(&self.paths)
+            .map(path)
+            .collect();
+        let m = &self.metrics;
+        let k = self.kernel_drops.unwrap_or_default();
+        format!(
+            "{{\"payload\":{PAYLOAD},\"window\":{WINDOW},\"target_ratio\":{THROUGHPUT_TARGET},\"paths\":[{}],\
+             \"node_metrics\":{{\"datagrams_from_client\":{},\"datagrams_to_target\":{},\"datagrams_to_target_dropped\":{},\
+             \"datagrams_from_target\":{},\"datagrams_to_client_dropped\":{},\"output_dropped\":{}}},\
+             \"client_h3\":{{\"sent\":{},\"received\":{},\"queue_full_dropped\":{}}},\
+             \"kernel_drops\":{{\"available\":{},\"echo\":{},\"node_targets\":{},\"node_listener\":{},\"other\":{}}},\
+             \"echo\":{{\"datagrams\":{},\"recv_syscalls\":{},\"send_syscalls\":{}}}}}",
+            paths.join(","),
+            m.datagrams_from_client,
+            m.datagrams_to_target,
+            m.datagrams_to_target_dropped,
+            m.datagrams_from_target,
+            m.datagrams_to_client_dropped,
+            m.output_dropped,
+            self.client_h3.datagrams_sent,
+            self.client_h3.datagrams_received,
+            self.client_h3.datagrams_dropped_queue_full,
+            self.kernel_drops.is_some(),
+            k.echo,
+            k.node_targets,
+            k.node_listener,
+            k.other,
+            self.echo.datagrams,
+            self.echo.recv_syscalls,
+            self.echo.send_syscalls
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Opening and closing many tunnels with a bounded window.
+// ---------------------------------------------------------------------------
+
+/// Runs `open(i)` for `i in 0..n` with at most `window` in flight; fails on the
+/// first error (the rest are aborted).
+async fn open_many<F, Fut>(n: usize, window: usize, open: F) -> Result<Vec<UdpSession>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<UdpSession>> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    let mut out = Vec::with_capacity(n);
+    let mut next = 0;
+    while out.len() < n {
+        while next < n && set.len() < window {
+            let fut = open(next);
+            set.spawn(async move { fut.await.with_context(|| format!("tunnel {next}")) });
+            next += 1;
+        }
+        match set.join_next().await {
+            Some(r) => out.push(r??),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Closes every session (FIN, wait for the node's FIN), `window` at a time.
+async fn close_many(sessions: Vec<UdpSession>, window: usize) {
+    let mut set = JoinSet::new();
+    for s in sessions {
+        if set.len() >= window {
+            set.join_next().await;
+        }
+        set.spawn(s.close());
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Adds a hint when an error looks like file descriptor exhaustion.
+fn fd_hint(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("Too many open files") || text.contains("os error 24") {
+        e.context("out of file descriptors: each tunnel holds a UDP socket in the node; raise `ulimit -n`")
+    } else {
+        e
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Phase 2: tunnel setups per second on one connection.
+// ---------------------------------------------------------------------------
+
+struct SetupRate {
+    /// (setups/s, close/s) per round.
+    rounds: Vec<(f64, f64)>,
+}
+
+async fn setup_rate(node: &TestNode, echo: &EchoTarget) -> Result<SetupRate> {
+    let client = ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let target = udp_target(echo.addr);
+    let mut rounds = Vec::new();
+    for _ in 0..SETUP_ROUNDS {
+        let start = Instant::now();
+        let sessions = open_many(SETUP_TUNNELS, SETUP_IN_FLIGHT, |_| {
+            let (client, target) = (client.clone(), target.clone());
+            async move { Ok(client.open_udp(&target).await?) }
+        })
+        .await
+        .map_err(fd_hint)?;
+        let setup = SETUP_TUNNELS as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        close_many(sessions, SETUP_IN_FLIGHT).await;
+        let close = SETUP_TUNNELS as f64 / start.elapsed().as_secs_f64();
+        // Wait (bounded) until the node has cleaned up before the next round.
+        let m = node.node.metrics();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while m.active_sessions() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        rounds.push((setup, close));
+    }
+    client.close().await;
+    Ok(SetupRate { rounds })
+}
+
+impl SetupRate {
+    fn median_setup(&self) -> f64 {
+        median(&self.rounds.iter().map(|r| r.0).collect::<Vec<_>>())
+    }
+
+    fn print(&self) {
+        println!(
+            "\n[2] tunnel setups on ONE connection: {SETUP_TUNNELS} concurrent CONNECT-UDP requests, \
+             at most {SETUP_IN_FLIGHT} in flight, wall time until every 2xx arrived"
+        );
+        println!("{:<8} {:>12} {:>12}", "round", "setups/s", "closes/s");
+        for (i, (s, c)) in self.rounds.iter().enumerate() {
+            println!("{:<8} {:>12.0} {:>12.0}", i + 1, s, c);
+        }
+        println!(
+            "median {:.0} setups/s (target >= {SETUP_TARGET:.0}); the client's own cost (masque-client, \
+             same 2-core runtime as the node) is included",
+            self.median_setup()
+        );
+    }
+
+    fn json(&self) -> String {
+        let setups: Vec<f64> = self.rounds.iter().map(|r| r.0).collect();
+        let closes: Vec<f64> = self.rounds.iter().map(|r| r.1).collect();
+        format!(
+            "{{\"tunnels\":{SETUP_TUNNELS},\"in_flight\":{SETUP_IN_FLIGHT},\"median_setups_per_s\":{:.0},\
+             \"target\":{SETUP_TARGET},\"setups_per_s\":{setups:.0?},\"closes_per_s\":{closes:.0?},\
+             \"includes_client_cost\":true}}",
+            self.median_setup()
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Phase 3: RSS per idle tunnel, node in its own process.
+// ---------------------------------------------------------------------------
+
+/// `MASQUE_NODE_BIN`, or `cargo build --release -p masque-node` and its output.
+fn node_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MASQUE_NODE_BIN") {
+        return Ok(p.into());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("building masque-node (release) for the RSS phase...");
+    let status = std::process::Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--release", "-p", "masque-node", "--quiet"])
+        .status()
+        .with_context(|| format!("running {cargo} build"))?;
+    ensure!(status.success(), "building masque-node failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("release").join("masque-node");
+    ensure!(bin.exists(), "{} not found after the build", bin.display());
+    Ok(bin)
+}
+
+/// (soft, hard) RLIMIT_NOFILE of this process, from /proc/self/limits.
+fn nofile_limits() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut f = line["Max open files".len()..].split_whitespace();
+    let parse = |s: Option<&str>| match s? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    };
+    Some((parse(f.next())?, parse(f.next())?))
+}
+
+/// The command that starts the node with enough file descriptors: directly when
+/// the inherited soft limit suffices, else through `prlimit` up to the hard limit.
+fn node_command(
+    bin: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> Result<tokio::process::Command> {
+    let need = RSS_TUNNELS as u64 + FD_MARGIN;
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-private",
+        "--max-tunnels-per-connection",
+        &RSS_TUNNELS.to_string(),
+        "--idle-timeout",
+        "3600",
+        "--state-dir",
+    ]
+    .map(str::to_owned);
+    let mut cmd = match nofile_limits() {
+        Some((soft, _)) if soft >= need => tokio::process::Command::new(bin),
+        Some((soft, hard)) if hard >= need => {
+            println!("raising the node's open-files limit from {soft} to {need} (prlimit)");
+            let mut c = tokio::process::Command::new("prlimit");
+            c.arg(format!("--nofile={need}:{hard}")).arg(bin);
+            c
+        }
+        Some((soft, hard)) => bail!(
+            "the node needs {need} open files for {RSS_TUNNELS} tunnels (one UDP socket each), \
+             but the limit is {soft} (hard {hard}): raise it with `ulimit -n {need}`"
+        ),
+        None => {
+            println!("warning: open-files limit unknown; the node needs {need}");
+            tokio::process::Command::new(bin)
+        }
+    };
+    cmd.args(args)
+        .arg(state_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+/// A running node process with its listening address and certificate pin.
+struct NodeProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    addr: SocketAddr,
+    pin: [u8; 32],
+    state_dir: PathBuf,
+}
+
+impl NodeProcess {
+    async fn spawn(bin: &std::path::Path) -> Result<Self> {
+        let state_dir =
+            std::env::temp_dir().join(format!("masque-bench-node-{}", std::process::id()));
+        std::fs::create_dir_all(&state_dir)?;
+        let mut child = node_command(bin, &state_dir)?
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id().context("node exited at once")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut addr, mut pin) = (None, None);
+        let banner = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some((_, rest)) = line.split_once(" listening on ") {
+                    let a = rest.split_whitespace().next().unwrap_or_default();
+                    addr = Some(
+                        a.parse::<SocketAddr>()
+                            .with_context(|| format!("address in {line:?}"))?,
+                    );
+                } else if let Some(fp) = line.strip_prefix("sha-256 fingerprint: ") {
+                    pin = Some(parse_pin(fp)?);
+                }
+                if addr.is_some() && pin.is_some() {
+                    return Ok(());
+                }
+            }
+            bail!("node exited before printing its banner")
+        };
+        tokio::time::timeout(Duration::from_secs(30), banner)
+            .await
+            .context("no banner from the node within 30 s")??;
+        // Keep draining stdout so the node never blocks on (or dies of) a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            pid,
+            addr: addr.context("address")?,
+            pin: pin.context("pin")?,
+            state_dir,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    fn options(&self) -> ClientOptions {
+        ClientOptions {
+            verification: ServerVerification::PinnedSha256(self.pin),
+            ..Default::default()
+        }
+    }
+
+    /// (VmRSS, RssAnon) in KiB.
+    fn rss_kib(&self) -> Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let field = |name: &str| -> Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("{name} missing"))?;
+            Ok(line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()?)
+        };
+        Ok((field("VmRSS:")?, field("RssAnon:")?))
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    async fn kill(mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+struct RssResult {
+    /// KiB: idle node, then with the connections, then with every tunnel.
+    rss_start: u64,
+    rss_connected: u64,
+    rss_tunnels: u64,
+    anon_connected: u64,
+    anon_tunnels: u64,
+    open_secs: f64,
+    node_fds: usize,
+}
+
+impl RssResult {
+    fn per_tunnel(&self) -> f64 {
+        self.rss_tunnels.saturating_sub(self.rss_connected) as f64 / RSS_TUNNELS as f64
+    }
+
+    fn print(&self) {
+        println!(
+            "\n[3] RSS of a separate masque-node process with {RSS_TUNNELS} idle tunnels \
+             ({RSS_CONNECTIONS} connections x {}, one echoed datagram per tunnel)",
+            RSS_TUNNELS / RSS_CONNECTIONS
+        );
+        println!(
+            "VmRSS: idle {} KiB, with {RSS_CONNECTIONS} connections {} KiB, with tunnels {} KiB (RssAnon {} -> {} KiB)",
+            self.rss_start,
+            self.rss_connected,
+            self.rss_tunnels,
+            self.anon_connected,
+            self.anon_tunnels
+        );
+        println!(
+            "per tunnel: {:.2} KiB (target <= {RSS_TARGET_KIB}); incl. connection state: {:.2} KiB; \
+             RssAnon per tunnel {:.2} KiB; node fds {}; opened with echo in {:.2} s ({:.0}/s)",
+            self.per_tunnel(),
+            self.rss_tunnels.saturating_sub(self.rss_start) as f64 / RSS_TUNNELS as f64,
+            self.anon_tunnels.saturating_sub(self.anon_connected) as f64 / RSS_TUNNELS as f64,
+            self.node_fds,
+            self.open_secs,
+            RSS_TUNNELS as f64 / self.open_secs
+        );
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"tunnels\":{RSS_TUNNELS},\"connections\":{RSS_CONNECTIONS},\"per_tunnel_kib\":{:.3},\
+             \"target_kib\":{RSS_TARGET_KIB},\"vmrss_kib\":{{\"idle\":{},\"connected\":{},\"tunnels\":{}}},\
+             \"rss_anon_kib\":{{\"connected\":{},\"tunnels\":{}}},\"node_fds\":{},\"open_with_echo_secs\":{:.3}}}",
+            self.per_tunnel(),
+            self.rss_start,
+            self.rss_connected,
+            self.rss_tunnels,
+            self.anon_connected,
+            self.anon_tunnels,
+            self.node_fds,
+            self.open_secs
+        )
+    }
+}
+
+/// Opens one tunnel and waits for one datagram to come back through it, so the
+/// node's side (target socket, reader task, buffers) is fully set up.
+async fn open_echoed(client: ProxyClient, target: Target, i: usize) -> Result<UdpSession> {
+    let mut s = client.open_udp(&target).await?;
+    let tag = (i as u64).to_be_bytes();
+    for _ in 0..3 {
+        s.send(&tag).await?;
+        if let Ok(Some(back)) = tokio::time::timeout(Duration::from_secs(2), s.recv()).await {
+            ensure!(back[..] == tag, "tunnel {i} got someone else's datagram");
+            return Ok(s);
+        }
+    }
+    bail!("no echo through tunnel {i}")
+}
+
+async fn rss_per_tunnel(bin: &std::path::Path, echo: &EchoTarget) -> Result<RssResult> {
+    let node = NodeProcess::spawn(bin).await?;
+    let result = rss_measure(&node, echo).await;
+    node.kill().await;
+    result
+}
+
+async fn rss_measure(node: &NodeProcess, echo: &EchoTarget) -> Result<RssResult> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_start, _) = node.rss_kib()?;
+    let mut clients = Vec::new();
+    for _ in 0..RSS_CONNECTIONS {
+        clients.push(ProxyClient::connect(&node.url(), node.options()).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_connected, anon_connected) = node.rss_kib()?;
+    let target = udp_target(echo.addr);
+    let start = Instant::now();
+    let sessions = open_many(RSS_TUNNELS, SETUP_IN_FLIGHT, |i| {
+        open_echoed(clients[i % RSS_CONNECTIONS].clone(), target.clone(), i)
+    })
+    .await
+    .map_err(fd_hint)?;
+    let open_secs = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss_tunnels, anon_tunnels) = node.rss_kib()?;
+    let node_fds = node.open_fds();
+    for c in &clients {
+        c.connection()
+            .close(masque_h3::Code::NO_ERROR, b"bench over");
+    }
+    drop(sessions);
+    Ok(RssResult {
+        rss_start,
+        rss_connected,
+        rss_tunnels,
+        anon_connected,
+        anon_tunnels,
+        open_secs,
+        node_fds,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Output.
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Report {
+    throughput: Option<Throughput>,
+    setup: Option<SetupRate>,
+    rss: Option<RssResult>,
+}
+
+impl Report {
+    fn write(&self) -> Result<()> {
+        let (Some(t), Some(s), Some(r)) = (&self.throughput, &self.setup, &self.rss) else {
+            println!("\npartial run (--only): target/bench/node_udp_echo.json not written");
+            return Ok(());
+        };
+        let json = format!(
+            "{{\"bench\":\"node_udp_echo\",\"throughput\":{},\"setup\":{},\"rss\":{}}}\n",
+            t.json(),
+            s.json(),
+            r.json()
+        );
+        let dir = workspace_root().join("target/bench");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("node_udp_echo.json"), json)?;
+        println!("\nwrote target/bench/node_udp_echo.json");
+        Ok(())
+    }
+}
