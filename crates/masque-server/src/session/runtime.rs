@@ -8,7 +8,7 @@
 //! handler's own tasks send to the client through `TunnelOutput`. No actor hop
 //! per packet.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -163,11 +163,10 @@ async fn relay(
     let mut datagrams = datagram_rx;
     let mut capsules = CapsuleDecoder::with_max_size(s.config.max_capsule_size);
     let idle = s.config.idle_timeout;
-    let mut idle_check = tokio::time::interval(
-        idle.min(Duration::from_secs(1))
-            .max(Duration::from_millis(10)),
-    );
-    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer per idle period, re-armed from the last activity when it fires
+    // early: an idle tunnel costs no periodic wake-ups.
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     let mut info_open = true;
     let mut body_open = true;
     let reason = loop {
@@ -222,11 +221,13 @@ async fn relay(
                 }
                 None => info_open = false,
             },
-            _ = idle_check.tick() => {
-                if activity.idle_for() >= idle {
+            _ = &mut idle_timer => {
+                let quiet = activity.idle_for();
+                if quiet >= idle {
                     Metrics::inc(&s.metrics.idle_timeouts);
                     break CloseReason::IdleTimeout;
                 }
+                idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - quiet));
             }
         }
     };
