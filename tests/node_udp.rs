@@ -417,3 +417,79 @@ async fn idle_timeout_closes_quiet_tunnel() -> Result<()> {
     node.node.shutdown().await;
     Ok(())
 }
+
+/// R9298-53: the policy is applied after DNS to every resolved address: a
+/// name that resolves to loopback is refused with 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9298_53_name_resolving_to_loopback_is_403() -> Result<()> {
+    init_tracing();
+    let resolver = Arc::new(StaticResolver {
+        entries: vec![("sneaky.example".into(), vec!["127.0.0.1".parse()?])],
+    });
+    let node = TestNode::start_with(false, Some(resolver), |_| {}).await?;
+    let target = Target::Udp {
+        host: "sneaky.example".into(),
+        port: 53,
+    };
+    match masque_client::connect(&node.url(), target, node.client_options()).await {
+        Err(ClientError::Refused {
+            status,
+            proxy_status,
+            ..
+        }) => {
+            assert_eq!(status, 403);
+            assert!(
+                proxy_status
+                    .unwrap_or_default()
+                    .contains("error=destination_ip_prohibited")
+            );
+        }
+        other => panic!("expected a 403 refusal, got {other:?}"),
+    }
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// XC-10: an upgrade token the node does not serve gets 501; R9298-25: bad
+/// template variables get 400 with a Proxy-Status that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xc10_unserved_token_501_and_r9298_25_bad_variables_400() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let conn = client.connection();
+    let authority = format!("localhost:{}", node.node.local_addr().port());
+    let cases = [
+        ("connect-ip", "/.well-known/masque/ip/*/*/", 501, None),
+        (
+            "connect-udp",
+            "/.well-known/masque/udp/192.0.2.1/0/",
+            400,
+            Some("error=http_request_error"),
+        ),
+        (
+            "connect-udp",
+            "/.well-known/masque/udp/fe80%3A%3A1%2525eth0/53/",
+            400,
+            Some("error=http_request_error"),
+        ),
+        ("connect-udp", "/elsewhere", 404, None),
+    ];
+    for (protocol, path, status, proxy_status) in cases {
+        let mut s = conn
+            .open_request(
+                &masque_tests::extended_connect(protocol, &authority, path),
+                true,
+            )
+            .await?;
+        let resp = s.recv_response().await?;
+        assert_eq!(resp.status, status, "{protocol} {path}");
+        if let Some(ps) = proxy_status {
+            let got = resp.headers.get("proxy-status").context("proxy-status")?;
+            assert!(got.to_str()?.contains(ps), "{path}: {got:?}");
+        }
+    }
+    assert_eq!(node.node.metrics().snapshot().sessions_opened, 0);
+    node.node.shutdown().await;
+    Ok(())
+}

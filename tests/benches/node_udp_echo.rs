@@ -35,7 +35,7 @@ use masque_client::{ClientOptions, ProxyClient, Target, UdpSender, UdpSession};
 use masque_server::MetricsSnapshot;
 use masque_tests::{TestCert, client_endpoint, node::TestNode, self_signed, server_endpoint};
 use masque_transport::tls::{ServerVerification, parse_pin};
-use quinn::udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use quinn::udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSocketState};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Interest},
     sync::{Semaphore, watch},
@@ -210,7 +210,8 @@ async fn echo_loop(sock: tokio::net::UdpSocket, state: UdpSocketState, c: Arc<Ec
     const SLOT: usize = 65_536;
     let mut storage = vec![0u8; BATCH_SIZE * SLOT];
     let mut metas = [RecvMeta::default(); BATCH_SIZE];
-    let gso = state.max_gso_segments() > 1;
+    let max_segments = state.max_gso_segments().min(64);
+    let mut runs: Vec<Run> = Vec::new();
     loop {
         if sock.readable().await.is_err() {
             return;
@@ -223,11 +224,13 @@ async fn echo_loop(sock: tokio::net::UdpSocket, state: UdpSocketState, c: Arc<Ec
                 state.recv((&sock).into(), &mut iovs, &mut metas)
             }) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(_) => continue, // e.g. a stray ICMP error; keep echoing
+                // WouldBlock, or e.g. a stray ICMP error: keep echoing.
+                Err(_) => continue,
             }
         };
         c.recv_syscalls.fetch_add(1, Ordering::Relaxed);
+        // Gather each sender's datagrams into runs of equal size, one GSO send each.
+        runs.clear();
         for (i, meta) in metas[..filled].iter().enumerate() {
             let data = &storage[i * SLOT..i * SLOT + meta.len];
             let stride = if meta.stride == 0 {
@@ -235,26 +238,72 @@ async fn echo_loop(sock: tokio::net::UdpSocket, state: UdpSocketState, c: Arc<Ec
             } else {
                 meta.stride
             };
-            c.datagrams
-                .fetch_add(meta.len.div_ceil(stride.max(1)) as u64, Ordering::Relaxed);
-            // A GRO buffer goes back as one GSO send; without GSO, one send each.
-            let pieces: Vec<&[u8]> = if gso || stride >= meta.len {
-                vec![data]
-            } else {
-                data.chunks(stride).collect()
-            };
-            for piece in pieces {
-                let segment_size = (piece.len() > stride).then_some(stride);
-                let t = Transmit {
-                    destination: meta.addr,
-                    ecn: None,
-                    contents: piece,
-                    segment_size,
-                    src_ip: None,
+            for d in data.chunks(stride.max(1)) {
+                c.datagrams.fetch_add(1, Ordering::Relaxed);
+                let run = match runs.iter_mut().position(|r| r.addr == meta.addr) {
+                    Some(k) if runs[k].fits(d.len(), max_segments) => &mut runs[k],
+                    Some(k) => {
+                        runs[k].send(&sock, &state, &c).await;
+                        runs[k].segment = d.len();
+                        &mut runs[k]
+                    }
+                    None => {
+                        runs.push(Run::new(meta.addr, d.len()));
+                        runs.last_mut().expect("just pushed")
+                    }
                 };
-                echo_send(&sock, &state, &t, &c).await;
+                run.buf.extend_from_slice(d);
+                run.count += 1;
             }
         }
+        for run in &mut runs {
+            run.send(&sock, &state, &c).await;
+        }
+    }
+}
+
+/// Datagrams of one size for one destination, sent back with one GSO call.
+struct Run {
+    addr: SocketAddr,
+    segment: usize,
+    count: usize,
+    buf: Vec<u8>,
+}
+
+impl Run {
+    fn new(addr: SocketAddr, segment: usize) -> Self {
+        Self {
+            addr,
+            segment,
+            count: 0,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    fn fits(&self, len: usize, max_segments: usize) -> bool {
+        self.count == 0
+            || (len == self.segment && self.count < max_segments && self.buf.len() + len <= 65_507)
+    }
+
+    async fn send(
+        &mut self,
+        sock: &tokio::net::UdpSocket,
+        state: &UdpSocketState,
+        c: &EchoCounters,
+    ) {
+        if self.count == 0 {
+            return;
+        }
+        let t = Transmit {
+            destination: self.addr,
+            ecn: None,
+            contents: &self.buf,
+            segment_size: (self.count > 1).then_some(self.segment),
+            src_ip: None,
+        };
+        echo_send(sock, state, &t, c).await;
+        self.buf.clear();
+        self.count = 0;
     }
 }
 
@@ -872,7 +921,8 @@ async fn setup_rate(node: &TestNode, echo: &EchoTarget) -> Result<SetupRate> {
             async move { Ok(client.open_udp(&target).await?) }
         })
         .await
-        .map_err(fd_hint)?;
+        .map_err(fd_hint)
+        .with_context(|| format!("setup round {}", rounds.len() + 1))?;
         let setup = SETUP_TUNNELS as f64 / start.elapsed().as_secs_f64();
         let start = Instant::now();
         close_many(sessions, SETUP_IN_FLIGHT).await;

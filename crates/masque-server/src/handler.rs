@@ -148,6 +148,14 @@ pub trait TunnelHandler: Send + 'static {
     /// the session). `payload` excludes the context id.
     fn datagram(&mut self, context_id: u64, payload: Bytes) -> Action;
 
+    /// Called after each burst of [`datagram`](Self::datagram) calls: the
+    /// datagrams that were already queued when the session woke up (the session
+    /// never waits to fill a burst, R9298-46). Handlers that buffer outgoing
+    /// packets send them here (e.g. one GSO system call for the burst).
+    fn flush(&mut self) -> Action {
+        Action::Continue
+    }
+
     /// A capsule of a type the session does not handle itself (R9297-17: the
     /// default ignores it).
     fn capsule(&mut self, capsule: Capsule) -> Action {

@@ -4,7 +4,11 @@
 //! datagrams are read in batches (recvmmsg/GRO) and sent to the client with
 //! backpressure.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use masque_proto::{
@@ -20,7 +24,7 @@ use crate::{
     metrics::Metrics,
     policy::AddressPolicy,
     resolver::{ResolveError, Resolver, SystemResolver},
-    udp_socket::{ErrorClass, RecvBatch, TargetSocket, UdpSocketConfig, classify_error},
+    udp_socket::{ErrorClass, RecvBatch, SendBatch, TargetSocket, UdpSocketConfig, classify_error},
 };
 
 /// Configuration of the built-in UDP proxy.
@@ -133,6 +137,7 @@ impl Handler for UdpProxy {
             socket,
             reader,
             metrics,
+            outgoing: SendBatch::new(),
         }))
     }
 }
@@ -141,11 +146,13 @@ fn prohibited() -> Refusal {
     Refusal::new(TunnelFailure::DestinationProhibited)
 }
 
-/// One tunnel's state: the target socket and the task reading from it.
+/// One tunnel's state: the target socket, the task reading from it, and the
+/// burst of client datagrams waiting for the next `flush`.
 struct UdpTunnel {
     socket: Arc<TargetSocket>,
     reader: JoinHandle<()>,
     metrics: Arc<Metrics>,
+    outgoing: SendBatch,
 }
 
 impl Drop for UdpTunnel {
@@ -157,17 +164,43 @@ impl Drop for UdpTunnel {
 impl TunnelHandler for UdpTunnel {
     fn datagram(&mut self, context_id: u64, payload: Bytes) -> Action {
         debug_assert_eq!(context_id, UDP_CONTEXT_ID);
-        match self.socket.try_send(&payload) {
-            Ok(()) => Metrics::inc(&self.metrics.datagrams_to_target),
-            Err(e) => match classify_error(&e) {
+        // Collected until the burst ends: equal-size runs then leave in one GSO
+        // system call (one copy into the batch buffer per datagram).
+        self.outgoing.push(&payload);
+        Action::Continue
+    }
+
+    fn flush(&mut self) -> Action {
+        let queued = self.outgoing.len() as u64;
+        match self.socket.try_send_batch(&mut self.outgoing) {
+            Ok(sent) => {
+                let sent = sent as u64;
+                self.metrics.datagrams_to_target.fetch_add(sent, Relaxed);
+                // A full socket buffer or per-datagram errors: drop the rest, counted.
+                let dropped = queued.saturating_sub(sent);
+                if dropped > 0 {
+                    self.metrics
+                        .datagrams_to_target_dropped
+                        .fetch_add(dropped, Relaxed);
+                }
+                self.outgoing.clear();
+                Action::Continue
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "target socket failed");
+                self.outgoing.clear();
                 // The tunnel stays up on ICMP unreachable (our choice: the
                 // target may come back; R9298-20 is noted in conformance.md).
-                ErrorClass::Unreachable => Metrics::inc(&self.metrics.icmp_unreachable),
-                ErrorClass::Transient => Metrics::inc(&self.metrics.datagrams_to_target_dropped),
-                ErrorClass::Fatal => return Action::Abort,
-            },
+                match classify_error(&e) {
+                    ErrorClass::Unreachable => {
+                        Metrics::inc(&self.metrics.icmp_unreachable);
+                        Action::Continue
+                    }
+                    ErrorClass::Transient => Action::Continue,
+                    ErrorClass::Fatal => Action::Abort,
+                }
+            }
         }
-        Action::Continue
     }
 
     fn terminate(&mut self, reason: &CloseReason) {

@@ -285,4 +285,11 @@ impl DatagramRx {
             DatagramRx::H3(r) => r.recv().await,
         }
     }
+
+    /// A datagram already queued, without waiting (draining a burst).
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        match self {
+            DatagramRx::H3(r) => r.try_recv(),
+        }
+    }
 }

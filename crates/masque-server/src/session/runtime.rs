@@ -175,7 +175,7 @@ async fn relay(
             d = recv_datagram(&mut datagrams) => match d {
                 Some(d) => {
                     activity.touch();
-                    if let Some(r) = on_datagram(handler, d, &s.metrics) {
+                    if let Some(r) = on_burst(handler, d, &mut datagrams, &s.metrics) {
                         break r;
                     }
                 }
@@ -248,6 +248,31 @@ async fn recv_datagram(rx: &mut Option<masque_transport::DatagramRx>) -> Option<
     }
 }
 
+/// Most datagrams taken from the queue per wake-up before the handler flushes.
+const BURST: usize = 64;
+
+/// The first datagram of a wake-up plus those already queued behind it, then
+/// one `flush`. Never waits for more (R9298-46).
+fn on_burst(
+    handler: &mut dyn TunnelHandler,
+    first: Bytes,
+    rx: &mut Option<masque_transport::DatagramRx>,
+    metrics: &Metrics,
+) -> Option<CloseReason> {
+    let mut next = Some(first);
+    let mut taken = 0;
+    while let Some(d) = next.take() {
+        if let Some(r) = on_datagram(handler, d, metrics) {
+            return Some(r);
+        }
+        taken += 1;
+        if taken < BURST {
+            next = rx.as_mut().and_then(|rx| rx.try_recv());
+        }
+    }
+    after(catch(|| handler.flush(), metrics))
+}
+
 /// A datagram from the client (QUIC DATAGRAM or DATAGRAM capsule, R9297-31).
 fn on_datagram(
     handler: &mut dyn TunnelHandler,
@@ -295,7 +320,7 @@ fn drain_capsules(
                     return Some(r);
                 }
             }
-            Ok(None) => return None,
+            Ok(None) => return after(catch(|| handler.flush(), metrics)),
             Err(e) => {
                 // R9297-22: a capsule error is a malformed message.
                 Metrics::inc(&metrics.capsules_malformed);
