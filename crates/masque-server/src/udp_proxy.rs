@@ -216,6 +216,10 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
         return;
     }
     let metrics = Arc::clone(out.metrics());
+    // Receive buffers only once the target sends: idle tunnels hold none.
+    if socket.readable().await.is_err() {
+        return;
+    }
     let mut batch = RecvBatch::new(crate::udp_socket::DEFAULT_RECV_SLOTS);
     loop {
         match socket.recv_batch(&mut batch).await {

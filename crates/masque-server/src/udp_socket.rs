@@ -601,6 +601,16 @@ impl TargetSocket {
         self.state.gro_segments()
     }
 
+    /// Waits until the socket has something to read (or an error to report),
+    /// without reading. Lets callers allocate a [`RecvBatch`] only once traffic
+    /// arrives, so an idle tunnel holds no receive buffers.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io
+            .ready(Interest::READABLE | Interest::ERROR)
+            .await
+            .map(drop)
+    }
+
     /// Receives the next batch of datagrams from the target into `batch`, replacing its previous
     /// contents, and returns how many datagrams it holds (at least 1).
     ///
