@@ -493,3 +493,44 @@ async fn xc10_unserved_token_501_and_r9298_25_bad_variables_400() -> Result<()> 
     node.node.shutdown().await;
     Ok(())
 }
+
+/// STACK-NOTES lesson: a proxy must close its side of every finished tunnel
+/// or the connection's stream credit leaks. Open the limit, close all, and
+/// open the limit again, three times, on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_tunnels_return_stream_credit() -> Result<()> {
+    init_tracing();
+    const N: usize = 50;
+    let node = TestNode::start_with(true, None, |c| c.max_tunnels_per_connection = N).await?;
+    let echo = udp_echo().await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let conn = client.connection().clone();
+    let authority = format!("localhost:{}", node.node.local_addr().port());
+    for round in 0..3 {
+        let mut open = Vec::with_capacity(N);
+        for i in 0..N {
+            let s = tokio::time::timeout(
+                Duration::from_secs(5),
+                masque_client::UdpSession::open_on(
+                    &conn,
+                    &authority,
+                    &udp(echo),
+                    &node.client_options(),
+                ),
+            )
+            .await
+            .with_context(|| format!("round {round}: tunnel {i} waited for stream credit"))??;
+            open.push(s);
+        }
+        for s in open {
+            s.close().await;
+        }
+        let m = node.node.metrics();
+        eventually("sessions closed", Duration::from_secs(5), || {
+            m.active_sessions() == 0
+        })
+        .await?;
+    }
+    node.node.shutdown().await;
+    Ok(())
+}
