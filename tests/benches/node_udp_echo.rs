@@ -55,10 +55,15 @@ const SETUP_TUNNELS: usize = 5_000;
 const SETUP_IN_FLIGHT: usize = 256;
 const SETUP_ROUNDS: usize = 3;
 const SETUP_TARGET: f64 = 10_000.0;
+/// Per-request limit in the setup phase (a request stalled on stream credit
+/// fails after this).
+const REUSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 const RSS_TUNNELS: usize = 10_000;
 const RSS_CONNECTIONS: usize = 10;
 const RSS_TARGET_KIB: f64 = 16.0;
+/// Tunnels closed and reopened after the measurement, for the churn figure.
+const CHURN_TUNNELS: usize = 1_000;
 /// File descriptors the node needs besides one per tunnel.
 const FD_MARGIN: u64 = 1_024;
 
@@ -84,19 +89,25 @@ fn main() -> Result<()> {
         .await?;
         let mut report = Report::default();
         if want("throughput") {
+            let start = Instant::now();
             let t = throughput(&node, &echo).await?;
-            t.print(&echo);
+            t.print();
+            println!("(phase took {:.1} s)", start.elapsed().as_secs_f64());
             report.throughput = Some(t);
         }
         if want("setup") {
+            let start = Instant::now();
             let s = setup_rate(&node, &echo).await?;
             s.print();
+            println!("(phase took {:.1} s)", start.elapsed().as_secs_f64());
             report.setup = Some(s);
         }
         node.node.shutdown().await;
         if let Some(bin) = node_bin {
+            let start = Instant::now();
             let r = rss_per_tunnel(&bin, &echo).await?;
             r.print();
+            println!("(phase took {:.1} s)", start.elapsed().as_secs_f64());
             report.rss = Some(r);
         }
         report.write()
@@ -146,6 +157,9 @@ fn mean(v: &[f64]) -> f64 {
 struct EchoCounters {
     datagrams: AtomicU64,
     recv_syscalls: AtomicU64,
+    /// Receive buffers: one per datagram, or one per GRO-coalesced run (which
+    /// is what one GSO send of the node's target socket arrives as).
+    buffers: AtomicU64,
     send_syscalls: AtomicU64,
     send_errors: AtomicU64,
 }
@@ -154,6 +168,7 @@ struct EchoCounters {
 struct EchoStats {
     datagrams: u64,
     recv_syscalls: u64,
+    buffers: u64,
     send_syscalls: u64,
     send_errors: u64,
 }
@@ -164,9 +179,42 @@ impl EchoCounters {
         EchoStats {
             datagrams: get(&self.datagrams),
             recv_syscalls: get(&self.recv_syscalls),
+            buffers: get(&self.buffers),
             send_syscalls: get(&self.send_syscalls),
             send_errors: get(&self.send_errors),
         }
+    }
+}
+
+impl EchoStats {
+    fn since(self, b: Self) -> Self {
+        Self {
+            datagrams: self.datagrams - b.datagrams,
+            recv_syscalls: self.recv_syscalls - b.recv_syscalls,
+            buffers: self.buffers - b.buffers,
+            send_syscalls: self.send_syscalls - b.send_syscalls,
+            send_errors: self.send_errors - b.send_errors,
+        }
+    }
+
+    fn add(&mut self, d: Self) {
+        self.datagrams += d.datagrams;
+        self.recv_syscalls += d.recv_syscalls;
+        self.buffers += d.buffers;
+        self.send_syscalls += d.send_syscalls;
+        self.send_errors += d.send_errors;
+    }
+
+    /// Datagrams per receive buffer: per send system call of the node's target
+    /// sockets (a GSO send arrives as one GRO buffer on loopback).
+    fn per_node_send(&self) -> f64 {
+        self.datagrams as f64 / self.buffers.max(1) as f64
+    }
+
+    /// Datagrams per GSO send of the echo target, i.e. at most what one receive
+    /// of a node target socket can get.
+    fn per_echo_send(&self) -> f64 {
+        self.datagrams as f64 / self.send_syscalls.max(1) as f64
     }
 }
 
@@ -229,6 +277,7 @@ async fn echo_loop(sock: tokio::net::UdpSocket, state: UdpSocketState, c: Arc<Ec
             }
         };
         c.recv_syscalls.fetch_add(1, Ordering::Relaxed);
+        c.buffers.fetch_add(filled as u64, Ordering::Relaxed);
         // Gather each sender's datagrams into runs of equal size, one GSO send each.
         runs.clear();
         for (i, meta) in metas[..filled].iter().enumerate() {
@@ -276,7 +325,7 @@ impl Run {
             addr,
             segment,
             count: 0,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::new(),
         }
     }
 
@@ -475,18 +524,20 @@ impl Path {
         }
     }
 
-    /// Runs the path for one slice; returns datagrams echoed per second.
-    async fn measure(&self) -> f64 {
+    /// Runs the path for one slice.
+    async fn measure(&self) -> Slice {
         let before = self.received.load(Ordering::Relaxed);
+        let cpu_before = process_cpu_secs();
         let start = Instant::now();
         self.enabled.send_replace(true);
         tokio::time::sleep(SLICE).await;
         self.enabled.send_replace(false);
-        let n = self.received.load(Ordering::Relaxed) - before;
-        let rate = n as f64 / start.elapsed().as_secs_f64();
+        let secs = start.elapsed().as_secs_f64();
+        let echoed = self.received.load(Ordering::Relaxed) - before;
+        let cpu = process_cpu_secs() - cpu_before;
         // Let the in-flight window drain before the next path runs.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        rate
+        Slice { echoed, secs, cpu }
     }
 }
 
@@ -497,6 +548,39 @@ impl Drop for Path {
         }
     }
 }
+
+/// One slice of one path: echoes, wall time, and the CPU time this process
+/// (client, node, echo target and all) used meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    echoed: u64,
+    secs: f64,
+    cpu: f64,
+}
+
+impl Slice {
+    fn rate(&self) -> f64 {
+        self.echoed as f64 / self.secs
+    }
+}
+
+/// User + system CPU time of this process so far, from /proc/self/stat (0 when
+/// unreadable). Clock ticks are 10 ms: meaningful over many slices only.
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / CLOCK_TICKS
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux (100 on every common configuration).
+const CLOCK_TICKS: f64 = 100.0;
 
 /// Raw quinn DATAGRAM echo: the reference.
 async fn raw_quinn(cert: &TestCert) -> Result<(Path, quinn::Endpoint, quinn::Connection)> {
@@ -583,7 +667,13 @@ async fn through_node(
 #[derive(Debug, Clone)]
 struct PathResult {
     name: &'static str,
+    /// Echo rate of each slice.
     slices: Vec<f64>,
+    /// Process CPU seconds per echoed datagram, and busy cores, over all slices.
+    cpu_per_echo: f64,
+    cores: f64,
+    /// The echo target's counters during this path's slices.
+    echo: EchoStats,
     /// Per-round ratio to the raw quinn slice of the same round.
     ratios: Vec<f64>,
     refills: u64,
@@ -600,7 +690,6 @@ struct Throughput {
     paths: Vec<PathResult>,
     metrics: MetricsSnapshot,
     kernel_drops: Option<KernelDrops>,
-    echo: EchoStats,
     /// masque-h3 datagrams the node clients sent, and the client-side drops.
     client_h3: masque_h3::StatsSnapshot,
     lost_packets: Vec<(&'static str, u64)>,
@@ -623,40 +712,30 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
     }
     let drops_before = KernelDrops::read(echo.addr, node.node.local_addr());
     let metrics_before = node.node.metrics().snapshot();
-    let echo_before = echo.stats();
     let h3_before = [&one_client, &many_client].map(|c| c.connection().stats());
     let mut slices = vec![Vec::new(); paths.len()];
+    let mut echo_stats = vec![EchoStats::default(); paths.len()];
     for round in 0..ROUNDS {
         // Rotate the order so no path always follows the same one.
         for k in 0..paths.len() {
             let i = (round + k) % paths.len();
+            let before = echo.stats();
             slices[i].push(paths[i].measure().await);
+            echo_stats[i].add(echo.stats().since(before));
         }
     }
     let metrics = diff_metrics(node.node.metrics().snapshot(), metrics_before);
     let kernel_drops = KernelDrops::read(echo.addr, node.node.local_addr())
         .zip(drops_before)
         .map(|(a, b)| a.since(b));
-    let e = echo.stats();
-    let echo_stats = EchoStats {
-        datagrams: e.datagrams - echo_before.datagrams,
-        recv_syscalls: e.recv_syscalls - echo_before.recv_syscalls,
-        send_syscalls: e.send_syscalls - echo_before.send_syscalls,
-        send_errors: e.send_errors - echo_before.send_errors,
-    };
     let h3_after = [&one_client, &many_client].map(|c| c.connection().stats());
+    let delta = |f: fn(&masque_h3::StatsSnapshot) -> u64| -> u64 {
+        (0..2).map(|i| f(&h3_after[i]) - f(&h3_before[i])).sum()
+    };
     let client_h3 = masque_h3::StatsSnapshot {
-        datagrams_sent: (0..2)
-            .map(|i| h3_after[i].datagrams_sent - h3_before[i].datagrams_sent)
-            .sum(),
-        datagrams_received: (0..2)
-            .map(|i| h3_after[i].datagrams_received - h3_before[i].datagrams_received)
-            .sum(),
-        datagrams_dropped_queue_full: (0..2)
-            .map(|i| {
-                h3_after[i].datagrams_dropped_queue_full - h3_before[i].datagrams_dropped_queue_full
-            })
-            .sum(),
+        datagrams_sent: delta(|s| s.datagrams_sent),
+        datagrams_received: delta(|s| s.datagrams_received),
+        datagrams_dropped_queue_full: delta(|s| s.datagrams_dropped_queue_full),
         ..Default::default()
     };
     let lost_packets = vec![
@@ -671,15 +750,23 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
         ),
     ];
     let results: Vec<PathResult> = (0..paths.len())
-        .map(|i| PathResult {
-            name: names[i],
-            ratios: slices[i]
-                .iter()
-                .zip(&slices[0])
-                .map(|(s, r)| s / r)
-                .collect(),
-            slices: slices[i].clone(),
-            refills: paths[i].refills.load(Ordering::Relaxed),
+        .map(|i| {
+            let (echoed, secs, cpu) = slices[i].iter().fold((0, 0.0, 0.0), |a, s| {
+                (a.0 + s.echoed, a.1 + s.secs, a.2 + s.cpu)
+            });
+            PathResult {
+                name: names[i],
+                ratios: slices[i]
+                    .iter()
+                    .zip(&slices[0])
+                    .map(|(s, r)| s.rate() / r.rate())
+                    .collect(),
+                slices: slices[i].iter().map(Slice::rate).collect(),
+                cpu_per_echo: cpu / echoed.max(1) as f64,
+                cores: cpu / secs,
+                echo: echo_stats[i],
+                refills: paths[i].refills.load(Ordering::Relaxed),
+            }
         })
         .collect();
     drop((raw_path, one_path, many_path));
@@ -692,7 +779,6 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
         paths: results.collect(),
         metrics,
         kernel_drops,
-        echo: echo_stats,
         client_h3,
         lost_packets,
     })
@@ -717,39 +803,33 @@ fn diff_metrics(a: MetricsSnapshot, b: MetricsSnapshot) -> MetricsSnapshot {
 }
 
 impl Throughput {
-    fn print(&self, echo: &EchoTarget) {
+    fn print(&self) {
         println!(
             "\n[1] CONNECT-UDP echo through the node vs raw quinn DATAGRAM echo: {PAYLOAD}-byte payloads, \
              window {WINDOW}, {ROUNDS} rounds of one {SLICE:?} slice per path (order rotating)"
         );
         println!(
-            "{:<26} {:>13} {:>9} {:>7} {:>8} {:>8}",
-            "path (mean)", "datagrams/s", "Gbit/s", "ratio", "median", "refills"
+            "{:<24} {:>12} {:>7} {:>6} {:>7} {:>8} {:>6} {:>8}",
+            "path (mean)", "datagrams/s", "Gbit/s", "ratio", "median", "us CPU", "cores", "refills"
         );
         let r = self.raw.rate();
-        println!(
-            "{:<26} {:>13.0} {:>9.3} {:>7.3} {:>8} {:>8}",
-            self.raw.name,
-            r,
-            gbit(r),
-            1.0,
-            "-",
-            self.raw.refills
-        );
-        for p in &self.paths {
+        for p in std::iter::once(&self.raw).chain(&self.paths) {
             println!(
-                "{:<26} {:>13.0} {:>9.3} {:>7.3} {:>8.3} {:>8}",
+                "{:<24} {:>12.0} {:>7.3} {:>6.3} {:>7.3} {:>8.2} {:>6.2} {:>8}",
                 p.name,
                 p.rate(),
                 gbit(p.rate()),
                 p.rate() / r,
                 median(&p.ratios),
+                p.cpu_per_echo * 1e6,
+                p.cores,
                 p.refills
             );
         }
         println!(
-            "target: node/raw >= {THROUGHPUT_TARGET} (ratio = mean rate / mean raw rate; median = of per-round ratios; \
-             refills = stall-watchdog window refills, i.e. losses)"
+            "target: node/raw >= {THROUGHPUT_TARGET}. ratio = mean rate / mean raw rate; median = of per-round ratios; \
+             us CPU = CPU time of this whole process (client, node, echo target) per echoed datagram; \
+             cores = busy cores meanwhile (2 = CPU-bound); refills = stall-watchdog window refills, i.e. losses"
         );
         let m = &self.metrics;
         println!(
@@ -782,15 +862,18 @@ impl Throughput {
             ),
             None => println!("kernel UDP drops: /proc/self/net/udp not readable"),
         }
-        let e = &self.echo;
-        println!(
-            "echo target {}: {} datagrams, {:.1} per recvmmsg, {:.1} per send (GSO), {} send errors",
-            echo.addr,
-            e.datagrams,
-            e.datagrams as f64 / e.recv_syscalls.max(1) as f64,
-            e.datagrams as f64 / e.send_syscalls.max(1) as f64,
-            e.send_errors
-        );
+        for p in &self.paths {
+            let e = &p.echo;
+            println!(
+                "{}: echo target got {:.1} datagrams per node target-socket send (GSO run), \
+                 {:.1} per recvmmsg; it sent {:.1} per GSO send (at most what one node receive gets); {} send errors",
+                p.name,
+                e.per_node_send(),
+                e.datagrams as f64 / e.recv_syscalls.max(1) as f64,
+                e.per_echo_send(),
+                e.send_errors
+            );
+        }
         let lost: Vec<String> = self
             .lost_packets
             .iter()
@@ -802,17 +885,18 @@ impl Throughput {
     fn json(&self) -> String {
         let path = |p: &PathResult| {
             format!(
-                "{{\"name\":\"{}\",\"dps\":{:.0},\"gbit\":{:.4},\"ratio\":{:.4},\"median_round_ratio\":{:.4},\"refills\":{},\"slices\":{:.0?}}}",
+                "{{\"name\":\"{}\",\"dps\":{:.0},\"gbit\":{:.4},\"ratio\":{:.4},\"cpu_us_per_echo\":{:.3},\"cores\":{:.3},\
+                 \"median_round_ratio\":{:.4},\"refills\":{},\"echo_dgrams_per_node_send\":{:.2},\"echo_dgrams_per_echo_send\":{:.2},\"slices\":{:.0?}}}",
                 p.name,
                 p.rate(),
                 gbit(p.rate()),
                 p.rate() / self.raw.rate(),
-                if p.ratios.is_empty() {
-                    1.0
-                } else {
-                    median(&p.ratios)
-                },
+                p.cpu_per_echo * 1e6,
+                p.cores,
+                median(&p.ratios),
                 p.refills,
+                p.echo.per_node_send(),
+                p.echo.per_echo_send(),
                 p.slices
             )
         };
@@ -827,8 +911,7 @@ impl Throughput {
              \"node_metrics\":{{\"datagrams_from_client\":{},\"datagrams_to_target\":{},\"datagrams_to_target_dropped\":{},\
              \"datagrams_from_target\":{},\"datagrams_to_client_dropped\":{},\"output_dropped\":{}}},\
              \"client_h3\":{{\"sent\":{},\"received\":{},\"queue_full_dropped\":{}}},\
-             \"kernel_drops\":{{\"available\":{},\"echo\":{},\"node_targets\":{},\"node_listener\":{},\"other\":{}}},\
-             \"echo\":{{\"datagrams\":{},\"recv_syscalls\":{},\"send_syscalls\":{}}}}}",
+             \"kernel_drops\":{{\"available\":{},\"echo\":{},\"node_targets\":{},\"node_listener\":{},\"other\":{}}}}}",
             paths.join(","),
             m.datagrams_from_client,
             m.datagrams_to_target,
@@ -843,10 +926,7 @@ impl Throughput {
             k.echo,
             k.node_targets,
             k.node_listener,
-            k.other,
-            self.echo.datagrams,
-            self.echo.recv_syscalls,
-            self.echo.send_syscalls
+            k.other
         )
     }
 }
@@ -862,21 +942,45 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<UdpSession>> + Send + 'static,
 {
+    let (sessions, mut errors) = open_all(n, window, true, open).await;
+    match errors.pop() {
+        Some(e) => Err(e),
+        None => Ok(sessions),
+    }
+}
+
+/// Like [`open_many`]; with `fail_fast` false it runs every attempt and returns
+/// the failures next to the sessions.
+async fn open_all<F, Fut>(
+    n: usize,
+    window: usize,
+    fail_fast: bool,
+    open: F,
+) -> (Vec<UdpSession>, Vec<anyhow::Error>)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<UdpSession>> + Send + 'static,
+{
     let mut set = JoinSet::new();
-    let mut out = Vec::with_capacity(n);
+    let (mut sessions, mut errors) = (Vec::with_capacity(n), Vec::new());
     let mut next = 0;
-    while out.len() < n {
+    loop {
         while next < n && set.len() < window {
             let fut = open(next);
             set.spawn(async move { fut.await.with_context(|| format!("tunnel {next}")) });
             next += 1;
         }
         match set.join_next().await {
-            Some(r) => out.push(r??),
+            Some(Ok(Ok(s))) => sessions.push(s),
+            Some(Ok(Err(e))) => errors.push(e),
+            Some(Err(e)) => errors.push(e.into()),
             None => break,
         }
+        if fail_fast && !errors.is_empty() {
+            break;
+        }
     }
-    Ok(out)
+    (sessions, errors)
 }
 
 /// Closes every session (FIN, wait for the node's FIN), `window` at a time.
@@ -906,42 +1010,164 @@ fn fd_hint(e: anyhow::Error) -> anyhow::Error {
 // ---------------------------------------------------------------------------
 
 struct SetupRate {
-    /// (setups/s, close/s) per round.
-    rounds: Vec<(f64, f64)>,
+    /// One per round, each on a fresh connection.
+    rounds: Vec<Round>,
+    reuse: Reuse,
+}
+
+struct Round {
+    setup: f64,
+    close: f64,
+    latency: Latency,
+}
+
+/// Time from request to 2xx, milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Latency {
+    fn of(ms: &[f64]) -> Self {
+        let mut v = ms.to_vec();
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)));
+        Self {
+            p50: at(0.5).copied().unwrap_or(0.0),
+            p99: at(0.99).copied().unwrap_or(0.0),
+            max: v.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Reopening tunnels on a connection whose earlier tunnels were all closed.
+struct Reuse {
+    reopened: usize,
+    /// Requests of the reopening that reached the node (the rest never got
+    /// stream credit).
+    reached_node: u64,
+    first_error: Option<String>,
 }
 
 async fn setup_rate(node: &TestNode, echo: &EchoTarget) -> Result<SetupRate> {
-    let client = ProxyClient::connect(&node.url(), node.client_options()).await?;
     let target = udp_target(echo.addr);
+    let options = ClientOptions {
+        connect_timeout: REUSE_TIMEOUT,
+        ..node.client_options()
+    };
     let mut rounds = Vec::new();
-    for _ in 0..SETUP_ROUNDS {
-        let start = Instant::now();
-        let sessions = open_many(SETUP_TUNNELS, SETUP_IN_FLIGHT, |_| {
-            let (client, target) = (client.clone(), target.clone());
-            async move { Ok(client.open_udp(&target).await?) }
-        })
-        .await
-        .map_err(fd_hint)
-        .with_context(|| format!("setup round {}", rounds.len() + 1))?;
-        let setup = SETUP_TUNNELS as f64 / start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        close_many(sessions, SETUP_IN_FLIGHT).await;
-        let close = SETUP_TUNNELS as f64 / start.elapsed().as_secs_f64();
-        // Wait (bounded) until the node has cleaned up before the next round.
-        let m = node.node.metrics();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while m.active_sessions() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut client: Option<ProxyClient> = None;
+    for round in 1..=SETUP_ROUNDS {
+        // A fresh connection per round: the rate is not mixed up with stream
+        // credit left over from an earlier round (checked separately below).
+        let fresh = ProxyClient::connect(&node.url(), options.clone()).await?;
+        if let Some(old) = client.replace(fresh.clone()) {
+            old.close().await;
         }
-        rounds.push((setup, close));
+        let r = setup_round(node, &fresh, &target)
+            .await
+            .with_context(|| format!("setup round {round}"))?;
+        rounds.push(r);
     }
+    let client = client.context("no setup round ran")?;
+    let reuse = reuse_check(node, &client, &target).await;
     client.close().await;
-    Ok(SetupRate { rounds })
+    Ok(SetupRate { rounds, reuse })
+}
+
+/// Opens SETUP_TUNNELS tunnels on `client` (timed until every 2xx arrived),
+/// then closes them all (timed) and waits until the node has cleaned up.
+async fn setup_round(node: &TestNode, client: &ProxyClient, target: &Target) -> Result<Round> {
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(SETUP_TUNNELS)));
+    let start = Instant::now();
+    let sessions = open_many(SETUP_TUNNELS, SETUP_IN_FLIGHT, |_| {
+        let (client, target) = (client.clone(), target.clone());
+        let latencies = Arc::clone(&latencies);
+        async move {
+            let t = Instant::now();
+            let s = client.open_udp(&target).await?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            latencies.lock().unwrap_or_else(|p| p.into_inner()).push(ms);
+            Ok(s)
+        }
+    })
+    .await;
+    let sessions = match sessions {
+        Ok(s) => s,
+        Err(e) => {
+            print_stall(node, client);
+            return Err(fd_hint(e));
+        }
+    };
+    let setup = SETUP_TUNNELS as f64 / start.elapsed().as_secs_f64();
+    let latency = Latency::of(&latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let start = Instant::now();
+    close_many(sessions, SETUP_IN_FLIGHT).await;
+    let close = SETUP_TUNNELS as f64 / start.elapsed().as_secs_f64();
+    wait_node_idle(node).await;
+    Ok(Round {
+        setup,
+        close,
+        latency,
+    })
+}
+
+/// Waits (bounded) until the node has no session left.
+async fn wait_node_idle(node: &TestNode) {
+    let m = node.node.metrics();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.active_sessions() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// After a round's tunnels were all closed, opens as many again on the same
+/// connection: every one must get its stream credit back (a node that leaks
+/// credit on close makes some wait for MAX_STREAMS until they time out).
+async fn reuse_check(node: &TestNode, client: &ProxyClient, target: &Target) -> Reuse {
+    let requests_before = node.node.metrics().snapshot().tunnel_requests;
+    let (sessions, errors) = open_all(SETUP_TUNNELS, SETUP_IN_FLIGHT, false, |_| {
+        let (client, target) = (client.clone(), target.clone());
+        async move { Ok(client.open_udp(&target).await?) }
+    })
+    .await;
+    let reached_node = node.node.metrics().snapshot().tunnel_requests - requests_before;
+    let reopened = sessions.len();
+    close_many(sessions, SETUP_IN_FLIGHT).await;
+    wait_node_idle(node).await;
+    Reuse {
+        reopened,
+        reached_node,
+        first_error: errors.first().map(|e| format!("{e:#}")),
+    }
+}
+
+/// What the node and the client connection looked like when a setup failed.
+fn print_stall(node: &TestNode, client: &ProxyClient) {
+    let m = node.node.metrics().snapshot();
+    let q = client.connection().quic().stats();
+    println!(
+        "setup failed; node: requests {} established {} refused {} (limit {}) sessions open {} closed {}; \
+         client: active requests {}, MAX_STREAMS(bidi) frames received {}, STREAMS_BLOCKED(bidi) sent {}, \
+         streams reset received {}",
+        m.tunnel_requests,
+        m.tunnels_established,
+        m.tunnels_refused,
+        m.tunnels_refused_limit,
+        m.sessions_opened,
+        m.sessions_closed,
+        client.connection().active_requests(),
+        q.frame_rx.max_streams_bidi,
+        q.frame_tx.streams_blocked_bidi,
+        q.frame_rx.reset_stream
+    );
 }
 
 impl SetupRate {
     fn median_setup(&self) -> f64 {
-        median(&self.rounds.iter().map(|r| r.0).collect::<Vec<_>>())
+        median(&self.rounds.iter().map(|r| r.setup).collect::<Vec<_>>())
     }
 
     fn print(&self) {
@@ -949,25 +1175,55 @@ impl SetupRate {
             "\n[2] tunnel setups on ONE connection: {SETUP_TUNNELS} concurrent CONNECT-UDP requests, \
              at most {SETUP_IN_FLIGHT} in flight, wall time until every 2xx arrived"
         );
-        println!("{:<8} {:>12} {:>12}", "round", "setups/s", "closes/s");
-        for (i, (s, c)) in self.rounds.iter().enumerate() {
-            println!("{:<8} {:>12.0} {:>12.0}", i + 1, s, c);
+        println!(
+            "{:<8} {:>10} {:>10} {:>12} {:>12} {:>12}",
+            "round", "setups/s", "closes/s", "2xx p50 ms", "p99 ms", "max ms"
+        );
+        for (i, r) in self.rounds.iter().enumerate() {
+            println!(
+                "{:<8} {:>10.0} {:>10.0} {:>12.1} {:>12.1} {:>12.1}",
+                i + 1,
+                r.setup,
+                r.close,
+                r.latency.p50,
+                r.latency.p99,
+                r.latency.max
+            );
         }
         println!(
             "median {:.0} setups/s (target >= {SETUP_TARGET:.0}); the client's own cost (masque-client, \
              same 2-core runtime as the node) is included",
             self.median_setup()
         );
+        let r = &self.reuse;
+        println!(
+            "reuse: after closing all {SETUP_TUNNELS} tunnels of round {SETUP_ROUNDS}, reopened {} of {SETUP_TUNNELS} \
+             on the same connection; {} requests reached the node, {} failed{}",
+            r.reopened,
+            r.reached_node,
+            SETUP_TUNNELS - r.reopened,
+            match &r.first_error {
+                Some(e) => format!(
+                    " (first: {e}): requests that never reached the node within {REUSE_TIMEOUT:?} \
+                     waited for stream credit (MAX_STREAMS) that closed tunnels did not return in time"
+                ),
+                None => String::new(),
+            }
+        );
     }
 
     fn json(&self) -> String {
-        let setups: Vec<f64> = self.rounds.iter().map(|r| r.0).collect();
-        let closes: Vec<f64> = self.rounds.iter().map(|r| r.1).collect();
+        let setups: Vec<f64> = self.rounds.iter().map(|r| r.setup).collect();
+        let closes: Vec<f64> = self.rounds.iter().map(|r| r.close).collect();
+        let p99: Vec<f64> = self.rounds.iter().map(|r| r.latency.p99).collect();
         format!(
             "{{\"tunnels\":{SETUP_TUNNELS},\"in_flight\":{SETUP_IN_FLIGHT},\"median_setups_per_s\":{:.0},\
-             \"target\":{SETUP_TARGET},\"setups_per_s\":{setups:.0?},\"closes_per_s\":{closes:.0?},\
-             \"includes_client_cost\":true}}",
-            self.median_setup()
+             \"target\":{SETUP_TARGET},\"setups_per_s\":{setups:.0?},\"closes_per_s\":{closes:.0?},\"p99_ms\":{p99:.1?},\
+             \"includes_client_cost\":true,\"reuse\":{{\"reopened\":{},\"reached_node\":{},\"failed\":{}}}}}",
+            self.median_setup(),
+            self.reuse.reopened,
+            self.reuse.reached_node,
+            SETUP_TUNNELS - self.reuse.reopened
         )
     }
 }
@@ -1116,21 +1372,25 @@ impl NodeProcess {
         }
     }
 
-    /// (VmRSS, RssAnon) in KiB.
-    fn rss_kib(&self) -> Result<(u64, u64)> {
+    /// The node's memory now.
+    fn mem(&self) -> Result<Mem> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         let field = |name: &str| -> Result<u64> {
             let line = status
                 .lines()
                 .find(|l| l.starts_with(name))
-                .with_context(|| format!("{name} missing"))?;
+                .with_context(|| format!("{name} missing in /proc/{}/status", self.pid))?;
             Ok(line[name.len()..]
                 .trim()
                 .trim_end_matches("kB")
                 .trim()
                 .parse()?)
         };
-        Ok((field("VmRSS:")?, field("RssAnon:")?))
+        Ok(Mem {
+            rss: field("VmRSS:")?,
+            anon: field("RssAnon:")?,
+            pte: field("VmPTE:")?,
+        })
     }
 
     fn open_fds(&self) -> usize {
@@ -1145,42 +1405,82 @@ impl NodeProcess {
     }
 }
 
+/// Memory of the node process, KiB (from /proc/<pid>/status).
+#[derive(Debug, Clone, Copy)]
+struct Mem {
+    rss: u64,
+    anon: u64,
+    /// Page tables: kernel memory, not part of VmRSS.
+    pte: u64,
+}
+
+impl Mem {
+    /// KiB per tunnel of each field, from `before` to `self`.
+    fn per(self, before: Mem, tunnels: usize) -> (f64, f64, f64) {
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / tunnels as f64;
+        (
+            d(self.rss, before.rss),
+            d(self.anon, before.anon),
+            d(self.pte, before.pte),
+        )
+    }
+}
+
 struct RssResult {
-    /// KiB: idle node, then with the connections, then with every tunnel.
-    rss_start: u64,
-    rss_connected: u64,
-    rss_tunnels: u64,
-    anon_connected: u64,
-    anon_tunnels: u64,
+    idle: Mem,
+    /// With the client connections, no tunnel.
+    connected: Mem,
+    /// With every tunnel.
+    tunnels: Mem,
+    /// After closing CHURN_TUNNELS of them, and after opening as many again.
+    churn_closed: Mem,
+    churn_reopened: Mem,
     open_secs: f64,
     node_fds: usize,
 }
 
 impl RssResult {
     fn per_tunnel(&self) -> f64 {
-        self.rss_tunnels.saturating_sub(self.rss_connected) as f64 / RSS_TUNNELS as f64
+        self.tunnels.per(self.connected, RSS_TUNNELS).0
+    }
+
+    fn per_reopened(&self) -> f64 {
+        self.churn_reopened.per(self.churn_closed, CHURN_TUNNELS).0
     }
 
     fn print(&self) {
         println!(
-            "\n[3] RSS of a separate masque-node process with {RSS_TUNNELS} idle tunnels \
+            "\n[3] memory of a separate masque-node process with {RSS_TUNNELS} idle tunnels \
              ({RSS_CONNECTIONS} connections x {}, one echoed datagram per tunnel)",
             RSS_TUNNELS / RSS_CONNECTIONS
         );
         println!(
-            "VmRSS: idle {} KiB, with {RSS_CONNECTIONS} connections {} KiB, with tunnels {} KiB (RssAnon {} -> {} KiB)",
-            self.rss_start,
-            self.rss_connected,
-            self.rss_tunnels,
-            self.anon_connected,
-            self.anon_tunnels
+            "{:<34} {:>10} {:>10} {:>10}",
+            "node state", "VmRSS KiB", "RssAnon", "VmPTE"
+        );
+        let rows = [
+            ("idle", self.idle),
+            ("+ connections", self.connected),
+            ("+ all tunnels", self.tunnels),
+            ("churn: closed some", self.churn_closed),
+            ("churn: reopened as many", self.churn_reopened),
+        ];
+        for (name, m) in rows {
+            println!("{name:<34} {:>10} {:>10} {:>10}", m.rss, m.anon, m.pte);
+        }
+        let (rss, anon, pte) = self.tunnels.per(self.connected, RSS_TUNNELS);
+        println!(
+            "per idle tunnel: {rss:.2} KiB VmRSS (target <= {RSS_TARGET_KIB}; RssAnon {anon:.2}, \
+             plus {pte:.2} KiB page tables outside VmRSS); incl. connection state: {:.2} KiB",
+            self.tunnels.per(self.idle, RSS_TUNNELS).0
+        );
+        let (rss, _, pte) = self.churn_reopened.per(self.churn_closed, CHURN_TUNNELS);
+        println!(
+            "after churn (close {CHURN_TUNNELS}, reopen {CHURN_TUNNELS}): {rss:.2} KiB VmRSS per reopened \
+             tunnel, page tables {pte:.2} KiB"
         );
         println!(
-            "per tunnel: {:.2} KiB (target <= {RSS_TARGET_KIB}); incl. connection state: {:.2} KiB; \
-             RssAnon per tunnel {:.2} KiB; node fds {}; opened with echo in {:.2} s ({:.0}/s)",
-            self.per_tunnel(),
-            self.rss_tunnels.saturating_sub(self.rss_start) as f64 / RSS_TUNNELS as f64,
-            self.anon_tunnels.saturating_sub(self.anon_connected) as f64 / RSS_TUNNELS as f64,
+            "node fds {}; {RSS_TUNNELS} tunnels opened (with echo) in {:.2} s ({:.0}/s over {RSS_CONNECTIONS} connections)",
             self.node_fds,
             self.open_secs,
             RSS_TUNNELS as f64 / self.open_secs
@@ -1188,16 +1488,24 @@ impl RssResult {
     }
 
     fn json(&self) -> String {
+        let mem = |m: Mem| {
+            format!(
+                "{{\"rss\":{},\"anon\":{},\"pte\":{}}}",
+                m.rss, m.anon, m.pte
+            )
+        };
         format!(
             "{{\"tunnels\":{RSS_TUNNELS},\"connections\":{RSS_CONNECTIONS},\"per_tunnel_kib\":{:.3},\
-             \"target_kib\":{RSS_TARGET_KIB},\"vmrss_kib\":{{\"idle\":{},\"connected\":{},\"tunnels\":{}}},\
-             \"rss_anon_kib\":{{\"connected\":{},\"tunnels\":{}}},\"node_fds\":{},\"open_with_echo_secs\":{:.3}}}",
+             \"target_kib\":{RSS_TARGET_KIB},\"per_reopened_tunnel_after_churn_kib\":{:.3},\"churn_tunnels\":{CHURN_TUNNELS},\
+             \"kib\":{{\"idle\":{},\"connected\":{},\"tunnels\":{},\"churn_closed\":{},\"churn_reopened\":{}}},\
+             \"node_fds\":{},\"open_with_echo_secs\":{:.3}}}",
             self.per_tunnel(),
-            self.rss_start,
-            self.rss_connected,
-            self.rss_tunnels,
-            self.anon_connected,
-            self.anon_tunnels,
+            self.per_reopened(),
+            mem(self.idle),
+            mem(self.connected),
+            mem(self.tunnels),
+            mem(self.churn_closed),
+            mem(self.churn_reopened),
             self.node_fds,
             self.open_secs
         )
@@ -1228,35 +1536,51 @@ async fn rss_per_tunnel(bin: &std::path::Path, echo: &EchoTarget) -> Result<RssR
 
 async fn rss_measure(node: &NodeProcess, echo: &EchoTarget) -> Result<RssResult> {
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (rss_start, _) = node.rss_kib()?;
+    let idle = node.mem()?;
     let mut clients = Vec::new();
     for _ in 0..RSS_CONNECTIONS {
         clients.push(ProxyClient::connect(&node.url(), node.options()).await?);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (rss_connected, anon_connected) = node.rss_kib()?;
+    let connected = node.mem()?;
     let target = udp_target(echo.addr);
+    let open = |n: usize| {
+        open_many(n, SETUP_IN_FLIGHT, |i| {
+            open_echoed(clients[i % RSS_CONNECTIONS].clone(), target.clone(), i)
+        })
+    };
     let start = Instant::now();
-    let sessions = open_many(RSS_TUNNELS, SETUP_IN_FLIGHT, |i| {
-        open_echoed(clients[i % RSS_CONNECTIONS].clone(), target.clone(), i)
-    })
-    .await
-    .map_err(fd_hint)?;
+    let mut sessions = open(RSS_TUNNELS).await.map_err(fd_hint)?;
     let open_secs = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (rss_tunnels, anon_tunnels) = node.rss_kib()?;
+    let tunnels = node.mem()?;
     let node_fds = node.open_fds();
+
+    // Churn, as a long-running node sees it: memory freed by closed tunnels is
+    // what new tunnels get.
+    let closing: Vec<UdpSession> = sessions.drain(..CHURN_TUNNELS).collect();
+    close_many(closing, SETUP_IN_FLIGHT).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.open_fds() + CHURN_TUNNELS > node_fds && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let churn_closed = node.mem()?;
+    let reopened = open(CHURN_TUNNELS).await.map_err(fd_hint)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let churn_reopened = node.mem()?;
+
     for c in &clients {
         c.connection()
             .close(masque_h3::Code::NO_ERROR, b"bench over");
     }
-    drop(sessions);
+    drop((sessions, reopened));
     Ok(RssResult {
-        rss_start,
-        rss_connected,
-        rss_tunnels,
-        anon_connected,
-        anon_tunnels,
+        idle,
+        connected,
+        tunnels,
+        churn_closed,
+        churn_reopened,
         open_secs,
         node_fds,
     })
