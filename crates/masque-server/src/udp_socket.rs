@@ -255,6 +255,23 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// quinn-udp 0.5 probes GSO/GRO support on fresh `[::]:0` sockets inside every
+/// `UdpSocketState::new`. Closing a GRO-enabled IPv6 socket can switch the
+/// kernel's `udpv6_encap_needed_key` static key off, and the next probe
+/// switches it on again: each toggle patches kernel text and interrupts every
+/// CPU (measured: about a quarter of tunnel-setup CPU). One GRO-enabled IPv6
+/// socket held for the life of the process keeps the key on. Best effort: a
+/// host without IPv6 simply skips it.
+fn keep_gro_key_enabled() {
+    static HOLDER: std::sync::OnceLock<Option<std::net::UdpSocket>> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind("[::]:0").ok()?;
+        // `UdpSocketState::new` enables UDP_GRO on the socket it is given.
+        UdpSocketState::new(UdpSockRef::from(&socket)).ok()?;
+        Some(socket)
+    });
+}
+
 /// Reusable receive buffers for [`TargetSocket::recv_batch`].
 ///
 /// Holds `slots` buffers of [`RECV_SLOT_SIZE`] bytes in one allocation made up front (2 MiB for
@@ -554,6 +571,7 @@ impl TargetSocket {
         warn_if_capped(cfg, buffers);
 
         let io = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
+        keep_gro_key_enabled();
         let state = UdpSocketState::new(UdpSockRef::from(&io))?;
         let local = io.local_addr()?;
         tracing::debug!(
