@@ -87,13 +87,16 @@ impl UdpSender {
         self.inner.stream_id
     }
 
+    /// Builds the datagram. Only the protocol limit is checked here (R9298-40,
+    /// no lock); the path limit is enforced by quinn before queueing, and masque-h3
+    /// reports it as `DatagramTooLarge`, mapped to `PayloadTooLarge` naming the
+    /// limit. Asking for `max_payload_size` per packet would take quinn's
+    /// connection lock on every send.
     fn buffer(&self, payload: &[u8]) -> Result<DatagramBuf, ClientError> {
-        let max = self.limit().ok_or(ClientError::DatagramsUnsupported)?;
-        if payload.len() > max {
-            // R9298-40: never over 65527; and never over what the path carries.
+        if payload.len() > MAX_UDP_PAYLOAD {
             return Err(ClientError::PayloadTooLarge {
                 size: payload.len(),
-                max,
+                max: self.limit().unwrap_or(MAX_UDP_PAYLOAD),
             });
         }
         let mut b = self.inner.dg.buffer(CONTEXT_LEN + payload.len());
