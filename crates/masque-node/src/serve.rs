@@ -51,12 +51,14 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     let node = Node::start(server, &tls, Arc::new(proxy))
         .await
         .context("starting the node")?;
+    // Handlers first, banner second: whoever reads the banner may signal at once.
+    let signals = Signals::install()?;
     print_banner(
         &node,
         &cert_path,
         &format_fingerprint_colon(&tls.fingerprint_sha256()),
     );
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down: GOAWAY, draining open tunnels");
     node.shutdown().await;
     tracing::info!("stopped");
@@ -84,15 +86,27 @@ fn print_banner(node: &Node, cert: &std::path::Path, fingerprint: &str) {
     );
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, installed before the node announces itself.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
