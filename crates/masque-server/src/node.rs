@@ -55,7 +55,8 @@ impl Node {
     ) -> Result<Node, NodeError> {
         let metrics = Arc::new(Metrics::default());
         // Room for the tunnels allowed plus a few more streams, so excess
-        // requests get a 503 rather than waiting for stream credit.
+        // requests get a 503 rather than waiting for stream credit
+        // (`transport_config` adds the share quinn withholds).
         let streams = u32::try_from(config.max_tunnels_per_connection + 16).unwrap_or(u32::MAX);
         let transport = Arc::new(masque_h3::transport_config(streams));
         let server_config = tls.quic_server_config(&[b"h3"], transport)?;
