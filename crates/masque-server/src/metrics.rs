@@ -66,6 +66,11 @@ metrics! {
 
 impl Metrics {
     #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+
+    #[inline]
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Relaxed);
     }

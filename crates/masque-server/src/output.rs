@@ -160,6 +160,25 @@ impl TunnelOutput {
         Ok(())
     }
 
+    /// Copies one HTTP datagram into its own buffer, ready for
+    /// [`send_encoded`](Self::send_encoded): for data-plane tasks that must copy
+    /// a batch out of a borrowed receive buffer before they can await. `None`
+    /// before the 2xx or on a transport without a datagram channel (use
+    /// [`send_datagram`](Self::send_datagram) there).
+    pub fn encode_datagram(&self, context_id: u64, payload: &[u8]) -> Option<OutDatagram> {
+        let tx = self.shared.tx.get()?;
+        Some(encode(tx, context_id, payload))
+    }
+
+    /// Sends a datagram from [`encode_datagram`](Self::encode_datagram),
+    /// waiting for room.
+    pub async fn send_encoded(&self, d: OutDatagram) -> Result<(), OutputError> {
+        match self.shared.tx.get() {
+            Some(tx) => send_encoded(tx, d).await,
+            None => Err(OutputError::Closed),
+        }
+    }
+
     /// Queues a capsule for the stream (bounded; a full queue drops and counts).
     pub fn send_capsule(&self, capsule: Capsule) -> Result<(), OutputError> {
         self.control(Control::Capsule(capsule))
@@ -209,14 +228,21 @@ impl TunnelOutput {
 }
 
 async fn send_now(tx: &DatagramTx, context_id: u64, payload: &[u8]) -> Result<(), OutputError> {
+    send_encoded(tx, encode(tx, context_id, payload)).await
+}
+
+/// One buffer holding the transport's prefix, the context id and the payload.
+fn encode(tx: &DatagramTx, context_id: u64, payload: &[u8]) -> OutDatagram {
     let mut b: OutDatagram = tx.buffer(varint::encoded_len(context_id) + payload.len());
     varint::put(context_id, b.payload_mut());
     b.payload_mut().extend_from_slice(payload);
-    tx.send(b).await.map_err(|e| match e.datagram_limit() {
-        Some(max) => OutputError::TooLarge {
-            size: payload.len(),
-            max,
-        },
+    b
+}
+
+async fn send_encoded(tx: &DatagramTx, d: OutDatagram) -> Result<(), OutputError> {
+    let size = d.payload_len();
+    tx.send(d).await.map_err(|e| match e.datagram_limit() {
+        Some(max) => OutputError::TooLarge { size, max },
         None => OutputError::Transport(e.to_string()),
     })
 }

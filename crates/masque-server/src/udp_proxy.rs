@@ -16,7 +16,7 @@ use masque_proto::{
     proxy_status::TunnelFailure,
     template::{Host, UdpTarget},
 };
-use masque_transport::TunnelRequest;
+use masque_transport::{OutDatagram, TunnelRequest};
 use tokio::task::JoinHandle;
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
     metrics::Metrics,
     policy::AddressPolicy,
     resolver::{ResolveError, Resolver, SystemResolver},
-    udp_socket::{ErrorClass, RecvBatch, SendBatch, TargetSocket, UdpSocketConfig, classify_error},
+    udp_socket::{ErrorClass, SendBatch, TargetSocket, UdpSocketConfig, classify_error},
 };
 
 /// Configuration of the built-in UDP proxy.
@@ -209,28 +209,43 @@ impl TunnelHandler for UdpTunnel {
     }
 }
 
-/// Target -> client: batched receive, one buffer per datagram (the only
-/// allocation), sent with backpressure.
+/// Target -> client: batched receive into the thread's shared buffers, each
+/// datagram copied once into its own outgoing buffer (the only allocation),
+/// then sent with backpressure.
 async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
     if !out.opened().await {
         return;
     }
     let metrics = Arc::clone(out.metrics());
-    // Receive buffers only once the target sends: idle tunnels hold none.
-    if socket.readable().await.is_err() {
-        return;
-    }
-    let mut batch = RecvBatch::new(crate::udp_socket::DEFAULT_RECV_SLOTS);
+    // Emptied after every batch; it keeps its (small) capacity.
+    let mut batch: Vec<Outgoing> = Vec::new();
     loop {
-        match socket.recv_batch(&mut batch).await {
-            Ok(_) => {
+        let received = socket
+            .recv_shared(|datagrams| {
+                for d in datagrams {
+                    batch.push(match out.encode_datagram(UDP_CONTEXT_ID, d) {
+                        Some(d) => Outgoing::Encoded(d),
+                        None => Outgoing::Copied(Bytes::copy_from_slice(d)),
+                    });
+                }
+            })
+            .await;
+        match received {
+            Ok(()) => {
                 out.touch();
-                for d in batch.iter() {
-                    Metrics::inc(&metrics.datagrams_from_target);
-                    if out.send_datagram(UDP_CONTEXT_ID, d).await.is_err() {
+                Metrics::add(&metrics.datagrams_from_target, batch.len() as u64);
+                for d in batch.drain(..) {
+                    let sent = match d {
+                        Outgoing::Encoded(d) => out.send_encoded(d).await,
+                        Outgoing::Copied(b) => out.send_datagram(UDP_CONTEXT_ID, &b).await,
+                    };
+                    if sent.is_err() {
                         // Too large for the tunnel (R9298-50: drop) or closing.
                         Metrics::inc(&metrics.datagrams_to_client_dropped);
                     }
+                }
+                if batch.capacity() > KEEP_BATCH_CAPACITY {
+                    batch.shrink_to(KEEP_BATCH_CAPACITY);
                 }
             }
             Err(e) if classify_error(&e) == ErrorClass::Unreachable => {
@@ -243,4 +258,16 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
             }
         }
     }
+}
+
+/// Entries the per-tunnel batch list keeps between batches (a GRO burst can
+/// hold far more; the excess is released).
+const KEEP_BATCH_CAPACITY: usize = 64;
+
+/// A target datagram copied out of the shared receive buffers.
+enum Outgoing {
+    /// Ready for the transport's datagram channel.
+    Encoded(OutDatagram),
+    /// For a transport without one: handed to `TunnelOutput::send_datagram`.
+    Copied(Bytes),
 }

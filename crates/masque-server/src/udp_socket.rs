@@ -15,6 +15,10 @@
 //!   equal-sized datagrams of one flow into a single buffer; [`RecvBatch::iter`] splits such
 //!   buffers again at their `stride`, so the caller always sees one `&[u8]` per datagram. Nothing is
 //!   allocated per datagram: the caller copies each payload once into its outgoing QUIC datagram.
+//!   [`TargetSocket::recv_shared`] receives into one [`RecvBatch`] per thread instead, lent for the
+//!   duration of one synchronous callback: that is what the proxy uses, so 10,000 tunnels share
+//!   two sets of buffers (one per worker) rather than holding 2 MiB of address space each. A batch
+//!   that comes back short clears the socket's readiness at once (see `try_recv_into`).
 //! * **Send**: [`TargetSocket::send`] sends one datagram (one `send(2)` on the connected socket);
 //!   [`TargetSocket::try_send`] does the same without waiting, for synchronous callers.
 //!   [`TargetSocket::send_batch`] (and the non-waiting [`TargetSocket::try_send_batch`]) sends a
@@ -91,6 +95,13 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
+
+thread_local! {
+    /// The receive buffers [`TargetSocket::recv_shared`] lends, one set per thread, allocated
+    /// on first use.
+    static SHARED_BATCH: std::cell::RefCell<Option<RecvBatch>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 /// Size of one receive slot: large enough for any UDP payload (at most 65,527 bytes over IPv6,
 /// 65,507 over IPv4) and for a GRO-coalesced buffer, which the kernel keeps under 64 KiB.
@@ -638,7 +649,31 @@ impl TargetSocket {
     /// keep receiving); other per-datagram errors are counted and skipped. Any other error is
     /// fatal for the socket. Cancel safe: no datagram is lost if the future is dropped.
     pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        batch.clear();
+        self.recv_with(|attempt| self.try_recv_into(batch, attempt))
+            .await
+    }
+
+    /// Like [`recv_batch`](Self::recv_batch), but receives into buffers shared by every socket
+    /// on this thread and hands the batch to `each` before returning its result.
+    ///
+    /// The batch is only borrowed synchronously, inside one poll, so any number of tunnels
+    /// share one set of receive buffers per worker thread: an idle tunnel holds none, and a
+    /// busy one does not keep 2 MiB of its own. `each` must copy out what it keeps.
+    pub async fn recv_shared<R>(&self, mut each: impl FnMut(&RecvBatch) -> R) -> io::Result<R> {
+        self.recv_with(|attempt| {
+            SHARED_BATCH.with_borrow_mut(|batch| {
+                let batch = batch.get_or_insert_with(RecvBatch::default);
+                Ok(self.try_recv_into(batch, attempt)?.map(|_| each(batch)))
+            })
+        })
+        .await
+    }
+
+    /// The receive loop: readiness, one attempt (`Ok(None)`: nothing there), error policy.
+    async fn recv_with<R>(
+        &self,
+        mut attempt_recv: impl FnMut(Interest) -> io::Result<Option<R>>,
+    ) -> io::Result<R> {
         let interest = Interest::READABLE | Interest::ERROR;
         loop {
             if self.report_unreachable
@@ -660,30 +695,9 @@ impl TargetSocket {
             } else {
                 Interest::ERROR
             };
-
-            let slots = batch.slots;
-            let mut chunks = batch.storage.chunks_mut(RECV_SLOT_SIZE);
-            let mut iovs: [IoSliceMut<'_>; BATCH_SIZE] =
-                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
-            let metas = &mut batch.metas[..slots];
-            let res = self.io.try_io(attempt, || {
-                self.state
-                    .recv(UdpSockRef::from(&self.io), &mut iovs[..slots], metas)
-            });
-            match res {
-                Ok(0) => continue,
-                Ok(filled) => {
-                    let (datagrams, bytes) = batch.set_filled(filled);
-                    let c = &self.counters;
-                    bump(&c.recv_batches, 1);
-                    bump(&c.recv_buffers, filled as u64);
-                    bump(&c.datagrams_received, datagrams as u64);
-                    bump(&c.bytes_received, bytes as u64);
-                    return Ok(datagrams);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    bump(&self.counters.recv_would_block, 1);
-                }
+            match attempt_recv(attempt) {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
                 Err(e) => match classify_error(&e) {
                     ErrorClass::Unreachable => {
                         bump(&self.counters.icmp_unreachable, 1);
@@ -702,6 +716,53 @@ impl TargetSocket {
                 },
             }
         }
+    }
+
+    /// One `recvmmsg` into `batch`: `Ok(Some(datagrams))`, or `Ok(None)` when nothing was
+    /// there (readiness cleared).
+    ///
+    /// A batch that came back short of `batch.slots()` means the socket's queue is empty, so
+    /// the readiness is cleared right away (tokio clears it only on `WouldBlock`) instead of
+    /// making a second call just to get `EAGAIN`. Clearing is safe: tokio clears only the
+    /// readiness event it handed out, and a datagram that arrived after the call raises a new
+    /// one.
+    fn try_recv_into(&self, batch: &mut RecvBatch, attempt: Interest) -> io::Result<Option<usize>> {
+        batch.clear();
+        let slots = batch.slots;
+        let mut chunks = batch.storage.chunks_mut(RECV_SLOT_SIZE);
+        let mut iovs: [IoSliceMut<'_>; BATCH_SIZE] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
+        let metas = &mut batch.metas[..slots];
+        let mut short = None;
+        let res = self.io.try_io(attempt, || {
+            match self
+                .state
+                .recv(UdpSockRef::from(&self.io), &mut iovs[..slots], metas)
+            {
+                Ok(filled) if filled > 0 && filled < slots => {
+                    short = Some(filled);
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                other => other,
+            }
+        });
+        let filled = match (res, short) {
+            (_, Some(filled)) => filled,
+            (Ok(0), None) => return Ok(None),
+            (Ok(filled), None) => filled,
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => {
+                bump(&self.counters.recv_would_block, 1);
+                return Ok(None);
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let (datagrams, bytes) = batch.set_filled(filled);
+        let c = &self.counters;
+        bump(&c.recv_batches, 1);
+        bump(&c.recv_buffers, filled as u64);
+        bump(&c.datagrams_received, datagrams as u64);
+        bump(&c.bytes_received, bytes as u64);
+        Ok(Some(datagrams))
     }
 
     /// Sends one datagram to the target (one `send` system call, waiting while the send buffer is
@@ -1130,6 +1191,63 @@ mod tests {
         }
         eprintln!("echo stats: {stats:?}");
         task.abort();
+        Ok(())
+    }
+
+    /// Many sockets lend one set of receive buffers per thread: each gets
+    /// exactly its own datagrams, and a short batch clears the readiness so no
+    /// second `recvmmsg` is made just to see `EAGAIN`.
+    #[tokio::test(flavor = "current_thread")]
+    async fn udp_socket_shared_buffers_serve_many_sockets() -> Result<()> {
+        const SOCKETS: usize = 8;
+        const EACH: usize = 5;
+        let peer = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let mut socks = Vec::new();
+        for _ in 0..SOCKETS {
+            socks.push(TargetSocket::connect(
+                peer.local_addr()?,
+                &UdpSocketConfig::default(),
+            )?);
+        }
+        for (i, sock) in socks.iter().enumerate() {
+            for k in 0..EACH {
+                peer.send_to(&payload((i * 100 + k) as u32, 200 + i), sock.local_addr())?;
+            }
+        }
+        for (i, sock) in socks.iter().enumerate() {
+            let mut got = Vec::new();
+            while got.len() < EACH {
+                let batch = timeout(
+                    WAIT,
+                    sock.recv_shared(|b| b.iter().map(<[u8]>::to_vec).collect::<Vec<_>>()),
+                )
+                .await
+                .context("no datagram")??;
+                got.extend(batch);
+            }
+            let want: Vec<_> = (0..EACH)
+                .map(|k| payload((i * 100 + k) as u32, 200 + i))
+                .collect();
+            assert_eq!(got, want, "socket {i}");
+            let stats = sock.stats();
+            assert_eq!(stats.datagrams_received, EACH as u64);
+            // Short batches cleared the readiness themselves: no call hit EAGAIN.
+            assert_eq!(stats.recv_would_block, 0, "socket {i}: {stats:?}");
+        }
+        // Nothing left: waiting again makes no call at all (an uncleared
+        // readiness would make one that gets EAGAIN).
+        let idle = timeout(Duration::from_millis(50), socks[0].recv_shared(|_| ())).await;
+        assert!(idle.is_err(), "nothing was sent");
+        assert_eq!(socks[0].stats().recv_would_block, 0);
+        // The next datagram is still seen after readiness was cleared.
+        peer.send_to(b"late", socks[0].local_addr())?;
+        let late = timeout(
+            WAIT,
+            socks[0].recv_shared(|b| b.iter().map(<[u8]>::to_vec).collect::<Vec<_>>()),
+        )
+        .await
+        .context("late datagram lost")??;
+        assert_eq!(late, vec![b"late".to_vec()]);
         Ok(())
     }
 

@@ -236,6 +236,13 @@ pub enum OutDatagram {
 }
 
 impl OutDatagram {
+    /// Bytes after the transport's prefix (context id and payload).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            OutDatagram::H3(b) => b.payload().len(),
+        }
+    }
+
     /// The buffer; the transport's prefix is already in it and must stay.
     pub fn payload_mut(&mut self) -> &mut BytesMut {
         match self {
