@@ -12,20 +12,24 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use masque_proto::varint;
-use tokio::sync::mpsc;
 
-use crate::{Code, error::Error, stats::Stats};
+use crate::{
+    Code,
+    error::Error,
+    queue::{self, QueueRx, QueueTx},
+    stats::Stats,
+};
 
 /// Stream id -> queue of the request stream that receives its datagrams.
 #[derive(Debug, Default)]
 pub(crate) struct DatagramRouter {
-    routes: Mutex<HashMap<u64, mpsc::Sender<ReceivedDatagram>>>,
+    routes: Mutex<HashMap<u64, QueueTx<ReceivedDatagram>>>,
 }
 
 impl DatagramRouter {
     /// Registers `stream_id`; datagrams for it land in the returned receiver.
     pub(crate) fn register(self: &Arc<Self>, stream_id: u64, capacity: usize) -> DatagramReceiver {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = queue::channel(capacity);
         lock(&self.routes).insert(stream_id, tx);
         DatagramReceiver {
             rx,
@@ -50,7 +54,13 @@ impl DatagramRouter {
         }
     }
 
-    #[cfg(test)]
+    /// The connection ended: every receiver gets what is queued, then `None`.
+    fn close_all(&self) {
+        for tx in lock(&self.routes).values() {
+            tx.close();
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         lock(&self.routes).len()
@@ -85,6 +95,11 @@ pub(crate) async fn read_loop(
     router: Arc<DatagramRouter>,
     stats: Arc<Stats>,
 ) {
+    read_datagrams(&quic, &router, &stats).await;
+    router.close_all();
+}
+
+async fn read_datagrams(quic: &quinn::Connection, router: &DatagramRouter, stats: &Stats) {
     while let Ok(dg) = quic.read_datagram().await {
         Stats::inc(&stats.datagrams_received);
         match split_quarter_stream_id(&dg) {
@@ -94,7 +109,7 @@ pub(crate) async fn read_loop(
                     datagram: dg,
                     payload_offset: n,
                 },
-                &stats,
+                stats,
             ),
             Err(Error::Protocol { code, reason }) => {
                 quic.close(code.into(), reason.as_bytes());
@@ -141,7 +156,7 @@ impl ReceivedDatagram {
 /// Receives the HTTP datagrams of one request stream.
 #[derive(Debug)]
 pub struct DatagramReceiver {
-    rx: mpsc::Receiver<ReceivedDatagram>,
+    rx: QueueRx<ReceivedDatagram>,
     route: RouteGuard,
 }
 
@@ -156,13 +171,26 @@ impl DatagramReceiver {
         self.rx.recv().await
     }
 
-    /// Receives up to `limit` queued datagrams at once (batching for throughput).
+    /// Waits for one datagram, then takes what else is queued, up to `limit`
+    /// in all (batching for throughput). 0 once the connection ended.
     pub async fn recv_many(&mut self, out: &mut Vec<ReceivedDatagram>, limit: usize) -> usize {
-        self.rx.recv_many(out, limit).await
+        let Some(first) = self.rx.recv().await else {
+            return 0;
+        };
+        out.push(first);
+        let mut n = 1;
+        while n < limit {
+            match self.rx.try_recv() {
+                Some(d) => out.push(d),
+                None => break,
+            }
+            n += 1;
+        }
+        n
     }
 
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok().map(ReceivedDatagram::into_payload)
+        self.rx.try_recv().map(ReceivedDatagram::into_payload)
     }
 
     pub fn stream_id(&self) -> u64 {

@@ -12,9 +12,10 @@ use std::{
 };
 
 use bytes::Bytes;
+use masque_h3::queue::{QueueTx, TrySendError};
 use masque_proto::{capsule::Capsule, varint};
 use masque_transport::{DatagramTx, OutDatagram};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, watch};
 
 use crate::{handler::Action, metrics::Metrics};
 
@@ -73,7 +74,7 @@ struct Shared {
     /// Early datagrams (context id + payload), flushed after the 2xx.
     early: Mutex<VecDeque<Bytes>>,
     early_limit: usize,
-    control: mpsc::Sender<Control>,
+    control: QueueTx<Control>,
     /// `Some(true)` open, `Some(false)` failed/closed, `None` not yet.
     state: watch::Sender<Option<bool>>,
     activity: Arc<Activity>,
@@ -88,7 +89,7 @@ pub struct TunnelOutput {
 
 impl TunnelOutput {
     pub(crate) fn new(
-        control: mpsc::Sender<Control>,
+        control: QueueTx<Control>,
         early_limit: usize,
         activity: Arc<Activity>,
         metrics: Arc<Metrics>,
@@ -196,11 +197,11 @@ impl TunnelOutput {
 
     fn control(&self, c: Control) -> Result<(), OutputError> {
         self.shared.control.try_send(c).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
+            TrySendError::Full(_) => {
                 Metrics::inc(&self.shared.metrics.output_dropped);
                 OutputError::QueueFull
             }
-            mpsc::error::TrySendError::Closed(_) => OutputError::Closed,
+            TrySendError::Closed(_) => OutputError::Closed,
         })
     }
 

@@ -12,6 +12,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
+use masque_h3::queue::{self, QueueRx};
 use masque_proto::{
     capsule::{self, CapsuleDecoder},
     datagram::{self, UDP_CONTEXT_ID},
@@ -19,7 +20,6 @@ use masque_proto::{
     proxy_status::TunnelFailure,
 };
 use masque_transport::{BodyRx, BodyTx, OpenTunnel, PendingTunnel, ResetReason};
-use tokio::sync::{mpsc, watch};
 
 use crate::{
     config::SessionConfig,
@@ -41,9 +41,9 @@ pub(crate) struct SessionEnv {
     pub config: Arc<SessionConfig>,
     pub metrics: Arc<Metrics>,
     pub node_name: Arc<str>,
-    /// Becomes true when the session must end (actor stop, node shutdown).
-    pub shutdown: watch::Receiver<bool>,
-    pub info: mpsc::Receiver<Box<dyn std::any::Any + Send>>,
+    /// Info for the handler. It ends when the session must end (actor stop,
+    /// node shutdown): one queue is both, so an idle tunnel pays for one.
+    pub info: QueueRx<Box<dyn std::any::Any + Send>>,
 }
 
 /// Counts the session open on creation and closed on drop: exactly once on
@@ -72,7 +72,7 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         env: mut s,
     } = setup;
     let _open = OpenGuard::new(&s.metrics);
-    let (control_tx, mut control_rx) = mpsc::channel(s.config.output_queue.max(1));
+    let (control_tx, mut control_rx) = queue::channel(s.config.output_queue);
     let activity = Arc::new(Activity::new());
     let out = TunnelOutput::new(
         control_tx,
@@ -109,7 +109,7 @@ async fn establish(
         AssertUnwindSafe(handler.init(&pending.request, &target, out.clone())).catch_unwind();
     let init = tokio::select! {
         r = tokio::time::timeout(s.config.init_timeout, init) => r,
-        _ = stopped(&mut s.shutdown) => {
+        () = s.info.ended() => {
             out.fail();
             pending.reset(ResetReason::Cancelled);
             return Err(CloseReason::Shutdown);
@@ -169,7 +169,7 @@ async fn relay(
     s: &mut SessionEnv,
     tunnel: OpenTunnel,
     handler: &mut dyn TunnelHandler,
-    control: &mut mpsc::Receiver<Control>,
+    control: &mut QueueRx<Control>,
     activity: &Activity,
 ) -> CloseReason {
     let OpenTunnel {
@@ -185,11 +185,9 @@ async fn relay(
     // early: an idle tunnel costs no periodic wake-ups.
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
-    let mut info_open = true;
     let mut body_open = true;
     let reason = loop {
         tokio::select! {
-            _ = stopped(&mut s.shutdown) => break CloseReason::Shutdown,
             d = recv_datagram(&mut datagrams) => match d {
                 Some(d) => {
                     activity.touch();
@@ -230,14 +228,15 @@ async fn relay(
                 Some(Control::End(action)) => break CloseReason::Handler(action),
                 None => {}
             },
-            m = s.info.recv(), if info_open => match m {
+            m = s.info.recv() => match m {
                 Some(m) => {
                     let action = catch(|| handler.info(m), &s.metrics);
                     if let Some(r) = after(action) {
                         break r;
                     }
                 }
-                None => info_open = false,
+                // Closed by the actor (stop, node shutdown) or the actor is gone.
+                None => break CloseReason::Shutdown,
             },
             _ = &mut idle_timer => {
                 let quiet = activity.idle_for();
@@ -251,11 +250,6 @@ async fn relay(
     };
     close_stream(&reason, &mut body_tx, &mut body_rx, body_open);
     reason
-}
-
-/// Resolves once shutdown was requested (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn recv_datagram(rx: &mut Option<masque_transport::DatagramRx>) -> Option<Bytes> {

@@ -8,9 +8,10 @@
 
 use std::{any::Any, sync::Arc, time::Duration};
 
+use masque_h3::queue::{self, QueueTx};
 use masque_transport::PendingTunnel;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::{sync::mpsc, sync::watch, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use crate::{
     config::SessionConfig,
@@ -46,8 +47,8 @@ pub struct UdpSessionArgs {
 /// Aborts the runtime task when the actor's state goes away (stop or kill).
 pub struct UdpSessionState {
     task: JoinHandle<()>,
-    shutdown: watch::Sender<bool>,
-    info: mpsc::Sender<Box<dyn Any + Send>>,
+    /// Info for the handler; closing it tells the runtime to end the tunnel.
+    info: QueueTx<Box<dyn Any + Send>>,
     metrics: Arc<Metrics>,
 }
 
@@ -70,8 +71,7 @@ impl Actor for UdpSession {
         myself: ActorRef<SessionMsg>,
         args: UdpSessionArgs,
     ) -> Result<UdpSessionState, ActorProcessingErr> {
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let (info, info_rx) = mpsc::channel(args.config.info_queue.max(1));
+        let (info, info_rx) = queue::channel(args.config.info_queue);
         let metrics = Arc::clone(&args.metrics);
         let setup = SessionSetup {
             pending: args.pending,
@@ -81,7 +81,6 @@ impl Actor for UdpSession {
                 config: args.config,
                 metrics: args.metrics,
                 node_name: args.node_name,
-                shutdown: shutdown_rx,
                 info: info_rx,
             },
         };
@@ -93,7 +92,6 @@ impl Actor for UdpSession {
         });
         Ok(UdpSessionState {
             task,
-            shutdown,
             info,
             metrics,
         })
@@ -111,9 +109,7 @@ impl Actor for UdpSession {
                     Metrics::inc(&state.metrics.info_dropped);
                 }
             }
-            SessionMsg::Close => {
-                state.shutdown.send_replace(true);
-            }
+            SessionMsg::Close => state.info.close(),
             SessionMsg::Ended(_) => myself.stop(None),
         }
         Ok(())
@@ -125,7 +121,7 @@ impl Actor for UdpSession {
         state: &mut UdpSessionState,
     ) -> Result<(), ActorProcessingErr> {
         // Graceful path: let the runtime finish the stream and run `terminate`.
-        state.shutdown.send_replace(true);
+        state.info.close();
         let _ = tokio::time::timeout(STOP_GRACE, &mut state.task).await;
         Ok(())
     }
