@@ -293,6 +293,22 @@ async fn echo_loop(sock: tokio::net::UdpSocket, state: UdpSocketState, c: Arc<Ec
             } else {
                 meta.stride
             };
+            let segments = meta.len.div_ceil(stride.max(1));
+            if segments > 1 && segments <= max_segments && !runs.iter().any(|r| r.addr == meta.addr)
+            {
+                // A GRO buffer (one sender, equal segments, maybe a shorter last
+                // one) is exactly what a GSO send takes: echo it as it is.
+                c.datagrams.fetch_add(segments as u64, Ordering::Relaxed);
+                let t = Transmit {
+                    destination: meta.addr,
+                    ecn: None,
+                    contents: data,
+                    segment_size: Some(stride),
+                    src_ip: None,
+                };
+                echo_send(&sock, &state, &t, &c).await;
+                continue;
+            }
             for d in data.chunks(stride.max(1)) {
                 c.datagrams.fetch_add(1, Ordering::Relaxed);
                 let run = match runs.iter_mut().position(|r| r.addr == meta.addr) {

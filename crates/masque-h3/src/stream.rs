@@ -1,9 +1,14 @@
 //! Request streams (RFC 9114 §4.1): HEADERS, DATA with backpressure, trailers,
 //! FIN and resets, plus the server's request acceptor.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    future::{Future, poll_fn},
+    pin::pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Wake, Waker},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -88,6 +93,7 @@ impl RequestStream {
                 state: RecvState::Head,
                 is_connect,
                 trailers: None,
+                gate: ReadGate::new(),
                 keep,
             },
             datagrams,
@@ -239,10 +245,97 @@ pub struct RecvHalf {
     /// CONNECT streams carry only DATA after the head (RFC 9114 §4.4, CC-20).
     is_connect: bool,
     trailers: Option<http::HeaderMap>,
+    gate: ReadGate,
     keep: Keep,
 }
 
+/// Polls quinn's stream only after quinn woke it.
+///
+/// A tunnel's session task selects over its stream and its datagram queue,
+/// so it is woken for every burst of datagrams, and every poll of a quinn
+/// stream takes the connection's lock, the lock quinn's driver holds while
+/// it works. The gate hands quinn its own waker and remembers whether quinn
+/// used it; until then a poll only records the caller's waker.
+#[derive(Debug)]
+struct ReadGate {
+    flag: Arc<GateFlag>,
+    /// `flag` as a waker, made once.
+    waker: Waker,
+}
+
+#[derive(Debug)]
+struct GateFlag {
+    /// Set by quinn's wake-up (and after a ready read: more may be there).
+    woken: AtomicBool,
+    /// The task polling the stream.
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for GateFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            t.wake();
+        }
+    }
+}
+
+impl ReadGate {
+    fn new() -> Self {
+        let flag = Arc::new(GateFlag {
+            woken: AtomicBool::new(true),
+            task: Mutex::new(None),
+        });
+        Self {
+            waker: Waker::from(Arc::clone(&flag)),
+            flag,
+        }
+    }
+
+    /// Polls `inner` with the gate's waker if quinn woke it since its last
+    /// `Pending`; otherwise only records the caller's waker.
+    fn poll<T>(
+        &self,
+        cx: &mut Context<'_>,
+        inner: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        {
+            // Register before checking the flag, so a wake-up in between is seen.
+            let mut task = self.flag.task.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *task {
+                Some(t) => t.clone_from(cx.waker()),
+                None => *task = Some(cx.waker().clone()),
+            }
+        }
+        if !self.flag.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let ready = inner(&mut Context::from_waker(&self.waker));
+        if ready.is_ready() {
+            self.flag.woken.store(true, Ordering::Release);
+        }
+        ready
+    }
+}
+
 impl RecvHalf {
+    /// quinn's `read_chunk`, through the [`ReadGate`]. Cancel safe.
+    async fn read_chunk(&mut self) -> Result<Option<quinn::Chunk>, quinn::ReadError> {
+        let Self { gate, recv, .. } = self;
+        poll_fn(|cx| {
+            gate.poll(cx, |cx| {
+                let read = pin!(recv.read_chunk(usize::MAX, true));
+                read.poll(cx)
+            })
+        })
+        .await
+    }
+
     /// Next frame; `None` at a clean FIN. Frame errors close the connection.
     async fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
         loop {
@@ -251,7 +344,7 @@ impl RecvHalf {
                 Ok(None) => {}
                 Err(e) => return Err(self.shared.fail(e.code, e.reason)),
             }
-            match self.recv.read_chunk(usize::MAX, true).await? {
+            match self.read_chunk().await? {
                 Some(c) => self.pending = c.bytes,
                 None => {
                     if let Err(e) = self.decoder.finish() {
@@ -440,5 +533,52 @@ pub(crate) async fn refuse_server_bidi(shared: Arc<Shared>) {
             Code::STREAM_CREATION_ERROR,
             "server-initiated bidirectional stream",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// The inner poll (quinn's, taking the connection lock) runs only after
+    /// its own waker fired; the caller's waker is always the one woken.
+    #[test]
+    fn read_gate_polls_inner_only_after_its_wake_up() {
+        let gate = ReadGate::new();
+        let polls = AtomicUsize::new(0);
+        let caller = Arc::new(GateFlag {
+            woken: AtomicBool::new(false),
+            task: Mutex::new(None),
+        });
+        let caller_waker = Waker::from(Arc::clone(&caller));
+        let mut cx = Context::from_waker(&caller_waker);
+        let stored: Mutex<Option<Waker>> = Mutex::new(None);
+        let poll = |cx: &mut Context<'_>, ready: bool| {
+            gate.poll(cx, |inner| {
+                polls.fetch_add(1, Ordering::Relaxed);
+                *stored.lock().unwrap() = Some(inner.waker().clone());
+                if ready {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+        };
+        // First poll goes through; then the gate stays shut however often the
+        // task is polled (woken by other branches of its select).
+        assert!(poll(&mut cx, false).is_pending());
+        for _ in 0..10 {
+            assert!(poll(&mut cx, false).is_pending());
+        }
+        assert_eq!(polls.load(Ordering::Relaxed), 1);
+        // quinn wakes its waker: the caller is woken and the next poll goes through.
+        let inner_waker = stored.lock().unwrap().take();
+        inner_waker.expect("inner registered a waker").wake();
+        assert!(caller.woken.load(Ordering::Acquire));
+        assert!(poll(&mut cx, true).is_ready());
+        // After a ready read the next poll goes straight through (more may be there).
+        assert!(poll(&mut cx, false).is_pending());
+        assert_eq!(polls.load(Ordering::Relaxed), 3);
     }
 }
