@@ -23,14 +23,27 @@ use crate::{
 /// Stream id -> queue of the request stream that receives its datagrams.
 #[derive(Debug, Default)]
 pub(crate) struct DatagramRouter {
-    routes: Mutex<HashMap<u64, QueueTx<ReceivedDatagram>>>,
+    routes: Mutex<Routes>,
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    by_stream: HashMap<u64, QueueTx<ReceivedDatagram>>,
+    /// The connection ended: queues registered from now on start closed.
+    closed: bool,
 }
 
 impl DatagramRouter {
     /// Registers `stream_id`; datagrams for it land in the returned receiver.
     pub(crate) fn register(self: &Arc<Self>, stream_id: u64, capacity: usize) -> DatagramReceiver {
         let (tx, rx) = queue::channel(capacity);
-        lock(&self.routes).insert(stream_id, tx);
+        let mut routes = lock(&self.routes);
+        if routes.closed {
+            tx.close();
+        } else {
+            routes.by_stream.insert(stream_id, tx);
+        }
+        drop(routes);
         DatagramReceiver {
             rx,
             route: RouteGuard {
@@ -43,7 +56,7 @@ impl DatagramRouter {
     /// Hands one datagram payload to its stream; never blocks (full -> drop + count).
     pub(crate) fn deliver(&self, stream_id: u64, datagram: ReceivedDatagram, stats: &Stats) {
         let routes = lock(&self.routes);
-        match routes.get(&stream_id) {
+        match routes.by_stream.get(&stream_id) {
             Some(tx) => {
                 if tx.try_send(datagram).is_err() {
                     Stats::inc(&stats.datagrams_dropped_queue_full);
@@ -56,14 +69,16 @@ impl DatagramRouter {
 
     /// The connection ended: every receiver gets what is queued, then `None`.
     fn close_all(&self) {
-        for tx in lock(&self.routes).values() {
+        let mut routes = lock(&self.routes);
+        routes.closed = true;
+        for tx in routes.by_stream.values() {
             tx.close();
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        lock(&self.routes).len()
+        lock(&self.routes).by_stream.len()
     }
 }
 
@@ -130,7 +145,7 @@ struct RouteGuard {
 
 impl Drop for RouteGuard {
     fn drop(&mut self) {
-        lock(&self.router.routes).remove(&self.stream_id);
+        lock(&self.router.routes).by_stream.remove(&self.stream_id);
     }
 }
 
@@ -174,6 +189,9 @@ impl DatagramReceiver {
     /// Waits for one datagram, then takes what else is queued, up to `limit`
     /// in all (batching for throughput). 0 once the connection ended.
     pub async fn recv_many(&mut self, out: &mut Vec<ReceivedDatagram>, limit: usize) -> usize {
+        if limit == 0 {
+            return 0;
+        }
         let Some(first) = self.rx.recv().await else {
             return 0;
         };
@@ -396,5 +414,27 @@ mod tests {
         assert_eq!(router.len(), 0);
         router.deliver(44, dg(b"\x0bz"), &stats);
         assert_eq!(stats.snapshot().datagrams_dropped_unknown_stream, 2);
+    }
+
+    /// At connection end every receiver gets what was queued, then `None`;
+    /// a stream registered after that starts ended.
+    #[tokio::test]
+    async fn connection_end_ends_every_queue() {
+        let router = Arc::new(DatagramRouter::default());
+        let stats = Stats::default();
+        let mut rx = router.register(4, 8);
+        router.deliver(
+            4,
+            ReceivedDatagram {
+                datagram: Bytes::from_static(b"\x01q"),
+                payload_offset: 1,
+            },
+            &stats,
+        );
+        router.close_all();
+        assert_eq!(rx.recv().await, Some(Bytes::from_static(b"q")));
+        assert_eq!(rx.recv().await, None);
+        let mut late = router.register(8, 8);
+        assert_eq!(late.recv().await, None);
     }
 }

@@ -9,7 +9,10 @@
 //! a full queue hands the item back (the caller drops and counts it), which is
 //! the data plane's drop-on-full rule.
 //!
-//! The lock is held only for a push or a pop, never across a wake-up.
+//! The lock is held only for a push or a pop, never across a wake-up or a
+//! drop of queued items. Receiving takes part in tokio's cooperative budget,
+//! as tokio's own channels do, so a queue that is always full cannot keep
+//! its consumer from yielding.
 
 use std::{
     collections::VecDeque,
@@ -18,8 +21,9 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-/// Capacity kept after the queue drains; a burst's larger buffer is released.
-const KEEP_CAPACITY: usize = 16;
+/// Capacity kept after the queue drains (the smallest `VecDeque` allocation
+/// for items of a few dozen bytes); a burst's larger buffer is released.
+const KEEP_CAPACITY: usize = 4;
 
 #[derive(Debug)]
 struct Shared<T> {
@@ -144,16 +148,22 @@ impl<T> Drop for QueueRx<T> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.closed = true;
-        // Queued items go now, not when the last sender lets go.
-        state.items = VecDeque::new();
+        state.waker = None;
+        // Queued items go now, not when the last sender lets go, and outside
+        // the lock: their own `Drop` may use a queue.
+        let items = std::mem::take(&mut state.items);
+        drop(state);
+        drop(items);
     }
 }
 
 impl<T> QueueRx<T> {
     /// The next item; `None` once the queue is empty and ended.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.shared.lock();
         if let Some(item) = pop(&mut state) {
+            coop.made_progress();
             return Poll::Ready(Some(item));
         }
         if state.closed || state.senders == 0 {
@@ -177,6 +187,9 @@ impl<T> QueueRx<T> {
 
     /// Resolves once the queue has ended (closed, or every sender gone),
     /// leaving queued items in place.
+    ///
+    /// It shares the receiver's one waker slot with [`recv`](Self::recv):
+    /// poll both from the same task (e.g. in one `select!`), never from two.
     pub async fn ended(&self) {
         poll_fn(|cx| {
             let mut state = self.shared.lock();
@@ -206,7 +219,7 @@ fn pop<T>(state: &mut State<T>) -> Option<T> {
     let item = state.items.pop_front();
     if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
         // A burst is over: give back its buffer (once per burst, not per item).
-        state.items.shrink_to(KEEP_CAPACITY);
+        state.items = VecDeque::new();
     }
     item
 }
@@ -289,6 +302,35 @@ mod tests {
         }
         while rx.try_recv().is_some() {}
         assert!(tx.shared.lock().items.capacity() <= KEEP_CAPACITY);
+    }
+
+    /// Like tokio's channels, an always-ready queue still makes its
+    /// consumer yield once the task's budget is spent.
+    #[tokio::test]
+    async fn receiving_spends_the_cooperative_budget() {
+        let (tx, mut rx) = channel::<u32>(10_000);
+        for i in 0..10_000 {
+            tx.try_send(i).unwrap();
+        }
+        let mut pending_seen = false;
+        let mut got = 0;
+        poll_fn(|cx| {
+            loop {
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(_)) => got += 1,
+                    Poll::Ready(None) => unreachable!("senders alive"),
+                    Poll::Pending => {
+                        pending_seen = true;
+                        return Poll::Ready(());
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(pending_seen && got < 10_000, "never yielded ({got} items)");
+        // The rest is still there after the yield.
+        tokio::task::yield_now().await;
+        assert_eq!(rx.recv().await, Some(got));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -458,6 +458,9 @@ impl RecvHalf {
     /// Asks the peer to stop sending (STOP_SENDING).
     pub fn stop(&mut self, code: Code) {
         let _ = self.recv.stop(code.into());
+        // quinn dropped the gate's waker: let a later read reach quinn (and
+        // learn the stream is stopped) instead of waiting for a wake-up.
+        self.gate.flag.woken.store(true, Ordering::Release);
     }
 
     pub fn stream_id(&self) -> u64 {

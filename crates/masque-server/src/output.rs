@@ -28,6 +28,7 @@ pub enum OutputError {
     NoDatagrams,
     #[error("output queue full; dropped")]
     QueueFull,
+    /// Both sizes count the HTTP datagram payload: context id and data.
     #[error("datagram of {size} bytes exceeds the tunnel's {max}-byte limit")]
     TooLarge { size: usize, max: usize },
     #[error("transport error: {0}")]

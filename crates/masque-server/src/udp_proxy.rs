@@ -217,11 +217,13 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
         return;
     }
     let metrics = Arc::clone(out.metrics());
-    // Emptied after every batch; it keeps its (small) capacity.
+    // One allocation per received batch, released after it: a tunnel that
+    // went quiet holds none.
     let mut batch: Vec<Outgoing> = Vec::new();
     loop {
         let received = socket
             .recv_shared(|datagrams| {
+                batch.reserve_exact(datagrams.len());
                 for d in datagrams {
                     batch.push(match out.encode_datagram(UDP_CONTEXT_ID, d) {
                         Some(d) => Outgoing::Encoded(d),
@@ -244,9 +246,7 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
                         Metrics::inc(&metrics.datagrams_to_client_dropped);
                     }
                 }
-                if batch.capacity() > KEEP_BATCH_CAPACITY {
-                    batch.shrink_to(KEEP_BATCH_CAPACITY);
-                }
+                batch = Vec::new();
             }
             Err(e) if classify_error(&e) == ErrorClass::Unreachable => {
                 Metrics::inc(&metrics.icmp_unreachable);
@@ -259,10 +259,6 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
         }
     }
 }
-
-/// Entries the per-tunnel batch list keeps between batches (a GRO burst can
-/// hold far more; the excess is released).
-const KEEP_BATCH_CAPACITY: usize = 64;
 
 /// A target datagram copied out of the shared receive buffers.
 enum Outgoing {
