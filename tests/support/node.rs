@@ -49,6 +49,18 @@ impl TestNode {
         Ok(Self { node, cert })
     }
 
+    /// Starts a node on loopback that serves every tunnel with `handler`.
+    pub async fn with_handler(handler: Arc<dyn masque_server::Handler>) -> Result<Self> {
+        let cert = DevCert::ephemeral()?;
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            drain_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let node = Node::start(config, &cert.server_tls(), handler).await?;
+        Ok(Self { node, cert })
+    }
+
     pub fn url(&self) -> String {
         format!("https://localhost:{}", self.node.local_addr().port())
     }

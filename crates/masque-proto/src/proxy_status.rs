@@ -461,6 +461,8 @@ pub enum TunnelFailure {
     MalformedRequest,
     /// Internal failure, e.g. out of sockets.
     ProxyInternalError,
+    /// The tunnel's handler failed while setting it up (a panic in `init`).
+    HandlerFailed,
     /// Invalid configuration detected while handling the request.
     ProxyConfigurationError,
 }
@@ -483,6 +485,9 @@ impl TunnelFailure {
             Self::ProxyLoopDetected => (502, E::ProxyLoopDetected),
             Self::MalformedRequest => (400, E::HttpRequestError),
             Self::ProxyInternalError => (500, E::ProxyInternalError),
+            // Our choice (decisions.md §16): 502, the tunnel toward the target
+            // could not be set up; the error type says the fault is ours.
+            Self::HandlerFailed => (502, E::ProxyInternalError),
             Self::ProxyConfigurationError => (500, E::ProxyConfigurationError),
         }
     }
@@ -642,13 +647,15 @@ mod tests {
             (T::ProxyLoopDetected, 502, E::ProxyLoopDetected),
             (T::MalformedRequest, 400, E::HttpRequestError),
             (T::ProxyInternalError, 500, E::ProxyInternalError),
+            (T::HandlerFailed, 502, E::ProxyInternalError),
             (T::ProxyConfigurationError, 500, E::ProxyConfigurationError),
         ];
         for (f, status, e) in cases {
             assert_eq!(f.response(), (status, e));
             // PS-10 (SHOULD): the status is the type's recommended one where it
-            // has one, except our documented 403 for prohibited destinations.
-            let deviation = f == T::DestinationProhibited;
+            // has one, except our documented 403 for prohibited destinations and
+            // 502 for a handler that failed during set-up.
+            let deviation = matches!(f, T::DestinationProhibited | T::HandlerFailed);
             assert!(deviation || e.default_status().is_none_or(|d| d == status));
         }
         assert_eq!(

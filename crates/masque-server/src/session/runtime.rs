@@ -120,7 +120,7 @@ async fn establish(
         Ok(Ok(Err(refusal))) => return Err(refuse(pending, s, out, &refusal).await),
         Ok(Err(_panic)) => {
             Metrics::inc(&s.metrics.handler_panics);
-            let r = Refusal::new(TunnelFailure::ProxyInternalError).with_details("handler panic");
+            let r = Refusal::new(TunnelFailure::HandlerFailed).with_details("handler panic");
             return Err(refuse(pending, s, out, &r).await);
         }
         Err(_elapsed) => {

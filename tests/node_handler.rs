@@ -1,0 +1,256 @@
+//! The `Handler` contract end to end, with a scripted handler in place of
+//! UdpProxy: output queued before the 2xx arrives in order after it, panics
+//! in `init` are a 502 and after `init` a reset with `terminate` run once,
+//! and capsules of unknown types reach the handler.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use masque_client::{ClientError, Target};
+use masque_proto::capsule::{self, Capsule};
+use masque_server::{
+    Action, CloseReason, Handler, Refusal, Target as ServerTarget, TunnelHandler, TunnelOutput,
+};
+use masque_tests::{
+    init_tracing,
+    node::{TestNode, eventually},
+};
+use masque_transport::TunnelRequest;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Script {
+    /// `init` sends three datagrams before returning; the tunnel echoes.
+    EarlyOutput,
+    PanicInInit,
+    PanicOnDatagram,
+}
+
+/// What the handler saw, in order.
+type Log = Arc<Mutex<Vec<String>>>;
+
+struct Scripted {
+    script: Script,
+    log: Log,
+}
+
+fn note(log: &Log, what: String) {
+    log.lock().unwrap_or_else(|p| p.into_inner()).push(what);
+}
+
+#[async_trait::async_trait]
+impl Handler for Scripted {
+    async fn init(
+        &self,
+        _request: &TunnelRequest,
+        _target: &ServerTarget,
+        out: TunnelOutput,
+    ) -> Result<Box<dyn TunnelHandler>, Refusal> {
+        match self.script {
+            Script::PanicInInit => panic!("scripted panic in init"),
+            Script::EarlyOutput => {
+                for p in [&b"early-1"[..], b"early-2", b"early-3"] {
+                    out.send_datagram(0, p)
+                        .await
+                        .expect("queued before the 2xx");
+                }
+            }
+            Script::PanicOnDatagram => {}
+        }
+        Ok(Box::new(Tunnel {
+            script: self.script,
+            out,
+            log: Arc::clone(&self.log),
+        }))
+    }
+}
+
+struct Tunnel {
+    script: Script,
+    out: TunnelOutput,
+    log: Log,
+}
+
+impl TunnelHandler for Tunnel {
+    fn datagram(&mut self, context_id: u64, payload: Bytes) -> Action {
+        if self.script == Script::PanicOnDatagram {
+            panic!("scripted panic on a datagram");
+        }
+        note(&self.log, format!("datagram {context_id}"));
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let _ = out.send_datagram(0, &payload).await;
+        });
+        Action::Continue
+    }
+
+    fn capsule(&mut self, capsule: Capsule) -> Action {
+        note(
+            &self.log,
+            format!("capsule {:#x} {:?}", capsule.ty, capsule.value),
+        );
+        Action::Continue
+    }
+
+    fn terminate(&mut self, reason: &CloseReason) {
+        note(&self.log, format!("terminate {reason:?}"));
+    }
+}
+
+async fn node(script: Script) -> Result<(TestNode, Log)> {
+    init_tracing();
+    let log = Log::default();
+    let handler = Scripted {
+        script,
+        log: Arc::clone(&log),
+    };
+    Ok((TestNode::with_handler(Arc::new(handler)).await?, log))
+}
+
+fn target() -> Target {
+    Target::Udp {
+        host: "192.0.2.1".into(),
+        port: 9,
+    }
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Output produced before the 2xx is queued and flushed in order after it
+/// (issue: "Handler output produced before the 2xx is queued and flushed in
+/// order after it"); then the tunnel works, and `terminate` runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_before_the_2xx_arrives_in_order_after_it() -> Result<()> {
+    let (node, log) = node(Script::EarlyOutput).await?;
+    let mut s = masque_client::connect(&node.url(), target(), node.client_options()).await?;
+    for want in [&b"early-1"[..], b"early-2", b"early-3"] {
+        let got = tokio::time::timeout(Duration::from_secs(5), s.recv())
+            .await
+            .context("early datagram never arrived")?
+            .context("tunnel ended")?;
+        assert_eq!(&got[..], want);
+    }
+    s.send(b"ping").await?;
+    let back = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await?
+        .context("tunnel ended")?;
+    assert_eq!(&back[..], b"ping");
+    s.close().await;
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert_eq!(
+        entries(&log),
+        vec!["datagram 0".to_owned(), "terminate ClientClosed".to_owned()]
+    );
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// A panic in `init` is a 502 + proxy_internal_error; the node stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_panic_in_init_is_502() -> Result<()> {
+    let (node, _log) = node(Script::PanicInInit).await?;
+    for _ in 0..2 {
+        match masque_client::connect(&node.url(), target(), node.client_options()).await {
+            Err(ClientError::Refused {
+                status,
+                proxy_status,
+                ..
+            }) => {
+                assert_eq!(status, 502);
+                let ps = proxy_status.context("Proxy-Status header")?;
+                assert!(ps.contains("error=proxy_internal_error"), "{ps}");
+            }
+            other => panic!("expected a 502 refusal, got {other:?}"),
+        }
+    }
+    let snap = node.node.metrics().snapshot();
+    assert_eq!(snap.handler_panics, 2);
+    assert_eq!(snap.sessions_opened, snap.sessions_closed);
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// A panic in a callback after `init` resets the stream (H3_INTERNAL_ERROR),
+/// runs `terminate` with `HandlerPanic`, and leaves the connection usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_panic_after_init_resets_and_terminates() -> Result<()> {
+    let (node, log) = node(Script::PanicOnDatagram).await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let mut s = client.open_udp(&target()).await?;
+    s.send(b"boom").await?;
+    let end = tokio::time::timeout(Duration::from_secs(5), s.recv()).await?;
+    assert!(end.is_none(), "the tunnel ends");
+    let info = s.close_info().context("close reason")?;
+    assert_eq!(
+        info.reason,
+        masque_client::CloseReason::Reset(masque_h3::Code::INTERNAL_ERROR.0),
+        "{info:?}"
+    );
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert_eq!(entries(&log), vec!["terminate HandlerPanic".to_owned()]);
+    assert_eq!(m.snapshot().handler_panics, 1);
+    // The connection carries on: another tunnel opens.
+    let again = client.open_udp(&target()).await?;
+    again.close().await;
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// Unknown capsule types reach `TunnelHandler::capsule`; DATAGRAM capsules are
+/// datagrams (R9297-31).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_capsules_reach_the_handler() -> Result<()> {
+    let (node, log) = node(Script::EarlyOutput).await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let mut head = masque_tests::extended_connect(
+        "connect-udp",
+        &format!("localhost:{}", node.node.local_addr().port()),
+        "/.well-known/masque/udp/192.0.2.1/9/",
+    );
+    head.headers
+        .insert("capsule-protocol", http::HeaderValue::from_static("?1"));
+    let mut stream = client.connection().open_request(&head, true).await?;
+    assert_eq!(stream.recv_response().await?.status, 200);
+    let mut body = Vec::new();
+    for (ty, value) in [
+        (0x2au64, &b"unknown"[..]),
+        (capsule::DATAGRAM, b"\x00via-capsule"),
+    ] {
+        capsule::encode_header(ty, value.len(), &mut body);
+        body.extend_from_slice(value);
+    }
+    stream.send.send_data(body.into()).await?;
+    let want = vec![
+        "capsule 0x2a b\"unknown\"".to_owned(),
+        "datagram 0".to_owned(),
+    ];
+    eventually("handler saw both capsules", Duration::from_secs(5), || {
+        entries(&log) == want
+    })
+    .await?;
+    stream.send.finish()?;
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert_eq!(
+        entries(&log).last().map(String::as_str),
+        Some("terminate ClientClosed")
+    );
+    node.node.shutdown().await;
+    Ok(())
+}
