@@ -542,3 +542,87 @@ async fn closed_tunnels_return_stream_credit() -> Result<()> {
     node.node.shutdown().await;
     Ok(())
 }
+
+/// ICMP port unreachable from the target does not end the tunnel (the
+/// issue's rule; R9298-20 would close it, a documented deviation): it is
+/// counted, and once something listens on the port the tunnel carries traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn icmp_port_unreachable_keeps_the_tunnel() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    // A loopback port with nothing behind it (bound, noted, released).
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+    let mut s = masque_client::connect(&node.url(), udp(closed), node.client_options()).await?;
+    let m = node.node.metrics();
+    // Each send draws an ICMP port unreachable; send until one is counted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while m.snapshot().icmp_unreachable == 0 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no ICMP error counted"
+        );
+        s.send(b"anyone?").await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Now a target appears on that port: the same tunnel reaches it.
+    let target = tokio::net::UdpSocket::bind(closed).await?;
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok((n, from)) = target.recv_from(&mut buf).await else {
+                return;
+            };
+            if &buf[..n] == b"hello again" {
+                let _ = target.send_to(b"back", from).await;
+                return;
+            }
+        }
+    });
+    let back = async {
+        loop {
+            s.send(b"hello again").await?;
+            match tokio::time::timeout(Duration::from_millis(200), s.recv()).await {
+                Ok(Some(b)) => return anyhow::Ok(b),
+                Ok(None) => anyhow::bail!("tunnel ended after the ICMP error"),
+                Err(_) => continue,
+            }
+        }
+    };
+    let got = tokio::time::timeout(Duration::from_secs(5), back).await??;
+    assert_eq!(&got[..], b"back");
+    echo.await?;
+    assert_eq!(m.active_sessions(), 1, "the tunnel is still open");
+    s.close().await;
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// R9298-50: a target datagram too large for the tunnel's QUIC datagrams is
+/// dropped and counted; the tunnel goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_target_datagram_is_dropped_and_counted() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let target = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let addr = target.local_addr()?;
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        if let Ok((_, from)) = target.recv_from(&mut buf).await {
+            // Larger than any QUIC datagram on a 1500-byte-class path, then a small one.
+            let _ = target.send_to(&[7u8; 4000], from).await;
+            let _ = target.send_to(b"small", from).await;
+        }
+    });
+    let mut s = masque_client::connect(&node.url(), udp(addr), node.client_options()).await?;
+    s.send(b"go").await?;
+    let got = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await?
+        .context("tunnel ended")?;
+    assert_eq!(&got[..], b"small");
+    let snap = node.node.metrics().snapshot();
+    assert_eq!(snap.datagrams_from_target, 2);
+    assert_eq!(snap.datagrams_to_client_dropped, 1);
+    s.close().await;
+    node.node.shutdown().await;
+    Ok(())
+}
