@@ -626,3 +626,43 @@ async fn oversize_target_datagram_is_dropped_and_counted() -> Result<()> {
     node.node.shutdown().await;
     Ok(())
 }
+
+/// One-for-one restart: a killed H3Listener comes back under its
+/// ListenerSupervisor on the same address (port 0 was resolved once, and the
+/// restart keeps it), re-registers, and new clients connect; the node and
+/// its supervisors stay up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_listener_is_restarted_on_the_same_address() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start_with(true, None, |c| c.name = "restart-test".into()).await?;
+    let echo = udp_echo().await?;
+    let before = masque_registry::lookup("restart-test").context("listener registered")?;
+    assert_eq!(before.local_addr, node.node.local_addr());
+    let root = node.node.supervisor().get_cell();
+    let listener = actor_tree(&root)
+        .into_iter()
+        .find(|a| a.get_id() == before.owner)
+        .context("listener actor in the tree")?;
+    listener.kill();
+    eventually(
+        "listener restarted and re-registered",
+        Duration::from_secs(5),
+        || masque_registry::lookup("restart-test").is_some_and(|i| i.owner != before.owner),
+    )
+    .await?;
+    let after = masque_registry::lookup("restart-test").context("re-registered")?;
+    assert_eq!(
+        after.local_addr, before.local_addr,
+        "same address after the restart"
+    );
+    let mut s = masque_client::connect(&node.url(), udp(echo), node.client_options()).await?;
+    s.send(b"after restart").await?;
+    let back = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await?
+        .context("tunnel ended")?;
+    assert_eq!(&back[..], b"after restart");
+    s.close().await;
+    assert!(root.get_status() == ractor::ActorStatus::Running);
+    node.node.shutdown().await;
+    Ok(())
+}

@@ -25,6 +25,8 @@ pub struct H3Listener;
 pub struct ListenerArgs {
     pub(crate) ctx: Arc<ListenerContext>,
     pub(crate) server_config: quinn::ServerConfig,
+    /// A clone of the node's socket (bound once by `Node::start`).
+    pub(crate) socket: std::net::UdpSocket,
     /// Where the bound address is published (port 0 resolved).
     pub(crate) bound: watch::Sender<Option<SocketAddr>>,
 }
@@ -53,7 +55,12 @@ impl Actor for H3Listener {
         myself: ActorRef<ListenerMsg>,
         args: ListenerArgs,
     ) -> Result<ListenerState, ActorProcessingErr> {
-        let endpoint = quinn::Endpoint::server(args.server_config, args.ctx.config.listen)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(args.server_config),
+            args.socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         let addr = endpoint.local_addr()?;
         let outcome = masque_registry::register(
             args.ctx.config.name.clone(),

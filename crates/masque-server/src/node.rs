@@ -33,8 +33,13 @@ pub enum NodeError {
     Template(#[from] TemplateError),
     #[error("supervision tree failed to start: {0}")]
     Spawn(String),
-    #[error("listener failed to bind {addr}")]
-    Bind { addr: SocketAddr },
+    #[error("listener failed to bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listener failed to start on {addr}")]
+    Listener { addr: SocketAddr },
 }
 
 /// A running node.
@@ -63,6 +68,14 @@ impl Node {
         let udp_template = UdpTemplate::parse_path(&config.udp_template)?;
         let drain_timeout = config.drain_timeout;
         let listen = config.listen;
+        // Bound once, here, and shared with every listener incarnation (as
+        // ranch keeps its listen socket in the supervisor): a restarted
+        // listener never rebinds, so it cannot lose its port (port 0) or
+        // race the dying listener for it.
+        let socket = std::net::UdpSocket::bind(listen).map_err(|source| NodeError::Bind {
+            addr: listen,
+            source,
+        })?;
         let ctx = Arc::new(ListenerContext {
             session: Arc::new(config.session.clone()),
             node_name: config.node_name.as_str().into(),
@@ -76,6 +89,7 @@ impl Node {
             listeners: vec![ListenerSupArgs {
                 ctx,
                 server_config,
+                socket: Arc::new(socket),
                 bound,
                 intensity: RestartIntensity::default(),
             }],
@@ -85,8 +99,8 @@ impl Node {
             .await
             .map_err(|e| NodeError::Spawn(e.to_string()))?;
         let local_addr = match bound_rx.wait_for(Option::is_some).await {
-            Ok(a) => a.ok_or(NodeError::Bind { addr: listen })?,
-            Err(_) => return Err(NodeError::Bind { addr: listen }),
+            Ok(a) => a.ok_or(NodeError::Listener { addr: listen })?,
+            Err(_) => return Err(NodeError::Listener { addr: listen }),
         };
         Ok(Node {
             supervisor,

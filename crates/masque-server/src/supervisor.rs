@@ -92,6 +92,8 @@ pub struct ListenerSupervisor;
 pub struct ListenerSupArgs {
     pub(crate) ctx: Arc<ListenerContext>,
     pub(crate) server_config: quinn::ServerConfig,
+    /// The node's bound UDP socket; each listener incarnation gets a clone.
+    pub(crate) socket: Arc<std::net::UdpSocket>,
     pub(crate) bound: watch::Sender<Option<SocketAddr>>,
     pub(crate) intensity: RestartIntensity,
 }
@@ -110,6 +112,7 @@ async fn spawn_listener(
     let largs = ListenerArgs {
         ctx: Arc::clone(&args.ctx),
         server_config: args.server_config.clone(),
+        socket: args.socket.try_clone()?,
         bound: args.bound.clone(),
     };
     let (listener, _) = Actor::spawn_linked(None, H3Listener, largs, sup).await?;
