@@ -56,10 +56,48 @@ async fn udp_echo_through_node_with_masque_client() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_echo_through_node_with_aioquic() -> Result<()> {
     init_tracing();
-    let python = interop_python()?;
     let node = TestNode::start(true).await?;
     let echo = udp_echo().await?;
-    let ca = std::env::temp_dir().join(format!("masque-node-ca-{}.pem", std::process::id()));
+    let stdout = run_aioquic_connect_udp(&node, echo, &[]).await?;
+    assert_eq!(stdout.matches("PASS ").count(), 4, "{stdout}");
+    let snap = node.node.metrics().snapshot();
+    assert!(snap.datagrams_dropped_unknown_context >= 1, "{snap:?}");
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// R9297-12/-31, RFC 9297 §3.5: a client that enables no datagrams (no QUIC
+/// datagram transport parameter, no SETTINGS_H3_DATAGRAM) still has a working
+/// tunnel: DATAGRAM capsules on the stream both ways, and no QUIC DATAGRAM is
+/// ever sent to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_echo_through_node_with_aioquic_capsules_only() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let echo = udp_echo().await?;
+    let stdout = run_aioquic_connect_udp(&node, echo, &["--capsules-only"]).await?;
+    assert_eq!(stdout.matches("PASS ").count(), 3, "{stdout}");
+    let snap = node.node.metrics().snapshot();
+    assert_eq!(snap.datagrams_from_target, 20, "{snap:?}");
+    assert_eq!(snap.datagrams_to_client_dropped, 0, "{snap:?}");
+    assert_eq!(snap.output_dropped, 0, "{snap:?}");
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// Runs tests/interop/aioquic_connect_udp.py against `node`; returns its
+/// stdout once it passed.
+async fn run_aioquic_connect_udp(
+    node: &TestNode,
+    echo: std::net::SocketAddr,
+    extra: &[&str],
+) -> Result<String> {
+    let python = interop_python()?;
+    let ca = std::env::temp_dir().join(format!(
+        "masque-node-ca-{}-{}.pem",
+        std::process::id(),
+        node.node.local_addr().port()
+    ));
     std::fs::write(&ca, node.cert.cert_pem())?;
     let out = tokio::time::timeout(
         Duration::from_secs(60),
@@ -69,23 +107,20 @@ async fn udp_echo_through_node_with_aioquic() -> Result<()> {
             .arg("--ca")
             .arg(&ca)
             .args(["--target", &echo.to_string()])
+            .args(extra)
             .kill_on_drop(true)
             .output(),
     )
     .await
     .context("aioquic client timed out")??;
     let _ = std::fs::remove_file(&ca);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
+    anyhow::ensure!(
         out.status.success(),
         "aioquic connect-udp client failed: {stdout}"
     );
-    assert_eq!(stdout.matches("PASS ").count(), 4, "{stdout}");
-    let snap = node.node.metrics().snapshot();
-    assert!(snap.datagrams_dropped_unknown_context >= 1, "{snap:?}");
-    node.node.shutdown().await;
-    Ok(())
+    Ok(stdout)
 }
 
 /// 200 concurrent tunnels on one connection, each to its own echo exchange, no

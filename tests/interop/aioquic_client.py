@@ -42,9 +42,12 @@ class MasqueH3(H3Connection):
 
 
 class Client(QuicConnectionProtocol):
+    # The HTTP/3 layer; a subclass may pick one with other SETTINGS.
+    h3_class = MasqueH3
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.h3 = MasqueH3(self._quic)
+        self.h3 = self.h3_class(self._quic)
         self.events = {}
         self.datagrams = {}
         self.ended = set()

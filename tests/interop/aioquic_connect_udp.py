@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """aioquic as an independent CONNECT-UDP client through masque-node to a UDP
-echo target. Prints PASS <check>; exits non-zero on the first failure."""
+echo target. Prints PASS <check>; exits non-zero on the first failure.
+
+With --capsules-only the client enables neither QUIC nor HTTP/3 datagrams
+(no max_datagram_frame_size, no SETTINGS_H3_DATAGRAM): the tunnel must work
+with DATAGRAM capsules on the stream in both directions (RFC 9297 §3.5)."""
 import argparse
 import asyncio
 import sys
@@ -8,7 +12,49 @@ import sys
 from aioquic.asyncio import connect
 from aioquic.quic.configuration import QuicConfiguration
 
+from aioquic.h3.connection import H3Connection
+
 from aioquic_client import Client, Fail, check, ext_connect, TIMEOUT
+
+
+class CapsuleOnlyClient(Client):
+    """A client whose SETTINGS omit H3_DATAGRAM (aioquic's default H3Connection)."""
+
+    h3_class = H3Connection
+
+
+def datagram_capsule(payload):
+    # Type 0x00 (DATAGRAM), one-byte length: the payloads here are short.
+    check(len(payload) < 64, "short payload")
+    return bytes([0x00, len(payload)]) + payload
+
+
+async def run_capsules_only(port, ca, target):
+    host, tport = target.rsplit(":", 1)
+    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"])
+    config.load_verify_locations(ca)
+    config.server_name = "localhost"
+    auth = f"localhost:{port}"
+    async with connect("127.0.0.1", port, configuration=config, create_protocol=CapsuleOnlyClient) as c:
+        try:
+            sid = c.request(ext_connect(auth, "connect-udp", f"/.well-known/masque/udp/{host}/{tport}/"))
+            h = await c.response(sid)
+            check(h[b":status"] == b"200", f"status {h}")
+            print("PASS capsules_only_2xx", flush=True)
+            for i in range(20):
+                payload = b"\x00" + b"capsule-%d" % i
+                c.send_data(sid, datagram_capsule(payload))
+                want = datagram_capsule(payload)
+                got = await c.body(sid, len(want))
+                check(got == want, f"echo {i}: {got!r}")
+            print("PASS capsules_only_echo", flush=True)
+            c.send_data(sid, b"", end=True)
+            await c.wait_end(sid)
+            print("PASS capsules_only_fin", flush=True)
+        except (Fail, asyncio.TimeoutError) as e:
+            print(f"FAIL {e!r}", flush=True)
+            return 1
+    return 0
 
 
 async def run(port, ca, target):
@@ -53,8 +99,10 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", required=True)
     p.add_argument("--target", required=True)
+    p.add_argument("--capsules-only", action="store_true")
     a = p.parse_args()
-    sys.exit(asyncio.run(run(a.port, a.ca, a.target)))
+    main_fn = run_capsules_only if a.capsules_only else run
+    sys.exit(asyncio.run(main_fn(a.port, a.ca, a.target)))
 
 
 if __name__ == "__main__":

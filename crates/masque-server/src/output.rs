@@ -13,7 +13,10 @@ use std::{
 
 use bytes::Bytes;
 use masque_h3::queue::{QueueTx, TrySendError};
-use masque_proto::{capsule::Capsule, varint};
+use masque_proto::{
+    capsule::{self, Capsule},
+    varint,
+};
 use masque_transport::{DatagramTx, OutDatagram};
 use tokio::sync::{Mutex, watch};
 
@@ -136,7 +139,9 @@ impl TunnelOutput {
 
     /// Sends one HTTP datagram (`context_id` + `payload`), waiting for room.
     /// Before the 2xx it is queued (bounded: beyond the limit it is dropped and
-    /// counted, `QueueFull`).
+    /// counted, `QueueFull`). On a tunnel whose peer takes no HTTP/3 datagrams
+    /// it goes as a DATAGRAM capsule on the stream (R9297-31), through the
+    /// bounded control queue (full: dropped and counted).
     pub async fn send_datagram(&self, context_id: u64, payload: &[u8]) -> Result<(), OutputError> {
         self.touch();
         if let Some(tx) = self.shared.tx.get() {
@@ -148,8 +153,13 @@ impl TunnelOutput {
             drop(early);
             return send_now(tx, context_id, payload).await;
         }
-        if *self.shared.state.borrow() == Some(false) {
-            return Err(OutputError::Closed);
+        match *self.shared.state.borrow() {
+            Some(false) => return Err(OutputError::Closed),
+            Some(true) => {
+                drop(early);
+                return self.control(Control::Capsule(datagram_capsule(context_id, payload)));
+            }
+            None => {}
         }
         if early.len() >= self.shared.early_limit {
             Metrics::inc(&self.shared.metrics.output_dropped);
@@ -209,15 +219,29 @@ impl TunnelOutput {
     /// After the 2xx: flush early datagrams in order, then switch to direct sends.
     pub(crate) async fn open(&self, tx: Option<DatagramTx>) {
         let mut early = self.shared.early.lock().await;
-        if let Some(tx) = tx {
-            while let Some(d) = early.pop_front() {
-                let mut b = tx.buffer(d.len());
-                b.payload_mut().extend_from_slice(&d);
-                if tx.send(b).await.is_err() {
-                    break;
+        match tx {
+            Some(tx) => {
+                while let Some(d) = early.pop_front() {
+                    let mut b = tx.buffer(d.len());
+                    b.payload_mut().extend_from_slice(&d);
+                    if tx.send(b).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = self.shared.tx.set(tx);
+            }
+            // No datagram channel: the early datagrams go as DATAGRAM capsules.
+            None => {
+                while let Some(d) = early.pop_front() {
+                    let c = Capsule {
+                        ty: capsule::DATAGRAM,
+                        value: d,
+                    };
+                    if self.control(Control::Capsule(c)).is_err() {
+                        break;
+                    }
                 }
             }
-            let _ = self.shared.tx.set(tx);
         }
         early.clear();
         self.shared.state.send_replace(Some(true));
@@ -247,4 +271,15 @@ async fn send_encoded(tx: &DatagramTx, d: OutDatagram) -> Result<(), OutputError
         Some(max) => OutputError::TooLarge { size, max },
         None => OutputError::Transport(e.to_string()),
     })
+}
+
+/// A DATAGRAM capsule carrying `context_id` + `payload` (RFC 9297 §3.5).
+fn datagram_capsule(context_id: u64, payload: &[u8]) -> Capsule {
+    let mut value = Vec::with_capacity(varint::encoded_len(context_id) + payload.len());
+    varint::put(context_id, &mut value);
+    value.extend_from_slice(payload);
+    Capsule {
+        ty: capsule::DATAGRAM,
+        value: value.into(),
+    }
 }

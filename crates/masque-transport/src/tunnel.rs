@@ -148,7 +148,14 @@ impl PendingTunnel {
                 head.headers = headers;
                 stream.send_response(&head).await?;
                 let datagram_tx = match &datagram_rx {
-                    Some(_) => Some(DatagramTx::H3(stream.send.datagram_sender().await?)),
+                    Some(_) => match stream.send.datagram_sender().await {
+                        Ok(s) => Some(DatagramTx::H3(s)),
+                        // R9297-12: the peer did not enable HTTP/3 datagrams, so
+                        // none may be sent; the tunnel carries DATAGRAM capsules
+                        // on the stream instead (R9297-31).
+                        Err(masque_h3::Error::DatagramsUnsupported) => None,
+                        Err(e) => return Err(e.into()),
+                    },
                     None => None,
                 };
                 let (send, recv, _) = stream.into_parts();
@@ -168,6 +175,8 @@ impl PendingTunnel {
 pub struct OpenTunnel {
     pub body_tx: BodyTx,
     pub body_rx: BodyRx,
+    /// `None` when the peer cannot take HTTP/3 datagrams: send DATAGRAM
+    /// capsules on `body_tx` instead.
     pub datagram_tx: Option<DatagramTx>,
     pub datagram_rx: Option<DatagramRx>,
 }
