@@ -21,9 +21,10 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-/// Capacity kept after the queue drains (the smallest `VecDeque` allocation
-/// for items of a few dozen bytes); a burst's larger buffer is released.
-const KEEP_CAPACITY: usize = 4;
+/// Capacity a drained queue keeps: steady bursts up to this size reuse their
+/// buffer (no allocation per burst); a larger burst's excess is released
+/// once drained (the buffer never grows back past what traffic needs).
+const KEEP_CAPACITY: usize = 64;
 
 #[derive(Debug)]
 struct Shared<T> {
@@ -218,8 +219,8 @@ impl<T> QueueRx<T> {
 fn pop<T>(state: &mut State<T>) -> Option<T> {
     let item = state.items.pop_front();
     if state.items.is_empty() && state.items.capacity() > KEEP_CAPACITY {
-        // A burst is over: give back its buffer (once per burst, not per item).
-        state.items = VecDeque::new();
+        // A large burst is over: give back the excess (once per burst).
+        state.items.shrink_to(KEEP_CAPACITY);
     }
     item
 }
