@@ -81,7 +81,7 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         Arc::clone(&s.metrics),
     );
     // The set-up phase runs once: boxed, so the task's future, which lives as
-    // long as the tunnel, is sized for the relay only (5.8 KiB -> 2.3 KiB).
+    // long as the tunnel, is sized for the relay only (measured 5.8 -> 4.5 KiB).
     let established = Box::pin(establish(pending, target, handler, &mut s, &out)).await;
     let (tunnel, mut handler) = match established {
         Ok(v) => v,
