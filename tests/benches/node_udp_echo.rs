@@ -478,7 +478,9 @@ fn own_socket_inodes() -> Vec<String> {
 // Phase 1: throughput, alternating slices.
 // ---------------------------------------------------------------------------
 
-type SendFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+/// Sends one datagram; an error stops the path's sender (and is printed).
+type SendFn =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// One echo path: a sender under a window of unanswered datagrams, gated by
 /// `enabled`, and receive counters that return credit.
@@ -514,7 +516,8 @@ impl Path {
                         return;
                     };
                     p.forget();
-                    if !send().await {
+                    if let Err(e) = send().await {
+                        println!("a path's sender stopped: {e}");
                         return;
                     }
                 }
@@ -637,7 +640,7 @@ async fn raw_quinn(cert: &TestCert) -> Result<(Path, quinn::Endpoint, quinn::Con
     let c = conn.clone();
     let send: SendFn = Box::new(move || {
         let (c, p) = (c.clone(), payload.clone());
-        Box::pin(async move { c.send_datagram_wait(p).await.is_ok() })
+        Box::pin(async move { c.send_datagram_wait(p).await.map_err(|e| e.to_string()) })
     });
     Ok((
         Path::start(send, received, credits, vec![receiver]),
@@ -680,7 +683,7 @@ async fn through_node(
     let send: SendFn = Box::new(move || {
         let i = next.fetch_add(1, Ordering::Relaxed) % senders.len();
         let (senders, payload) = (Arc::clone(&senders), Arc::clone(&payload));
-        Box::pin(async move { senders[i].send(&payload).await.is_ok() })
+        Box::pin(async move { senders[i].send(&payload).await.map_err(|e| e.to_string()) })
     });
     Ok((Path::start(send, received, credits, receivers), client))
 }
@@ -760,6 +763,22 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
         datagrams_dropped_queue_full: delta(|s| s.datagrams_dropped_queue_full),
         ..Default::default()
     };
+    // A path that stalled: say whether its connection was closed, and why.
+    for (name, c) in [
+        ("raw quinn", raw_conn.close_reason()),
+        (
+            "node, 1 tunnel",
+            one_client.connection().quic().close_reason(),
+        ),
+        (
+            "node, 16 tunnels",
+            many_client.connection().quic().close_reason(),
+        ),
+    ] {
+        if let Some(reason) = c {
+            println!("connection of path {name:?} closed during the run: {reason}");
+        }
+    }
     let lost_packets = vec![
         ("raw quinn", raw_conn.stats().path.lost_packets),
         (

@@ -95,12 +95,13 @@ pub fn client_endpoint(cert: &TestCert, max_streams: u32) -> Result<quinn::Endpo
     Ok(ep)
 }
 
-/// masque-h3's recommended transport, with a loopback-sized initial MTU so
-/// 1200-byte payloads fit from the first packet.
+/// masque-h3's recommended transport with the loopback MTU of
+/// [`node::LOOPBACK_MTU`] (1200-byte payloads fit from the first packet and
+/// keep fitting under losses).
 pub fn loopback_transport(max_streams: u32) -> quinn::TransportConfig {
     let mut t = masque_h3::transport_config(max_streams);
-    t.initial_mtu(1452)
-        .max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30s fits")));
+    node::LOOPBACK_MTU.apply(&mut t);
+    t.max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30s fits")));
     t
 }
 

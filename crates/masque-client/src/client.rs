@@ -38,8 +38,10 @@ impl Dialer {
         let explicit = options.template.as_deref().or(url.template.as_deref());
         let template = request::template(&url.authority, explicit)?;
         let mut transport = masque_h3::transport_config(0);
+        let initial_mtu = options.initial_mtu.clamp(MTU_RANGE.0, MTU_RANGE.1);
         transport
-            .initial_mtu(options.initial_mtu.clamp(MTU_RANGE.0, MTU_RANGE.1))
+            .initial_mtu(initial_mtu)
+            .min_mtu(options.min_mtu.clamp(MTU_RANGE.0, initial_mtu))
             .max_idle_timeout(options.idle_timeout.try_into().ok());
         let quic = quic_client_config(&options.verification, &[ALPN_H3], Arc::new(transport))?;
         Ok(Self {

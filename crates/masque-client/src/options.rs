@@ -73,6 +73,12 @@ pub struct ClientOptions {
     /// QUIC initial MTU; clamped to 1200..=65527. 1452 lets 1200-byte payloads
     /// fit from the first packet on common paths; PMTUD raises it later.
     pub initial_mtu: u16,
+    /// The smallest MTU the path is known to carry; quinn's black-hole
+    /// detection never drops below it (clamped to 1200..=`initial_mtu`). The
+    /// default 1200 assumes nothing; on a path known to carry more (loopback,
+    /// a data-center network) a higher floor keeps a burst of losses from
+    /// shrinking datagrams below the payloads the tunnel carries.
+    pub min_mtu: u16,
     /// QUIC idle timeout (keep-alives every 15 s keep idle tunnels up).
     pub idle_timeout: Duration,
     /// Limit for the handshake, and separately for each tunnel request to get its
@@ -95,6 +101,7 @@ impl Default for ClientOptions {
             headers: http::HeaderMap::new(),
             bind: None,
             initial_mtu: 1452,
+            min_mtu: 1200,
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),

@@ -48,6 +48,36 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub session: SessionConfig,
     pub h3: masque_h3::Config,
+    /// QUIC path MTU: where quinn starts (PMTUD raises it) and the floor its
+    /// black-hole detection never goes below. Both are clamped to
+    /// 1200..=65527 and `min <= initial`. The defaults assume nothing about
+    /// the path; raise the floor on paths known to carry more.
+    pub quic_mtu: QuicMtu,
+}
+
+/// See [`ServerConfig::quic_mtu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuicMtu {
+    pub initial: u16,
+    pub min: u16,
+}
+
+impl Default for QuicMtu {
+    fn default() -> Self {
+        Self {
+            initial: 1200,
+            min: 1200,
+        }
+    }
+}
+
+impl QuicMtu {
+    /// Applies the (clamped) values to a quinn transport configuration.
+    pub fn apply(self, t: &mut quinn::TransportConfig) {
+        let initial = self.initial.clamp(1200, 65527);
+        t.initial_mtu(initial)
+            .min_mtu(self.min.clamp(1200, initial));
+    }
 }
 
 impl Default for ServerConfig {
@@ -61,6 +91,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             session: SessionConfig::default(),
             h3: masque_h3::Config::default(),
+            quic_mtu: QuicMtu::default(),
         }
     }
 }

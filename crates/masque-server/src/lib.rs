@@ -17,7 +17,7 @@ pub mod supervisor;
 pub mod udp_proxy;
 pub mod udp_socket;
 
-pub use config::{ServerConfig, SessionConfig};
+pub use config::{QuicMtu, ServerConfig, SessionConfig};
 pub use handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{Node, NodeError};

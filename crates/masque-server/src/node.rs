@@ -63,7 +63,9 @@ impl Node {
         // requests get a 503 rather than waiting for stream credit
         // (`transport_config` adds the share quinn withholds).
         let streams = u32::try_from(config.max_tunnels_per_connection + 16).unwrap_or(u32::MAX);
-        let transport = Arc::new(masque_h3::transport_config(streams));
+        let mut transport = masque_h3::transport_config(streams);
+        config.quic_mtu.apply(&mut transport);
+        let transport = Arc::new(transport);
         let server_config = tls.quic_server_config(&[b"h3"], transport)?;
         let udp_template = UdpTemplate::parse_path(&config.udp_template)?;
         let drain_timeout = config.drain_timeout;
