@@ -9,7 +9,7 @@ use masque_client::{ClientError, Target};
 use masque_server::resolver::StaticResolver;
 use masque_tests::{
     init_tracing, interop_python, interop_script,
-    node::{TestNode, actor_tree, eventually, udp_echo},
+    node::{TestNode, actor_tree, eventually, expect_refusal, udp_echo},
 };
 
 fn udp(addr: std::net::SocketAddr) -> Target {
@@ -180,19 +180,9 @@ async fn dns_failure_is_502_dns_error() -> Result<()> {
         host: "no-such-name.example".into(),
         port: 53,
     };
-    match masque_client::connect(&node.url(), target, node.client_options()).await {
-        Err(ClientError::Refused {
-            status,
-            proxy_status,
-            ..
-        }) => {
-            assert_eq!(status, 502);
-            let ps = proxy_status.context("Proxy-Status header")?;
-            assert!(ps.contains("error=dns_error"), "{ps}");
-            assert!(ps.contains("rcode=\"NXDOMAIN\""), "{ps}");
-        }
-        other => panic!("expected a 502 refusal, got {other:?}"),
-    }
+    let opened = masque_client::connect(&node.url(), target, node.client_options()).await;
+    let ps = expect_refusal(opened, 502, "dns_error")?;
+    assert!(ps.contains("rcode=\"NXDOMAIN\""), "{ps}");
     node.node.shutdown().await;
     Ok(())
 }
@@ -215,18 +205,8 @@ async fn private_target_is_403_destination_ip_prohibited() -> Result<()> {
             port: 53,
         },
     ] {
-        match masque_client::connect(&node.url(), target, node.client_options()).await {
-            Err(ClientError::Refused {
-                status,
-                proxy_status,
-                ..
-            }) => {
-                assert_eq!(status, 403);
-                let ps = proxy_status.context("Proxy-Status header")?;
-                assert!(ps.contains("error=destination_ip_prohibited"), "{ps}");
-            }
-            other => panic!("expected a 403 refusal, got {other:?}"),
-        }
+        let opened = masque_client::connect(&node.url(), target, node.client_options()).await;
+        expect_refusal(opened, 403, "destination_ip_prohibited")?;
     }
     assert_eq!(
         node.node.metrics().snapshot().sessions_opened,
@@ -466,21 +446,8 @@ async fn r9298_53_name_resolving_to_loopback_is_403() -> Result<()> {
         host: "sneaky.example".into(),
         port: 53,
     };
-    match masque_client::connect(&node.url(), target, node.client_options()).await {
-        Err(ClientError::Refused {
-            status,
-            proxy_status,
-            ..
-        }) => {
-            assert_eq!(status, 403);
-            assert!(
-                proxy_status
-                    .unwrap_or_default()
-                    .contains("error=destination_ip_prohibited")
-            );
-        }
-        other => panic!("expected a 403 refusal, got {other:?}"),
-    }
+    let opened = masque_client::connect(&node.url(), target, node.client_options()).await;
+    expect_refusal(opened, 403, "destination_ip_prohibited")?;
     node.node.shutdown().await;
     Ok(())
 }

@@ -29,17 +29,30 @@ def datagram_capsule(payload):
     return bytes([0x00, len(payload)]) + payload
 
 
-async def run_capsules_only(port, ca, target):
-    host, tport = target.rsplit(":", 1)
-    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"])
+def client_config(ca, datagrams):
+    """QUIC datagrams on (transport parameter) or off."""
+    kw = {"max_datagram_frame_size": 65536} if datagrams else {}
+    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], **kw)
     config.load_verify_locations(ca)
     config.server_name = "localhost"
-    auth = f"localhost:{port}"
+    return config
+
+
+async def open_udp(c, port, target):
+    """Sends the CONNECT-UDP request; returns the stream id and response headers."""
+    host, tport = target.rsplit(":", 1)
+    path = f"/.well-known/masque/udp/{host}/{tport}/"
+    sid = c.request(ext_connect(f"localhost:{port}", "connect-udp", path))
+    h = await c.response(sid)
+    check(h[b":status"] == b"200", f"status {h}")
+    return sid, h
+
+
+async def run_capsules_only(port, ca, target):
+    config = client_config(ca, datagrams=False)
     async with connect("127.0.0.1", port, configuration=config, create_protocol=CapsuleOnlyClient) as c:
         try:
-            sid = c.request(ext_connect(auth, "connect-udp", f"/.well-known/masque/udp/{host}/{tport}/"))
-            h = await c.response(sid)
-            check(h[b":status"] == b"200", f"status {h}")
+            sid, _h = await open_udp(c, port, target)
             print("PASS capsules_only_2xx", flush=True)
             for i in range(20):
                 payload = b"\x00" + b"capsule-%d" % i
@@ -58,17 +71,11 @@ async def run_capsules_only(port, ca, target):
 
 
 async def run(port, ca, target):
-    host, tport = target.rsplit(":", 1)
-    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], max_datagram_frame_size=65536)
-    config.load_verify_locations(ca)
-    config.server_name = "localhost"
-    auth = f"localhost:{port}"
+    config = client_config(ca, datagrams=True)
     async with connect("127.0.0.1", port, configuration=config, create_protocol=Client) as c:
         try:
-            sid = c.request(ext_connect(auth, "connect-udp", f"/.well-known/masque/udp/{host}/{tport}/"))
-            h = await c.response(sid)
             # R9298-31: 2xx with capsule-protocol, no content-length (R9297-20).
-            check(h[b":status"] == b"200", f"status {h}")
+            sid, h = await open_udp(c, port, target)
             check(h.get(b"capsule-protocol") == b"?1", f"capsule-protocol: {h}")
             check(b"content-length" not in h, "content-length on 2xx")
             print("PASS connect_udp_2xx", flush=True)

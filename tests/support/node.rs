@@ -123,3 +123,25 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
     }
     anyhow::bail!("timed out waiting for: {what}")
 }
+
+/// Checks that a tunnel was refused with `status` and a `Proxy-Status` whose
+/// `error` is `error`; returns the `Proxy-Status` value for further checks.
+pub fn expect_refusal<T: std::fmt::Debug>(
+    result: Result<T, masque_client::ClientError>,
+    status: u16,
+    error: &str,
+) -> Result<String> {
+    match result {
+        Err(masque_client::ClientError::Refused {
+            status: got,
+            proxy_status,
+            ..
+        }) => {
+            anyhow::ensure!(got == status, "status {got}, expected {status}");
+            let ps = proxy_status.ok_or_else(|| anyhow::anyhow!("no Proxy-Status header"))?;
+            anyhow::ensure!(ps.contains(&format!("error={error}")), "Proxy-Status {ps}");
+            Ok(ps)
+        }
+        other => anyhow::bail!("expected a {status} refusal, got {other:?}"),
+    }
+}
