@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use masque_h3::queue::{QueueTx, TrySendError};
 use masque_proto::{
     capsule::{self, Capsule},
@@ -42,6 +42,8 @@ pub enum OutputError {
 #[derive(Debug)]
 pub(crate) enum Control {
     Capsule(Capsule),
+    /// A capsule already encoded (DATAGRAM capsules built in one buffer).
+    Encoded(Bytes),
     End(Action),
 }
 
@@ -157,7 +159,14 @@ impl TunnelOutput {
             Some(false) => return Err(OutputError::Closed),
             Some(true) => {
                 drop(early);
-                return self.control(Control::Capsule(datagram_capsule(context_id, payload)));
+                let mut id = [0u8; 8];
+                let id_len = {
+                    let mut w = &mut id[..];
+                    varint::put(context_id, &mut w);
+                    8 - w.len()
+                };
+                let c = datagram_capsule(&[&id[..id_len], payload]);
+                return self.control(Control::Encoded(c));
             }
             None => {}
         }
@@ -233,11 +242,10 @@ impl TunnelOutput {
             // No datagram channel: the early datagrams go as DATAGRAM capsules.
             None => {
                 while let Some(d) = early.pop_front() {
-                    let c = Capsule {
-                        ty: capsule::DATAGRAM,
-                        value: d,
-                    };
-                    if self.control(Control::Capsule(c)).is_err() {
+                    if self
+                        .control(Control::Encoded(datagram_capsule(&[&d])))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -273,13 +281,14 @@ async fn send_encoded(tx: &DatagramTx, d: OutDatagram) -> Result<(), OutputError
     })
 }
 
-/// A DATAGRAM capsule carrying `context_id` + `payload` (RFC 9297 §3.5).
-fn datagram_capsule(context_id: u64, payload: &[u8]) -> Capsule {
-    let mut value = Vec::with_capacity(varint::encoded_len(context_id) + payload.len());
-    varint::put(context_id, &mut value);
-    value.extend_from_slice(payload);
-    Capsule {
-        ty: capsule::DATAGRAM,
-        value: value.into(),
+/// An encoded DATAGRAM capsule (RFC 9297 §3.5) whose value is `parts` in
+/// order (context id, payload): one buffer, one copy of the payload.
+fn datagram_capsule(parts: &[&[u8]]) -> Bytes {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut buf = BytesMut::with_capacity(capsule::header_len(capsule::DATAGRAM, len) + len);
+    capsule::encode_header(capsule::DATAGRAM, len, &mut buf);
+    for p in parts {
+        buf.extend_from_slice(p);
     }
+    buf.freeze()
 }

@@ -217,17 +217,21 @@ async fn relay(
                 }
                 Err(_) => break CloseReason::ClientAborted,
             },
-            c = control.recv() => match c {
-                Some(Control::Capsule(c)) => {
-                    let mut buf = BytesMut::with_capacity(capsule::header_len(c.ty, c.value.len()) + c.value.len());
-                    c.encode(&mut buf);
-                    if body_tx.send(buf.freeze()).await.is_err() {
-                        break CloseReason::ClientAborted;
+            c = control.recv() => {
+                let bytes = match c {
+                    Some(Control::Capsule(c)) => {
+                        let mut buf = BytesMut::with_capacity(capsule::header_len(c.ty, c.value.len()) + c.value.len());
+                        c.encode(&mut buf);
+                        buf.freeze()
                     }
+                    Some(Control::Encoded(bytes)) => bytes,
+                    Some(Control::End(action)) => break CloseReason::Handler(action),
+                    None => continue,
+                };
+                if body_tx.send(bytes).await.is_err() {
+                    break CloseReason::ClientAborted;
                 }
-                Some(Control::End(action)) => break CloseReason::Handler(action),
-                None => {}
-            },
+            }
             m = s.info.recv() => match m {
                 Some(m) => {
                     let action = catch(|| handler.info(m), &s.metrics);
