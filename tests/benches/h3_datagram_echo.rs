@@ -7,141 +7,27 @@
 //! timed assertion.
 
 use std::{
-    future::Future,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use masque_tests::{
-    TestCert, client_endpoint, connect_h3, echo::EchoServer, self_signed, server_endpoint,
+    TestCert,
+    bench::{Path, SendFn, median, raw_quinn},
+    client_endpoint, connect_h3,
+    echo::EchoServer,
+    self_signed,
 };
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 const PAYLOAD: usize = 1200;
 const WINDOW: usize = 128;
 const SLICE: Duration = Duration::from_millis(250);
 const PAIRS: usize = 24;
-
-type SendFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
-
-/// One echo path: a sender under a window of unanswered datagrams, gated by
-/// `enabled`, and a receive counter that returns credit.
-struct Path {
-    received: Arc<AtomicU64>,
-    enabled: watch::Sender<bool>,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Path {
-    fn start(send: SendFn, received: Arc<AtomicU64>, credits: Arc<Semaphore>) -> Self {
-        let (enabled, mut gate) = watch::channel(false);
-        let sender = {
-            let credits = Arc::clone(&credits);
-            tokio::spawn(async move {
-                loop {
-                    if !*gate.borrow_and_update() {
-                        if gate.changed().await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    let Ok(p) = credits.acquire().await else {
-                        return;
-                    };
-                    p.forget();
-                    if !send().await {
-                        return;
-                    }
-                }
-            })
-        };
-        // Lost datagrams never return their credit: refill when progress stalls.
-        let watchdog = {
-            let received = Arc::clone(&received);
-            tokio::spawn(async move {
-                let mut last = 0;
-                loop {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let now = received.load(Ordering::Relaxed);
-                    if now == last && credits.available_permits() == 0 {
-                        credits.add_permits(WINDOW);
-                    }
-                    last = now;
-                }
-            })
-        };
-        Self {
-            received,
-            enabled,
-            _tasks: vec![sender, watchdog],
-        }
-    }
-
-    /// Runs the path for one slice; returns datagrams echoed per second.
-    async fn measure(&self) -> f64 {
-        let before = self.received.load(Ordering::Relaxed);
-        let start = Instant::now();
-        self.enabled.send_replace(true);
-        tokio::time::sleep(SLICE).await;
-        self.enabled.send_replace(false);
-        let n = self.received.load(Ordering::Relaxed) - before;
-        let rate = n as f64 / start.elapsed().as_secs_f64();
-        // Let the in-flight window drain before the other path runs.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        rate
-    }
-}
-
-impl Drop for Path {
-    fn drop(&mut self) {
-        for t in &self._tasks {
-            t.abort();
-        }
-    }
-}
-
-async fn raw_quinn(cert: &TestCert) -> Result<(Path, quinn::Endpoint, quinn::Connection)> {
-    let server = server_endpoint(cert, 16)?;
-    let addr = server.local_addr()?;
-    let srv = server.clone();
-    tokio::spawn(async move {
-        if let Some(inc) = srv.accept().await
-            && let Ok(conn) = inc.await
-        {
-            while let Ok(dg) = conn.read_datagram().await {
-                if conn.send_datagram_wait(dg).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let ep = client_endpoint(cert, 16)?;
-    let conn = ep.connect(addr, "localhost")?.await?;
-    let received = Arc::new(AtomicU64::new(0));
-    let credits = Arc::new(Semaphore::new(WINDOW));
-    {
-        let (conn, received, credits) = (conn.clone(), Arc::clone(&received), Arc::clone(&credits));
-        tokio::spawn(async move {
-            while conn.read_datagram().await.is_ok() {
-                received.fetch_add(1, Ordering::Relaxed);
-                credits.add_permits(1);
-            }
-        });
-    }
-    let payload = Bytes::from(vec![0u8; PAYLOAD]);
-    let c = conn.clone();
-    let send: SendFn = Box::new(move || {
-        let (c, p) = (c.clone(), payload.clone());
-        Box::pin(async move { c.send_datagram_wait(p).await.is_ok() })
-    });
-    Ok((Path::start(send, received, credits), server, conn))
-}
 
 async fn through_masque_h3(cert: &TestCert) -> Result<(Path, EchoServer, masque_h3::Connection)> {
     let server = EchoServer::start(cert, 16)?;
@@ -160,7 +46,7 @@ async fn through_masque_h3(cert: &TestCert) -> Result<(Path, EchoServer, masque_
     let tx = stream.send.datagram_sender().await?;
     let received = Arc::new(AtomicU64::new(0));
     let credits = Arc::new(Semaphore::new(WINDOW));
-    {
+    let receiver = {
         let (received, credits) = (Arc::clone(&received), Arc::clone(&credits));
         tokio::spawn(async move {
             // Keeps the stream (and its datagram route) open for the whole run.
@@ -175,23 +61,21 @@ async fn through_masque_h3(cert: &TestCert) -> Result<(Path, EchoServer, masque_
                 received.fetch_add(n as u64, Ordering::Relaxed);
                 credits.add_permits(n);
             }
-        });
-    }
+        })
+    };
     let payload: Arc<[u8]> = vec![0u8; PAYLOAD].into();
     let send: SendFn = Box::new(move || {
         let tx = tx.clone();
         let mut b = tx.buffer(1 + PAYLOAD);
         b.payload_mut().extend_from_slice(&[0]); // context id 0 (RFC 9298 §5)
         b.payload_mut().extend_from_slice(&payload);
-        Box::pin(async move { tx.send(b).await.is_ok() })
+        Box::pin(async move { tx.send(b).await.map_err(|e| e.to_string()) })
     });
-    Ok((Path::start(send, received, credits), server, conn))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    Ok((
+        Path::start(send, received, credits, vec![receiver], WINDOW, SLICE),
+        server,
+        conn,
+    ))
 }
 
 fn main() -> Result<()> {
@@ -207,7 +91,7 @@ fn main() -> Result<()> {
         .build()?;
     rt.block_on(async {
         let cert = self_signed()?;
-        let (raw_path, _raw_server, _raw_conn) = raw_quinn(&cert).await?;
+        let (raw_path, _raw_ep, _raw_conn) = raw_quinn(&cert, PAYLOAD, WINDOW, SLICE).await?;
         let (h3_path, _h3_server, _h3_conn) = through_masque_h3(&cert).await?;
         // Warm-up slice each (PMTUD, allocator, congestion window).
         raw_path.measure().await;
@@ -216,11 +100,11 @@ fn main() -> Result<()> {
         for i in 0..PAIRS {
             // Alternate which path goes first so neither always follows the other.
             if i % 2 == 0 {
-                raw.push(raw_path.measure().await);
-                h3.push(h3_path.measure().await);
+                raw.push(raw_path.measure().await.rate());
+                h3.push(h3_path.measure().await.rate());
             } else {
-                h3.push(h3_path.measure().await);
-                raw.push(raw_path.measure().await);
+                h3.push(h3_path.measure().await.rate());
+                raw.push(raw_path.measure().await.rate());
             }
         }
         let ratios: Vec<f64> = raw.iter().zip(&h3).map(|(r, h)| h / r).collect();

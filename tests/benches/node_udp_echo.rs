@@ -21,7 +21,6 @@ use std::{
     io::IoSliceMut,
     net::SocketAddr,
     path::PathBuf,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -30,15 +29,18 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use bytes::Bytes;
 use masque_client::{ClientOptions, ProxyClient, Target, UdpSender, UdpSession};
 use masque_server::MetricsSnapshot;
-use masque_tests::{TestCert, client_endpoint, node::TestNode, self_signed, server_endpoint};
+use masque_tests::{
+    bench::{Path, SendFn, Slice, median, raw_quinn},
+    node::TestNode,
+    self_signed,
+};
 use masque_transport::tls::{ServerVerification, parse_pin};
 use quinn::udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSocketState};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Interest},
-    sync::{Semaphore, watch},
+    sync::Semaphore,
     task::{JoinHandle, JoinSet},
 };
 
@@ -142,12 +144,6 @@ fn udp_target(addr: SocketAddr) -> Target {
 
 fn gbit(rate: f64) -> f64 {
     rate * PAYLOAD as f64 * 8.0 / 1e9
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -478,177 +474,6 @@ fn own_socket_inodes() -> Vec<String> {
 // Phase 1: throughput, alternating slices.
 // ---------------------------------------------------------------------------
 
-/// Sends one datagram; an error stops the path's sender (and is printed).
-type SendFn =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
-
-/// One echo path: a sender under a window of unanswered datagrams, gated by
-/// `enabled`, and receive counters that return credit.
-struct Path {
-    received: Arc<AtomicU64>,
-    enabled: watch::Sender<bool>,
-    /// Times the stall watchdog refilled the window (datagrams were lost).
-    refills: Arc<AtomicU64>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Path {
-    /// `receivers` are the tasks that count echoes into `received` and return
-    /// credit; they are aborted with the path.
-    fn start(
-        send: SendFn,
-        received: Arc<AtomicU64>,
-        credits: Arc<Semaphore>,
-        mut receivers: Vec<JoinHandle<()>>,
-    ) -> Self {
-        let (enabled, mut gate) = watch::channel(false);
-        let sender = {
-            let credits = Arc::clone(&credits);
-            tokio::spawn(async move {
-                loop {
-                    if !*gate.borrow_and_update() {
-                        if gate.changed().await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    let Ok(p) = credits.acquire().await else {
-                        return;
-                    };
-                    p.forget();
-                    if let Err(e) = send().await {
-                        println!("a path's sender stopped: {e}");
-                        return;
-                    }
-                }
-            })
-        };
-        // Lost datagrams never return their credit: refill when progress stalls.
-        let refills = Arc::new(AtomicU64::new(0));
-        let watchdog = {
-            let (received, refills) = (Arc::clone(&received), Arc::clone(&refills));
-            tokio::spawn(async move {
-                let mut last = 0;
-                loop {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let now = received.load(Ordering::Relaxed);
-                    if now == last && credits.available_permits() == 0 {
-                        credits.add_permits(WINDOW);
-                        refills.fetch_add(1, Ordering::Relaxed);
-                    }
-                    last = now;
-                }
-            })
-        };
-        receivers.extend([sender, watchdog]);
-        Self {
-            received,
-            enabled,
-            refills,
-            tasks: receivers,
-        }
-    }
-
-    /// Runs the path for one slice.
-    async fn measure(&self) -> Slice {
-        let before = self.received.load(Ordering::Relaxed);
-        let cpu_before = process_cpu_secs();
-        let start = Instant::now();
-        self.enabled.send_replace(true);
-        tokio::time::sleep(SLICE).await;
-        self.enabled.send_replace(false);
-        let secs = start.elapsed().as_secs_f64();
-        let echoed = self.received.load(Ordering::Relaxed) - before;
-        let cpu = process_cpu_secs() - cpu_before;
-        // Let the in-flight window drain before the next path runs.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        Slice { echoed, secs, cpu }
-    }
-}
-
-impl Drop for Path {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// One slice of one path: echoes, wall time, and the CPU time this process
-/// (client, node, echo target and all) used meanwhile.
-#[derive(Debug, Clone, Copy)]
-struct Slice {
-    echoed: u64,
-    secs: f64,
-    cpu: f64,
-}
-
-impl Slice {
-    fn rate(&self) -> f64 {
-        self.echoed as f64 / self.secs
-    }
-}
-
-/// User + system CPU time of this process so far, from /proc/self/stat (0 when
-/// unreadable). Clock ticks are 10 ms: meaningful over many slices only.
-fn process_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name: state is field 3, utime 14, stime 15.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / CLOCK_TICKS
-}
-
-/// `sysconf(_SC_CLK_TCK)` on Linux (100 on every common configuration).
-const CLOCK_TICKS: f64 = 100.0;
-
-/// Raw quinn DATAGRAM echo: the reference.
-async fn raw_quinn(cert: &TestCert) -> Result<(Path, quinn::Endpoint, quinn::Connection)> {
-    let server = server_endpoint(cert, 16)?;
-    let addr = server.local_addr()?;
-    let srv = server.clone();
-    tokio::spawn(async move {
-        if let Some(inc) = srv.accept().await
-            && let Ok(conn) = inc.await
-        {
-            while let Ok(dg) = conn.read_datagram().await {
-                if conn.send_datagram_wait(dg).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let ep = client_endpoint(cert, 16)?;
-    let conn = ep.connect(addr, "localhost")?.await?;
-    let received = Arc::new(AtomicU64::new(0));
-    let credits = Arc::new(Semaphore::new(WINDOW));
-    let receiver = {
-        let (conn, received, credits) = (conn.clone(), Arc::clone(&received), Arc::clone(&credits));
-        tokio::spawn(async move {
-            while conn.read_datagram().await.is_ok() {
-                received.fetch_add(1, Ordering::Relaxed);
-                credits.add_permits(1);
-            }
-        })
-    };
-    let payload = Bytes::from(vec![0u8; PAYLOAD]);
-    let c = conn.clone();
-    let send: SendFn = Box::new(move || {
-        let (c, p) = (c.clone(), payload.clone());
-        Box::pin(async move { c.send_datagram_wait(p).await.map_err(|e| e.to_string()) })
-    });
-    Ok((
-        Path::start(send, received, credits, vec![receiver]),
-        ep,
-        conn,
-    ))
-}
-
 /// CONNECT-UDP echo through the node over `tunnels` tunnels of one new client
 /// connection; the sender goes round robin over the tunnels.
 async fn through_node(
@@ -685,7 +510,10 @@ async fn through_node(
         let (senders, payload) = (Arc::clone(&senders), Arc::clone(&payload));
         Box::pin(async move { senders[i].send(&payload).await.map_err(|e| e.to_string()) })
     });
-    Ok((Path::start(send, received, credits, receivers), client))
+    Ok((
+        Path::start(send, received, credits, receivers, WINDOW, SLICE),
+        client,
+    ))
 }
 
 /// One path's figures over the whole run.
@@ -722,7 +550,7 @@ struct Throughput {
 
 async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
     let cert = self_signed()?;
-    let (raw_path, _raw_ep, raw_conn) = raw_quinn(&cert).await?;
+    let (raw_path, _raw_ep, raw_conn) = raw_quinn(&cert, PAYLOAD, WINDOW, SLICE).await?;
     let (one_path, one_client) = through_node(node, echo.addr, 1).await?;
     let (many_path, many_client) = through_node(node, echo.addr, MANY_TUNNELS).await?;
     let names = [

@@ -2,6 +2,7 @@
 //! endpoints on loopback with an explicit rustls provider (ring), and an HTTP/3
 //! echo server built on masque-h3.
 
+pub mod bench;
 pub mod echo;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
