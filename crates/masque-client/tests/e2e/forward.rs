@@ -32,15 +32,29 @@ async fn ping(sock: &UdpSocket, to: SocketAddr, msg: &[u8]) -> anyhow::Result<()
     anyhow::bail!("no echo for {:?}", String::from_utf8_lossy(msg))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn udp_forward_relays_exchange() -> anyhow::Result<()> {
-    let proxy = Proxy::start(Mode::Echo)?;
+/// A forwarder on a free local port through a test proxy in `mode`; the
+/// sender stops it.
+type Forwarder = (
+    Proxy,
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), ClientError>>,
+);
+
+fn start_forwarder(mode: Mode) -> anyhow::Result<Forwarder> {
+    let proxy = Proxy::start(mode)?;
     let listen = free_port()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let (url, options) = (proxy.url(), proxy.options());
     let target = Target::udp("192.0.2.6", 443);
     let fwd =
         tokio::spawn(async move { udp_forward(&url, listen, target, options, stopped).await });
+    Ok((proxy, listen, stop, fwd))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn udp_forward_relays_exchange() -> anyhow::Result<()> {
+    let (proxy, listen, stop, fwd) = start_forwarder(Mode::Echo)?;
     let local = UdpSocket::bind("127.0.0.1:0").await?;
     within(ping(&local, listen, b"through the tunnel")).await?;
     within(ping(&local, listen, b"again")).await?;
@@ -55,13 +69,7 @@ async fn udp_forward_relays_exchange() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn udp_forward_reopens_closed_tunnel() -> anyhow::Result<()> {
-    let proxy = Proxy::start(Mode::CloseAfterFirst)?;
-    let listen = free_port()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (url, options) = (proxy.url(), proxy.options());
-    let target = Target::udp("192.0.2.6", 443);
-    let fwd =
-        tokio::spawn(async move { udp_forward(&url, listen, target, options, stopped).await });
+    let (proxy, listen, stop, fwd) = start_forwarder(Mode::CloseAfterFirst)?;
     let local = UdpSocket::bind("127.0.0.1:0").await?;
     within(ping(&local, listen, b"first")).await?;
     within(ping(&local, listen, b"after reopen")).await?;
