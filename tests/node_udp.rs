@@ -320,6 +320,8 @@ async fn closing_connection_stops_all_sessions() -> Result<()> {
     let echo = udp_echo().await?;
     let root = node.node.supervisor().get_cell();
     let baseline = actor_tree(&root).len();
+    let rt = tokio::runtime::Handle::current().metrics();
+    let tasks_baseline = rt.num_alive_tasks();
     let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
     let conn = client.connection().clone();
     let authority = format!("localhost:{}", node.node.local_addr().port());
@@ -355,6 +357,15 @@ async fn closing_connection_stops_all_sessions() -> Result<()> {
     assert_eq!(snap.sessions_opened, 10);
     assert_eq!(snap.sessions_closed, 10);
     assert_eq!(snap.connections_closed, 1);
+    // Every task of the connection ends too: the sessions', the router's and
+    // the connection's target-reader group (and our client's).
+    drop((sessions, conn, client));
+    eventually(
+        "the connection's tasks gone",
+        Duration::from_secs(10),
+        || rt.num_alive_tasks() <= tasks_baseline,
+    )
+    .await?;
     node.node.shutdown().await;
     Ok(())
 }

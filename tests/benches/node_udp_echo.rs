@@ -3,8 +3,11 @@
 //! 1. **Throughput**: CONNECT-UDP echo through an in-process node (masque-client ->
 //!    node -> batched UDP echo target -> back), 1200-byte payloads, over 1 tunnel and
 //!    over 16 tunnels on one connection, as a ratio of raw quinn DATAGRAM echo measured
-//!    in the same run. All paths are set up once and measured in alternating short
-//!    slices (as in `h3_datagram_echo`), so drift in the machine's speed hits all alike.
+//!    in the same run. A bare relay (`bare_relay.rs`: the same UDP legs without
+//!    HTTP/3, sessions or actors) with 1 and 16 tunnels is measured alongside, so
+//!    the node's own overhead and the cost of the extra UDP leg show apart. All
+//!    paths are set up once and measured in alternating short slices (as in
+//!    `h3_datagram_echo`), so drift in the machine's speed hits all alike.
 //! 2. **Tunnel setups per second** on one connection: N concurrent CONNECT-UDP requests
 //!    with a bounded in-flight window, until every 2xx arrived (client cost included).
 //! 3. **RSS per idle tunnel**: the `masque-node` binary as a separate process (built
@@ -31,6 +34,9 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use masque_client::{ClientOptions, ProxyClient, Target, UdpSender, UdpSession};
 use masque_server::MetricsSnapshot;
+mod bare_relay;
+
+use bare_relay::bare_relay;
 use masque_tests::{
     bench::{Path, SendFn, Slice, median, raw_quinn},
     node::TestNode,
@@ -529,6 +535,8 @@ struct PathResult {
     echo: EchoStats,
     /// Per-round ratio to the raw quinn slice of the same round.
     ratios: Vec<f64>,
+    /// For a node path: per-round ratio to the bare relay with as many tunnels.
+    bare_ratios: Option<Vec<f64>>,
     refills: u64,
 }
 
@@ -546,19 +554,36 @@ struct Throughput {
     /// masque-h3 datagrams the node clients sent, and the client-side drops.
     client_h3: masque_h3::StatsSnapshot,
     lost_packets: Vec<(&'static str, u64)>,
+    /// Client side QUIC packets per send and per receive system call.
+    quic_batching: Vec<(&'static str, f64, f64)>,
 }
 
 async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
     let cert = self_signed()?;
     let (raw_path, _raw_ep, raw_conn) = raw_quinn(&cert, PAYLOAD, WINDOW, SLICE).await?;
+    let (bare1_path, _b1_ep, bare1_conn) =
+        bare_relay(&cert, echo.addr, 1, PAYLOAD, WINDOW, SLICE).await?;
+    let (bare16_path, _b16_ep, bare16_conn) =
+        bare_relay(&cert, echo.addr, MANY_TUNNELS, PAYLOAD, WINDOW, SLICE).await?;
     let (one_path, one_client) = through_node(node, echo.addr, 1).await?;
     let (many_path, many_client) = through_node(node, echo.addr, MANY_TUNNELS).await?;
     let names = [
         "raw quinn DATAGRAM echo",
+        "bare relay, 1 tunnel",
         "node, 1 tunnel",
+        "bare relay, 16 tunnels",
         "node, 16 tunnels",
     ];
-    let paths = [&raw_path, &one_path, &many_path];
+    // For each node path, the bare relay path with as many tunnels.
+    let bare_of = [None, None, Some(1), None, Some(3)];
+    let quics = [
+        raw_conn,
+        bare1_conn,
+        one_client.connection().quic().clone(),
+        bare16_conn,
+        many_client.connection().quic().clone(),
+    ];
+    let paths = [&raw_path, &bare1_path, &one_path, &bare16_path, &many_path];
     // Warm-up slice each (PMTUD, allocator, congestion window).
     for p in paths {
         p.measure().await;
@@ -592,32 +617,32 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
         ..Default::default()
     };
     // A path that stalled: say whether its connection was closed, and why.
-    for (name, c) in [
-        ("raw quinn", raw_conn.close_reason()),
-        (
-            "node, 1 tunnel",
-            one_client.connection().quic().close_reason(),
-        ),
-        (
-            "node, 16 tunnels",
-            many_client.connection().quic().close_reason(),
-        ),
-    ] {
-        if let Some(reason) = c {
+    for (name, c) in names.iter().zip(&quics) {
+        if let Some(reason) = c.close_reason() {
             println!("connection of path {name:?} closed during the run: {reason}");
         }
     }
-    let lost_packets = vec![
-        ("raw quinn", raw_conn.stats().path.lost_packets),
-        (
-            "node, 1 tunnel",
-            one_client.connection().quic().stats().path.lost_packets,
-        ),
-        (
-            "node, 16 tunnels",
-            many_client.connection().quic().stats().path.lost_packets,
-        ),
-    ];
+    let stats: Vec<quinn::ConnectionStats> = quics.iter().map(quinn::Connection::stats).collect();
+    let lost_packets = names
+        .iter()
+        .zip(&stats)
+        .map(|(n, s)| (*n, s.path.lost_packets))
+        .collect();
+    let quic_batching = names
+        .iter()
+        .zip(&stats)
+        .map(|(n, s)| {
+            let per = |u: &quinn::UdpStats| u.datagrams as f64 / u.ios.max(1) as f64;
+            (*n, per(&s.udp_tx), per(&s.udp_rx))
+        })
+        .collect();
+    let ratios_to = |i: usize, base: usize| -> Vec<f64> {
+        slices[i]
+            .iter()
+            .zip(&slices[base])
+            .map(|(s, r)| s.rate() / r.rate())
+            .collect()
+    };
     let results: Vec<PathResult> = (0..paths.len())
         .map(|i| {
             let (echoed, secs, cpu) = slices[i].iter().fold((0, 0.0, 0.0), |a, s| {
@@ -625,11 +650,8 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
             });
             PathResult {
                 name: names[i],
-                ratios: slices[i]
-                    .iter()
-                    .zip(&slices[0])
-                    .map(|(s, r)| s.rate() / r.rate())
-                    .collect(),
+                ratios: ratios_to(i, 0),
+                bare_ratios: bare_of[i].map(|f| ratios_to(i, f)),
                 slices: slices[i].iter().map(Slice::rate).collect(),
                 cpu_per_echo: cpu / echoed.max(1) as f64,
                 cores: cpu / secs,
@@ -638,7 +660,7 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
             }
         })
         .collect();
-    drop((raw_path, one_path, many_path));
+    drop((raw_path, bare1_path, bare16_path, one_path, many_path));
     one_client.close().await;
     many_client.close().await;
     let mut results = results.into_iter();
@@ -650,6 +672,7 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
         kernel_drops,
         client_h3,
         lost_packets,
+        quic_batching,
     })
 }
 
@@ -678,18 +701,31 @@ impl Throughput {
              window {WINDOW}, {ROUNDS} rounds of one {SLICE:?} slice per path (order rotating)"
         );
         println!(
-            "{:<24} {:>12} {:>7} {:>6} {:>7} {:>8} {:>6} {:>8}",
-            "path (mean)", "datagrams/s", "Gbit/s", "ratio", "median", "us CPU", "cores", "refills"
+            "{:<24} {:>12} {:>7} {:>6} {:>7} {:>7} {:>8} {:>6} {:>8}",
+            "path (mean)",
+            "datagrams/s",
+            "Gbit/s",
+            "ratio",
+            "median",
+            "vs bare",
+            "us CPU",
+            "cores",
+            "refills"
         );
         let r = self.raw.rate();
         for p in std::iter::once(&self.raw).chain(&self.paths) {
+            let bare = p
+                .bare_ratios
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |f| format!("{:.3}", median(f)));
             println!(
-                "{:<24} {:>12.0} {:>7.3} {:>6.3} {:>7.3} {:>8.2} {:>6.2} {:>8}",
+                "{:<24} {:>12.0} {:>7.3} {:>6.3} {:>7.3} {:>7} {:>8.2} {:>6.2} {:>8}",
                 p.name,
                 p.rate(),
                 gbit(p.rate()),
                 p.rate() / r,
                 median(&p.ratios),
+                bare,
                 p.cpu_per_echo * 1e6,
                 p.cores,
                 p.refills
@@ -697,6 +733,8 @@ impl Throughput {
         }
         println!(
             "target: node/raw >= {THROUGHPUT_TARGET}. ratio = mean rate / mean raw rate; median = of per-round ratios; \
+             vs bare = median per-round ratio to the bare relay with as many tunnels (the same UDP sockets and \
+             batching with no HTTP/3, sessions, actors or policy: 1 - it is the node's own overhead); \
              us CPU = CPU time of this whole process (client, node, echo target) per echoed datagram; \
              cores = busy cores meanwhile (2 = CPU-bound); refills = stall-watchdog window refills, i.e. losses"
         );
@@ -734,8 +772,8 @@ impl Throughput {
         for p in &self.paths {
             let e = &p.echo;
             println!(
-                "{}: echo target got {:.1} datagrams per node target-socket send (GSO run), \
-                 {:.1} per recvmmsg; it sent {:.1} per GSO send (at most what one node receive gets); {} send errors",
+                "{}: echo target got {:.1} datagrams per relay target-socket send (GSO run), \
+                 {:.1} per recvmmsg; it sent {:.1} per GSO send (at most what one relay receive gets); {} send errors",
                 p.name,
                 e.per_node_send(),
                 e.datagrams as f64 / e.recv_syscalls.max(1) as f64,
@@ -749,13 +787,22 @@ impl Throughput {
             .map(|(n, l)| format!("{n} {l}"))
             .collect();
         println!("QUIC lost packets (client side): {}", lost.join(", "));
+        let batching: Vec<String> = self
+            .quic_batching
+            .iter()
+            .map(|(n, tx, rx)| format!("{n} {tx:.1} sent / {rx:.1} received"))
+            .collect();
+        println!(
+            "QUIC packets per system call (client side, over the whole run): {}",
+            batching.join(", ")
+        );
     }
 
     fn json(&self) -> String {
         let path = |p: &PathResult| {
             format!(
                 "{{\"name\":\"{}\",\"dps\":{:.0},\"gbit\":{:.4},\"ratio\":{:.4},\"cpu_us_per_echo\":{:.3},\"cores\":{:.3},\
-                 \"median_round_ratio\":{:.4},\"refills\":{},\"echo_dgrams_per_node_send\":{:.2},\"echo_dgrams_per_echo_send\":{:.2},\"slices\":{:.0?}}}",
+                 \"median_round_ratio\":{:.4},\"median_round_ratio_to_bare_relay\":{},\"refills\":{},\"echo_dgrams_per_node_send\":{:.2},\"echo_dgrams_per_echo_send\":{:.2},\"slices\":{:.0?}}}",
                 p.name,
                 p.rate(),
                 gbit(p.rate()),
@@ -763,6 +810,9 @@ impl Throughput {
                 p.cpu_per_echo * 1e6,
                 p.cores,
                 median(&p.ratios),
+                p.bare_ratios
+                    .as_ref()
+                    .map_or_else(|| "null".to_owned(), |f| format!("{:.4}", median(f))),
                 p.refills,
                 p.echo.per_node_send(),
                 p.echo.per_echo_send(),

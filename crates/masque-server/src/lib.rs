@@ -14,6 +14,7 @@ pub mod resolver;
 mod router;
 pub mod session;
 pub mod supervisor;
+mod task_group;
 pub mod udp_proxy;
 pub mod udp_socket;
 

@@ -17,13 +17,13 @@ use masque_proto::{
     template::{Host, UdpTarget},
 };
 use masque_transport::{OutDatagram, TunnelRequest};
-use tokio::task::JoinHandle;
 
 use crate::{
     handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput},
     metrics::Metrics,
     policy::AddressPolicy,
     resolver::{ResolveError, Resolver, SystemResolver},
+    task_group::{GroupMember, TaskGroup, TaskGroups},
     udp_socket::{ErrorClass, SendBatch, TargetSocket, UdpSocketConfig, classify_error},
 };
 
@@ -59,14 +59,28 @@ impl std::fmt::Debug for UdpProxyConfig {
 }
 
 /// The CONNECT-UDP proxy handler.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UdpProxy {
     config: UdpProxyConfig,
+    /// The target readers of each client connection (keyed by its address)
+    /// run in one task: see [`crate::task_group`].
+    readers: Arc<TaskGroups<SocketAddr>>,
+}
+
+impl std::fmt::Debug for UdpProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpProxy")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UdpProxy {
     pub fn new(config: UdpProxyConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            readers: Arc::new(TaskGroups::new()),
+        }
     }
 
     async fn resolve(&self, target: &UdpTarget) -> Result<Vec<SocketAddr>, Refusal> {
@@ -116,7 +130,7 @@ impl Handler for UdpProxy {
 
     async fn init(
         &self,
-        _request: &TunnelRequest,
+        request: &TunnelRequest,
         target: &Target,
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal> {
@@ -132,10 +146,12 @@ impl Handler for UdpProxy {
         })?;
         let socket = Arc::new(socket);
         let metrics = Arc::clone(out.metrics());
-        let reader = tokio::spawn(target_to_client(Arc::clone(&socket), out));
+        let group = self.readers.get(&request.peer);
+        let reader = group.spawn(target_to_client(Arc::clone(&socket), out));
         Ok(Box::new(UdpTunnel {
             socket,
             reader,
+            _group: group,
             metrics,
             outgoing: SendBatch::new(),
         }))
@@ -150,7 +166,9 @@ fn prohibited() -> Refusal {
 /// burst of client datagrams waiting for the next `flush`.
 struct UdpTunnel {
     socket: Arc<TargetSocket>,
-    reader: JoinHandle<()>,
+    reader: GroupMember,
+    /// Keeps the connection's reader group alive while this tunnel is.
+    _group: TaskGroup,
     metrics: Arc<Metrics>,
     outgoing: SendBatch,
 }
