@@ -1,7 +1,8 @@
 //! The `Handler` contract end to end, with a scripted handler in place of
 //! UdpProxy: output queued before the 2xx arrives in order after it, panics
 //! in `init` are a 502 and after `init` a reset with `terminate` run once,
-//! and capsules of unknown types reach the handler.
+//! capsules of unknown types reach the handler, and tasks a handler runs with
+//! `TunnelOutput::spawn` live and die with their tunnel.
 
 use std::{
     sync::{Arc, Mutex},
@@ -14,6 +15,7 @@ use masque_client::Target;
 use masque_proto::capsule::{self, Capsule};
 use masque_server::{
     Action, CloseReason, Handler, Refusal, Target as ServerTarget, TunnelHandler, TunnelOutput,
+    TunnelTask,
 };
 use masque_tests::{
     init_tracing,
@@ -27,6 +29,9 @@ enum Script {
     EarlyOutput,
     PanicInInit,
     PanicOnDatagram,
+    /// `init` spawns (with `TunnelOutput::spawn`) a ticker that sends
+    /// "tick" every 20 ms, and a task that panics at once.
+    Ticker,
 }
 
 /// What the handler saw, in order.
@@ -59,11 +64,32 @@ impl Handler for Scripted {
                 }
             }
             Script::PanicOnDatagram => {}
+            Script::Ticker => {
+                let (ticker_out, log) = (out.clone(), Arc::clone(&self.log));
+                let ticker = out.spawn(async move {
+                    let _dropped = NoteOnDrop(log, "ticker dropped");
+                    if !ticker_out.opened().await {
+                        return;
+                    }
+                    loop {
+                        let _ = ticker_out.send_datagram(0, b"tick").await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+                let panicking = out.spawn(async { panic!("scripted panic in a spawned task") });
+                return Ok(Box::new(Tunnel {
+                    script: self.script,
+                    out,
+                    log: Arc::clone(&self.log),
+                    _tasks: vec![ticker, panicking],
+                }));
+            }
         }
         Ok(Box::new(Tunnel {
             script: self.script,
             out,
             log: Arc::clone(&self.log),
+            _tasks: Vec::new(),
         }))
     }
 }
@@ -72,6 +98,17 @@ struct Tunnel {
     script: Script,
     out: TunnelOutput,
     log: Log,
+    /// Aborted when the tunnel (this handler) goes.
+    _tasks: Vec<TunnelTask>,
+}
+
+/// Notes `.1` in the log when dropped.
+struct NoteOnDrop(Log, &'static str);
+
+impl Drop for NoteOnDrop {
+    fn drop(&mut self) {
+        note(&self.0, self.1.to_owned());
+    }
 }
 
 impl TunnelHandler for Tunnel {
@@ -240,6 +277,41 @@ async fn unknown_capsules_reach_the_handler() -> Result<()> {
     assert_eq!(
         entries(&log).last().map(String::as_str),
         Some("terminate ClientClosed")
+    );
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// A task spawned with `TunnelOutput::spawn` (in the connection's task group)
+/// runs while its tunnel lives, a sibling's panic does not stop it, and it is
+/// dropped with the tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_tasks_live_and_end_with_their_tunnel() -> Result<()> {
+    let (node, log) = node(Script::Ticker).await?;
+    let mut s = masque_client::connect(&node.url(), target(), node.client_options()).await?;
+    for _ in 0..3 {
+        let got = tokio::time::timeout(Duration::from_secs(5), s.recv())
+            .await
+            .context("no tick")?
+            .context("tunnel ended")?;
+        assert_eq!(&got[..], b"tick");
+    }
+    s.close().await;
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    eventually("ticker dropped", Duration::from_secs(5), || {
+        entries(&log).iter().any(|e| e == "ticker dropped")
+    })
+    .await?;
+    assert_eq!(
+        entries(&log),
+        vec![
+            "terminate ClientClosed".to_owned(),
+            "ticker dropped".to_owned()
+        ]
     );
     node.node.shutdown().await;
     Ok(())

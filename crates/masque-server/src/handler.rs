@@ -141,7 +141,8 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Per-tunnel callbacks. They run on the session's data-plane task and must not
 /// block; use the [`TunnelOutput`] (or tasks the handler spawned in `init`) for
-/// anything slow.
+/// anything slow. A long-lived data-plane task such as a target reader belongs
+/// in [`TunnelOutput::spawn`]: the connection's readers then share one task.
 pub trait TunnelHandler: Send + 'static {
     /// An HTTP datagram from the client for a context the session knows
     /// (context 0 for CONNECT-UDP; unknown contexts are dropped and counted by

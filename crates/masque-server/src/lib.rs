@@ -23,4 +23,5 @@ pub use handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, 
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{Node, NodeError};
 pub use output::OutputError;
+pub use task_group::TunnelTask;
 pub use udp_proxy::{UdpProxy, UdpProxyConfig};

@@ -20,7 +20,11 @@ use masque_proto::{
 use masque_transport::{DatagramTx, OutDatagram};
 use tokio::sync::{Mutex, watch};
 
-use crate::{handler::Action, metrics::Metrics};
+use crate::{
+    handler::Action,
+    metrics::Metrics,
+    task_group::{TaskGroup, TunnelTask},
+};
 
 /// Output a handler cannot deliver.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +89,8 @@ struct Shared {
     state: watch::Sender<Option<bool>>,
     activity: Arc<Activity>,
     metrics: Arc<Metrics>,
+    /// The client connection's task group, for [`TunnelOutput::spawn`].
+    group: TaskGroup,
 }
 
 /// A handler's handle for sending to the client. Cheap to clone.
@@ -99,6 +105,7 @@ impl TunnelOutput {
         early_limit: usize,
         activity: Arc<Activity>,
         metrics: Arc<Metrics>,
+        group: TaskGroup,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -109,8 +116,22 @@ impl TunnelOutput {
                 state: watch::Sender::new(None),
                 activity,
                 metrics,
+                group,
             }),
         }
+    }
+
+    /// Runs a data-plane future of this tunnel (e.g. a target-socket reader)
+    /// in the client connection's task group: one task polls every such
+    /// future of the connection, so bursts on many tunnels cost few wake-ups
+    /// (decisions §29). A panic ends the future alone; dropping the returned
+    /// handle aborts it. Use `tokio::spawn` instead for work that blocks or
+    /// burns CPU for long: it would hold up the connection's other tunnels.
+    pub fn spawn(
+        &self,
+        future: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> TunnelTask {
+        self.shared.group.spawn(future)
     }
 
     /// Waits until the 2xx went out (`true`) or the tunnel failed (`false`).

@@ -21,6 +21,7 @@ use crate::{
     handler::{Refusal, Target},
     metrics::Metrics,
     session::{SessionMsg, UdpSession, udp::UdpSessionArgs},
+    task_group::TaskGroup,
 };
 
 pub enum RouterMsg {
@@ -50,6 +51,9 @@ pub struct RouterState {
     tunnels: usize,
     draining: bool,
     accept_task: JoinHandle<()>,
+    /// Where the handlers' data-plane tasks of this connection run, e.g. every
+    /// tunnel's target reader (`TunnelOutput::spawn`, decisions §29).
+    group: TaskGroup,
 }
 
 impl Drop for RouterState {
@@ -86,6 +90,7 @@ impl Actor for ConnectionRouter {
             tunnels: 0,
             draining: false,
             accept_task,
+            group: TaskGroup::new(),
         })
     }
 
@@ -106,6 +111,7 @@ impl Actor for ConnectionRouter {
                     config: Arc::clone(&state.ctx.session),
                     metrics: Arc::clone(&state.ctx.metrics),
                     node_name: Arc::clone(&state.ctx.node_name),
+                    group: state.group.clone(),
                 };
                 if let Err(e) = Actor::spawn_linked(None, UdpSession, args, myself.get_cell()).await
                 {

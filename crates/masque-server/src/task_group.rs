@@ -1,26 +1,27 @@
 //! `TaskGroup`: the long-lived data-plane futures of one client connection
-//! (e.g. every tunnel's target-socket reader), polled by one tokio task.
+//! (every tunnel's target reader, through `TunnelOutput::spawn`), polled by
+//! one tokio task. The connection's `ConnectionRouter` owns the group.
 //!
-//! Why: with one task per tunnel, every burst from every target wakes its own
-//! task, and on a multi-threaded runtime most of those wake-ups cross threads.
-//! In one group, sockets that become ready while the group's task is queued or
+//! Why: with one reader task per tunnel, every burst from every target wakes
+//! a task of its own, and on a multi-threaded runtime most of those wake-ups
+//! cross threads. In one group, futures woken while the group's task is queued or
 //! running are served in the same poll, so many tunnels on one connection cost
 //! a few wake-ups, not one per tunnel and burst (measured in
-//! `tests/benches/node_udp_echo.rs`; decisions §29). Each future still waits on
-//! its own: one tunnel held up by backpressure does not hold up the others.
+//! `tests/benches/node_udp_echo.rs`; decisions §29). The connection's QUIC
+//! state is driven by one task anyway, so the group costs it no parallelism.
+//! Each future still waits on its own: one tunnel held up by backpressure does
+//! not hold up the others.
 //!
 //! A future's panic ends that future only (it is caught); aborting a member
-//! ([`GroupMember::abort`], or dropping the member) ends it at its next poll.
-//! The group's task ends once every [`TaskGroup`] handle is gone and its
-//! members have finished.
+//! ([`TunnelTask::abort`], or dropping it) ends it at its next poll. The
+//! group's task ends once every [`TaskGroup`] handle is gone and its members
+//! have finished.
 
 use std::{
-    collections::HashMap,
     future::{Future, poll_fn},
-    hash::Hash,
     panic::AssertUnwindSafe,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard, Weak},
+    sync::{Arc, Mutex, MutexGuard},
     task::{Poll, Waker},
 };
 
@@ -29,6 +30,7 @@ use futures_util::{
     future::{AbortHandle, Abortable},
     stream::FuturesUnordered,
 };
+use tokio::sync::oneshot;
 
 type Member = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -68,6 +70,12 @@ pub(crate) struct TaskGroup {
     handle: Arc<Handle>,
 }
 
+impl std::fmt::Debug for TaskGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskGroup").finish_non_exhaustive()
+    }
+}
+
 /// Closes the group when the last [`TaskGroup`] goes.
 struct Handle {
     shared: Arc<Shared>,
@@ -81,19 +89,29 @@ impl Drop for Handle {
     }
 }
 
-/// One member of a group: aborts it when dropped.
+/// A future running in its connection's task group (from
+/// [`TunnelOutput::spawn`](crate::TunnelOutput::spawn)): dropping the handle
+/// aborts it, as [`abort`](Self::abort) does.
 #[derive(Debug)]
-pub(crate) struct GroupMember {
+pub struct TunnelTask {
     abort: AbortHandle,
+    /// Resolves once the future is gone (finished, panicked or aborted).
+    done: oneshot::Receiver<()>,
 }
 
-impl GroupMember {
-    pub(crate) fn abort(&self) {
+impl TunnelTask {
+    /// Ends the future at its next poll.
+    pub fn abort(&self) {
         self.abort.abort();
+    }
+
+    /// Waits until the future is gone: finished, panicked or aborted.
+    pub async fn finished(&mut self) {
+        let _ = (&mut self.done).await;
     }
 }
 
-impl Drop for GroupMember {
+impl Drop for TunnelTask {
     fn drop(&mut self) {
         self.abort.abort();
     }
@@ -111,14 +129,17 @@ impl TaskGroup {
     }
 
     /// Adds `future` to the group; it runs until it completes or the returned
-    /// member is aborted or dropped.
-    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> GroupMember {
+    /// handle is aborted or dropped.
+    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> TunnelTask {
         let (abort, registration) = AbortHandle::new_pair();
+        let (done_tx, done) = oneshot::channel();
         let member = Abortable::new(AssertUnwindSafe(future).catch_unwind(), registration);
+        // `done_tx` goes with the future, whichever way it ends.
+        let member = member.map(move |_| drop(done_tx));
         let mut incoming = self.handle.shared.lock();
-        incoming.members.push(Box::pin(member.map(drop)));
+        incoming.members.push(Box::pin(member));
         Shared::wake(incoming);
-        GroupMember { abort }
+        TunnelTask { abort, done }
     }
 }
 
@@ -148,39 +169,6 @@ async fn drive(shared: Arc<Shared>) {
     .await;
 }
 
-/// Groups by key (e.g. the client connection's address), created on first
-/// use and forgotten once their last handle is gone.
-pub(crate) struct TaskGroups<K> {
-    groups: Mutex<HashMap<K, Weak<Handle>>>,
-}
-
-impl<K: Hash + Eq + Clone> TaskGroups<K> {
-    pub(crate) fn new() -> Self {
-        Self {
-            groups: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The live group for `key`, or a new one.
-    pub(crate) fn get(&self, key: &K) -> TaskGroup {
-        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(handle) = groups.get(key).and_then(Weak::upgrade) {
-            return TaskGroup { handle };
-        }
-        // Forget groups that ended, so the map follows the live connections.
-        groups.retain(|_, g| g.strong_count() > 0);
-        let group = TaskGroup::new();
-        groups.insert(key.clone(), Arc::downgrade(&group.handle));
-        group
-    }
-
-    #[cfg(test)]
-    fn live(&self) -> usize {
-        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        groups.values().filter(|g| g.strong_count() > 0).count()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{
@@ -191,45 +179,45 @@ mod tests {
     use super::*;
 
     /// Every member runs; a panicking member ends alone; an aborted one stops;
-    /// the group's task ends after its last handle.
+    /// `finished` sees each end; the group's task ends after its last handle.
     #[tokio::test]
     async fn members_run_alone_and_the_group_ends_with_its_handles() {
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = alive();
         let group = TaskGroup::new();
         let done = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let d = Arc::clone(&done);
-        let waiting = group.spawn(async move {
+        let mut waiting = group.spawn(async move {
             let _ = rx.await;
             d.fetch_add(1, Ordering::SeqCst);
         });
-        let _panicking = group.spawn(async { panic!("member panic") });
-        let forever = group.spawn(std::future::pending());
+        let mut panicking = group.spawn(async { panic!("member panic") });
+        let mut forever = group.spawn(std::future::pending());
         let d = Arc::clone(&done);
-        let _quick = group.spawn(async move {
+        let mut quick = group.spawn(async move {
             d.fetch_add(1, Ordering::SeqCst);
         });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        quick.finished().await;
+        panicking.finished().await;
         assert_eq!(done.load(Ordering::SeqCst), 1, "the quick member ran");
-        tx.send(()).expect("member waits");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.send(()).expect("the member waits");
+        waiting.finished().await;
         assert_eq!(
             done.load(Ordering::SeqCst),
             2,
             "the panic ended no one else"
         );
-        drop(waiting);
-        let alive = tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks();
         forever.abort();
-        drop(forever);
+        forever.finished().await;
+        assert_eq!(alive(), before + 1, "only the group's task");
         drop(group);
         for _ in 0..100 {
-            if tokio::runtime::Handle::current()
-                .metrics()
-                .num_alive_tasks()
-                < alive
-            {
+            if alive() == before {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -237,21 +225,17 @@ mod tests {
         panic!("the group's task outlived its handles and members");
     }
 
-    /// One group per key while it has handles; a new one after.
+    /// Dropping a member's handle aborts it.
     #[tokio::test]
-    async fn groups_are_shared_by_key_and_forgotten() {
-        let groups = TaskGroups::new();
-        let a = groups.get(&1);
-        let a2 = groups.get(&1);
-        assert!(Arc::ptr_eq(&a.handle, &a2.handle));
-        let b = groups.get(&2);
-        assert!(!Arc::ptr_eq(&a.handle, &b.handle));
-        assert_eq!(groups.live(), 2);
-        drop((a, a2));
-        assert_eq!(groups.live(), 1);
-        let a3 = groups.get(&1);
-        assert_eq!(groups.live(), 2);
-        drop((a3, b));
-        assert_eq!(groups.live(), 0);
+    async fn dropped_handle_aborts_its_member() {
+        let group = TaskGroup::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let member = group.spawn(async move {
+            let _keep = tx;
+            std::future::pending::<()>().await;
+        });
+        drop(member);
+        // The member's future (and the sender it holds) is dropped.
+        assert!(rx.await.is_err());
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     metrics::Metrics,
     policy::AddressPolicy,
     resolver::{ResolveError, Resolver, SystemResolver},
-    task_group::{GroupMember, TaskGroup, TaskGroups},
+    task_group::TunnelTask,
     udp_socket::{ErrorClass, SendBatch, TargetSocket, UdpSocketConfig, classify_error},
 };
 
@@ -59,28 +59,14 @@ impl std::fmt::Debug for UdpProxyConfig {
 }
 
 /// The CONNECT-UDP proxy handler.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct UdpProxy {
     config: UdpProxyConfig,
-    /// The target readers of each client connection (keyed by its address)
-    /// run in one task: see [`crate::task_group`].
-    readers: Arc<TaskGroups<SocketAddr>>,
-}
-
-impl std::fmt::Debug for UdpProxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UdpProxy")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
 }
 
 impl UdpProxy {
     pub fn new(config: UdpProxyConfig) -> Self {
-        Self {
-            config,
-            readers: Arc::new(TaskGroups::new()),
-        }
+        Self { config }
     }
 
     async fn resolve(&self, target: &UdpTarget) -> Result<Vec<SocketAddr>, Refusal> {
@@ -130,7 +116,7 @@ impl Handler for UdpProxy {
 
     async fn init(
         &self,
-        request: &TunnelRequest,
+        _request: &TunnelRequest,
         target: &Target,
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal> {
@@ -146,12 +132,12 @@ impl Handler for UdpProxy {
         })?;
         let socket = Arc::new(socket);
         let metrics = Arc::clone(out.metrics());
-        let group = self.readers.get(&request.peer);
-        let reader = group.spawn(target_to_client(Arc::clone(&socket), out));
+        // In the connection's task group: one task reads every target socket
+        // of the connection (decisions §29).
+        let reader = out.spawn(target_to_client(Arc::clone(&socket), out.clone()));
         Ok(Box::new(UdpTunnel {
             socket,
             reader,
-            _group: group,
             metrics,
             outgoing: SendBatch::new(),
         }))
@@ -166,9 +152,7 @@ fn prohibited() -> Refusal {
 /// burst of client datagrams waiting for the next `flush`.
 struct UdpTunnel {
     socket: Arc<TargetSocket>,
-    reader: GroupMember,
-    /// Keeps the connection's reader group alive while this tunnel is.
-    _group: TaskGroup,
+    reader: TunnelTask,
     metrics: Arc<Metrics>,
     outgoing: SendBatch,
 }

@@ -26,6 +26,7 @@ use crate::{
     handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler},
     metrics::Metrics,
     output::{Activity, Control, TunnelOutput},
+    task_group::TaskGroup,
 };
 
 /// Everything one session needs.
@@ -44,6 +45,8 @@ pub(crate) struct SessionEnv {
     /// Info for the handler. It ends when the session must end (actor stop,
     /// node shutdown): one queue is both, so an idle tunnel pays for one.
     pub info: QueueRx<Box<dyn std::any::Any + Send>>,
+    /// The client connection's task group (for `TunnelOutput::spawn`).
+    pub group: TaskGroup,
 }
 
 /// Counts the session open on creation and closed on drop: exactly once on
@@ -79,6 +82,7 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         s.config.output_queue,
         Arc::clone(&activity),
         Arc::clone(&s.metrics),
+        s.group.clone(),
     );
     // The set-up phase runs once: boxed, so the task's future, which lives as
     // long as the tunnel, is sized for the relay only (measured 5.8 -> 4.5 KiB).
