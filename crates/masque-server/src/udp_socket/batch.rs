@@ -5,7 +5,7 @@ use quinn_udp::{BATCH_SIZE, RecvMeta};
 
 use super::{DEFAULT_RECV_SLOTS, RECV_SLOT_SIZE};
 
-/// Reusable receive buffers for [`TargetSocket::recv_batch`].
+/// Reusable receive buffers for [`TargetSocket::recv_batch`](super::TargetSocket::recv_batch).
 ///
 /// Holds `slots` buffers of [`RECV_SLOT_SIZE`] bytes in one allocation made up front (2 MiB for
 /// the default 32 slots; the memory is zero-initialised lazily by the OS, so only pages the kernel
@@ -180,7 +180,7 @@ impl<'a> Iterator for Datagrams<'a> {
 
 impl ExactSizeIterator for Datagrams<'_> {}
 
-/// Outgoing datagrams for [`TargetSocket::send_batch`], stored back to back in one reusable
+/// Outgoing datagrams for [`TargetSocket::send_batch`](super::TargetSocket::send_batch), stored back to back in one reusable
 /// buffer (the layout GSO needs).
 ///
 /// Pushing copies the payload; the buffer grows to the largest batch seen and is then reused, so
