@@ -15,10 +15,7 @@ use std::{
     io::IoSliceMut,
     net::SocketAddr,
     pin::pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -27,11 +24,11 @@ use anyhow::{Result, ensure};
 use bytes::{BufMut, Bytes, BytesMut};
 use masque_tests::{
     TestCert,
-    bench::{Path, SendFn},
-    client_endpoint, server_endpoint,
+    bench::{Path, quinn_client_path},
+    server_endpoint,
 };
 use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
-use tokio::{io::Interest, net::UdpSocket, sync::Semaphore};
+use tokio::{io::Interest, net::UdpSocket};
 
 /// Datagrams the relay takes from quinn per burst before it sends.
 const READ_BURST: usize = 256;
@@ -110,39 +107,15 @@ pub async fn bare_relay(
         tokio::spawn(legs_to_client(Arc::clone(&relay_legs), conn.clone()));
         client_to_legs(&relay_legs, echo, &conn).await;
     });
-    let ep = client_endpoint(cert, 16)?;
-    let conn = ep.connect(addr, "localhost")?.await?;
-    let received = Arc::new(AtomicU64::new(0));
-    let credits = Arc::new(Semaphore::new(window));
-    let receiver = {
-        let (conn, received, credits) = (conn.clone(), Arc::clone(&received), Arc::clone(&credits));
-        tokio::spawn(async move {
-            while conn.read_datagram().await.is_ok() {
-                received.fetch_add(1, Ordering::Relaxed);
-                credits.add_permits(1);
-            }
-        })
-    };
     // Round robin over the tunnels, as the node's 16-tunnel path does.
-    let payloads: Arc<[Bytes]> = (0..tunnels)
+    let payloads = (0..tunnels)
         .map(|i| {
             let mut b = vec![0u8; payload + 1];
             b[0] = i as u8;
             Bytes::from(b)
         })
         .collect();
-    let next = Arc::new(AtomicUsize::new(0));
-    let c = conn.clone();
-    let send: SendFn = Box::new(move || {
-        let i = next.fetch_add(1, Ordering::Relaxed) % payloads.len();
-        let (c, p) = (c.clone(), payloads[i].clone());
-        Box::pin(async move { c.send_datagram_wait(p).await.map_err(|e| e.to_string()) })
-    });
-    Ok((
-        Path::start(send, received, credits, vec![receiver], window, slice),
-        ep,
-        conn,
-    ))
+    quinn_client_path(cert, addr, payloads, window, slice).await
 }
 
 /// Client -> target: everything quinn holds (up to [`READ_BURST`]), then one

@@ -3,15 +3,16 @@
 
 use std::{
     future::Future,
+    net::SocketAddr,
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use bytes::Bytes;
 use tokio::{
     sync::{Semaphore, watch},
@@ -183,8 +184,22 @@ pub async fn raw_quinn(
             }
         }
     });
+    let payload = Bytes::from(vec![0u8; payload]);
+    quinn_client_path(cert, addr, vec![payload], window, slice).await
+}
+
+/// A raw quinn client path to a DATAGRAM echo server at `server`: sends
+/// `payloads` round robin, each echo returns one credit of `window`.
+pub async fn quinn_client_path(
+    cert: &TestCert,
+    server: SocketAddr,
+    payloads: Vec<Bytes>,
+    window: usize,
+    slice: Duration,
+) -> Result<(Path, quinn::Endpoint, quinn::Connection)> {
+    ensure!(!payloads.is_empty(), "no payload to send");
     let ep = client_endpoint(cert, 16)?;
-    let conn = ep.connect(addr, "localhost")?.await?;
+    let conn = ep.connect(server, "localhost")?.await?;
     let received = Arc::new(AtomicU64::new(0));
     let credits = Arc::new(Semaphore::new(window));
     let receiver = {
@@ -196,10 +211,12 @@ pub async fn raw_quinn(
             }
         })
     };
-    let payload = Bytes::from(vec![0u8; payload]);
+    let payloads: Arc<[Bytes]> = payloads.into();
+    let next = Arc::new(AtomicUsize::new(0));
     let c = conn.clone();
     let send: SendFn = Box::new(move || {
-        let (c, p) = (c.clone(), payload.clone());
+        let i = next.fetch_add(1, Ordering::Relaxed) % payloads.len();
+        let (c, p) = (c.clone(), payloads[i].clone());
         Box::pin(async move { c.send_datagram_wait(p).await.map_err(|e| e.to_string()) })
     });
     Ok((
