@@ -30,8 +30,10 @@ enum Script {
     PanicInInit,
     PanicOnDatagram,
     /// `init` spawns (with `TunnelOutput::spawn`) a ticker that sends
-    /// "tick" every 20 ms, and a task that panics at once.
+    /// "tick" every 20 ms.
     Ticker,
+    /// `init` spawns a task that sends "last words" once open, then panics.
+    PanicInTask,
 }
 
 /// What the handler saw, in order.
@@ -76,12 +78,26 @@ impl Handler for Scripted {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 });
-                let panicking = out.spawn(async { panic!("scripted panic in a spawned task") });
                 return Ok(Box::new(Tunnel {
                     script: self.script,
                     out,
                     log: Arc::clone(&self.log),
-                    _tasks: vec![ticker, panicking],
+                    _tasks: vec![ticker],
+                }));
+            }
+            Script::PanicInTask => {
+                let task_out = out.clone();
+                let task = out.spawn(async move {
+                    if task_out.opened().await {
+                        let _ = task_out.send_datagram(0, b"last words").await;
+                        panic!("scripted panic in a spawned task");
+                    }
+                });
+                return Ok(Box::new(Tunnel {
+                    script: self.script,
+                    out,
+                    log: Arc::clone(&self.log),
+                    _tasks: vec![task],
                 }));
             }
         }
@@ -214,7 +230,9 @@ async fn handler_panic_after_init_resets_and_terminates() -> Result<()> {
     let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
     let mut s = client.open_udp(&target()).await?;
     s.send(b"boom").await?;
-    let end = tokio::time::timeout(Duration::from_secs(5), s.recv()).await?;
+    let end = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await
+        .context("the tunnel did not end")?;
     assert!(end.is_none(), "the tunnel ends");
     let info = s.close_info().context("close reason")?;
     assert_eq!(
@@ -283,8 +301,7 @@ async fn unknown_capsules_reach_the_handler() -> Result<()> {
 }
 
 /// A task spawned with `TunnelOutput::spawn` (in the connection's task group)
-/// runs while its tunnel lives, a sibling's panic does not stop it, and it is
-/// dropped with the tunnel.
+/// runs while its tunnel lives and is dropped with the tunnel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_tasks_live_and_end_with_their_tunnel() -> Result<()> {
     let (node, log) = node(Script::Ticker).await?;
@@ -313,6 +330,47 @@ async fn spawned_tasks_live_and_end_with_their_tunnel() -> Result<()> {
             "ticker dropped".to_owned()
         ]
     );
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// A panic in a task spawned with `TunnelOutput::spawn` is a handler panic:
+/// output it queued first still arrives, then the stream is reset
+/// (H3_INTERNAL_ERROR), `terminate` sees `HandlerPanic`, it is counted, and
+/// the connection's other tunnels carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_task_panic_ends_its_tunnel_only() -> Result<()> {
+    let (node, log) = node(Script::PanicInTask).await?;
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let mut s = client.open_udp(&target()).await?;
+    let got = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await
+        .context("no last words")?
+        .context("tunnel ended before its last words")?;
+    assert_eq!(&got[..], b"last words");
+    let end = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await
+        .context("the tunnel did not end")?;
+    assert!(end.is_none(), "the tunnel ends");
+    let info = s.close_info().context("close reason")?;
+    assert_eq!(
+        info.reason,
+        masque_client::CloseReason::Reset(masque_h3::Code::INTERNAL_ERROR.0),
+        "{info:?}"
+    );
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert_eq!(entries(&log), vec!["terminate HandlerPanic".to_owned()]);
+    assert_eq!(m.snapshot().handler_panics, 1);
+    // The connection and its task group carry on: another tunnel works.
+    let mut again = client.open_udp(&target()).await?;
+    let words = tokio::time::timeout(Duration::from_secs(5), again.recv())
+        .await
+        .context("no last words on the second tunnel")?;
+    assert_eq!(words.as_deref(), Some(&b"last words"[..]));
     node.node.shutdown().await;
     Ok(())
 }

@@ -124,14 +124,23 @@ impl TunnelOutput {
     /// Runs a data-plane future of this tunnel (e.g. a target-socket reader)
     /// in the client connection's task group: one task polls every such
     /// future of the connection, so bursts on many tunnels cost few wake-ups
-    /// (decisions §29). A panic ends the future alone; dropping the returned
-    /// handle aborts it. Use `tokio::spawn` instead for work that blocks or
-    /// burns CPU for long: it would hold up the connection's other tunnels.
+    /// (decisions §29). Dropping the returned handle aborts it. A panic in it
+    /// is a handler panic: counted (`handler_panics`), and the tunnel ends as
+    /// for a panicking callback (reset, `terminate(HandlerPanic)`), after the
+    /// output already queued. Use `tokio::spawn` instead for work that blocks
+    /// or burns CPU for long: it would hold up the connection's other tunnels.
     pub fn spawn(
         &self,
         future: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> TunnelTask {
-        self.shared.group.spawn(future)
+        let tunnel = Arc::downgrade(&self.shared);
+        self.shared.group.spawn(future, move || {
+            if let Some(shared) = tunnel.upgrade() {
+                Metrics::inc(&shared.metrics.handler_panics);
+                // The session reads the closed control queue as the panic.
+                shared.control.close();
+            }
+        })
     }
 
     /// Waits until the 2xx went out (`true`) or the tunnel failed (`false`).

@@ -12,10 +12,14 @@
 //! Each future still waits on its own: one tunnel held up by backpressure does
 //! not hold up the others.
 //!
-//! A future's panic ends that future only (it is caught); aborting a member
-//! ([`TunnelTask::abort`], or dropping it) ends it at its next poll. The
-//! group's task ends once every [`TaskGroup`] handle is gone and its members
-//! have finished.
+//! A member's panic, in a poll or while it is dropped, ends that member only
+//! (it is caught, logged and reported to the member's `on_panic`); aborting a
+//! member ([`TunnelTask::abort`], or dropping its handle) ends it at its next
+//! poll. The group's task ends once every [`TaskGroup`] handle is gone and its
+//! members have finished. Members get no cooperative budget of their own: a
+//! member that can stay ready for long must spend tokio's budget (tokio's
+//! channels and `consume_budget` do; `TargetSocket` receives do), or it holds
+//! up the group.
 
 use std::{
     future::{Future, poll_fn},
@@ -33,6 +37,7 @@ use futures_util::{
 use tokio::sync::oneshot;
 
 type Member = Pin<Box<dyn Future<Output = ()> + Send>>;
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 #[derive(Default)]
 struct Incoming {
@@ -41,6 +46,8 @@ struct Incoming {
     waker: Option<Waker>,
     /// Every handle is gone: no member can join any more.
     closed: bool,
+    /// The group's task is gone (runtime shutdown): new members are dropped.
+    dead: bool,
 }
 
 struct Shared {
@@ -97,6 +104,8 @@ pub struct TunnelTask {
     abort: AbortHandle,
     /// Resolves once the future is gone (finished, panicked or aborted).
     done: oneshot::Receiver<()>,
+    /// `done` resolved (a oneshot must not be polled again after that).
+    ended: bool,
 }
 
 impl TunnelTask {
@@ -105,9 +114,13 @@ impl TunnelTask {
         self.abort.abort();
     }
 
-    /// Waits until the future is gone: finished, panicked or aborted.
+    /// Waits until the future is gone: finished, panicked or aborted. Returns
+    /// at once when it already ended; cancel safe.
     pub async fn finished(&mut self) {
-        let _ = (&mut self.done).await;
+        if !self.ended {
+            let _ = (&mut self.done).await;
+            self.ended = true;
+        }
     }
 }
 
@@ -122,29 +135,118 @@ impl TaskGroup {
         let shared = Arc::new(Shared {
             incoming: Mutex::new(Incoming::default()),
         });
-        tokio::spawn(drive(Arc::clone(&shared)));
+        // The guard is the task's argument, so it marks the group dead even if
+        // the task is dropped before its first poll.
+        tokio::spawn(drive(DeadOnDrop(Arc::clone(&shared))));
         Self {
             handle: Arc::new(Handle { shared }),
         }
     }
 
     /// Adds `future` to the group; it runs until it completes or the returned
-    /// handle is aborted or dropped.
-    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> TunnelTask {
+    /// handle is aborted or dropped. If it panics while polled, `on_panic` runs
+    /// (once, its own panic contained too).
+    pub(crate) fn spawn(
+        &self,
+        future: impl Future<Output = ()> + Send + 'static,
+        on_panic: impl FnOnce() + Send + 'static,
+    ) -> TunnelTask {
         let (abort, registration) = AbortHandle::new_pair();
         let (done_tx, done) = oneshot::channel();
-        let member = Abortable::new(AssertUnwindSafe(future).catch_unwind(), registration);
-        // `done_tx` goes with the future, whichever way it ends.
-        let member = member.map(move |_| drop(done_tx));
+        let contained = Contained {
+            future: Some(Box::pin(future)),
+            on_panic: Some(Box::new(on_panic)),
+            _done: done_tx,
+        };
+        let member: Member = Box::pin(Abortable::new(contained, registration).map(drop));
+        let task = TunnelTask {
+            abort,
+            done,
+            ended: false,
+        };
         let mut incoming = self.handle.shared.lock();
-        incoming.members.push(Box::pin(member));
+        if incoming.dead {
+            drop(incoming);
+            // Dropped here, outside the lock; `done` resolves.
+            drop(member);
+            return task;
+        }
+        incoming.members.push(member);
         Shared::wake(incoming);
-        TunnelTask { abort, done }
+        task
+    }
+}
+
+/// A member's future with its panics contained: in a poll (reported to
+/// `on_panic`) and in its drop. `_done` goes with it, whichever way it ends.
+struct Contained {
+    future: Option<BoxFuture>,
+    on_panic: Option<Box<dyn FnOnce() + Send>>,
+    _done: oneshot::Sender<()>,
+}
+
+impl Contained {
+    fn drop_future(&mut self) {
+        if let Some(f) = self.future.take()
+            && std::panic::catch_unwind(AssertUnwindSafe(|| drop(f))).is_err()
+        {
+            tracing::error!("a tunnel task panicked while being dropped");
+        }
+    }
+}
+
+impl Future for Contained {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let Some(future) = this.future.as_mut() else {
+            return Poll::Ready(());
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                this.drop_future();
+                Poll::Ready(())
+            }
+            Err(_) => {
+                tracing::error!("a tunnel task panicked");
+                this.drop_future();
+                if let Some(on_panic) = this.on_panic.take()
+                    && std::panic::catch_unwind(AssertUnwindSafe(on_panic)).is_err()
+                {
+                    tracing::error!("a tunnel task's panic report panicked");
+                }
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Drop for Contained {
+    fn drop(&mut self) {
+        self.drop_future();
+    }
+}
+
+/// Marks the group dead when its task goes (completion or runtime shutdown)
+/// and drops members that never joined, so none is left holding the group.
+struct DeadOnDrop(Arc<Shared>);
+
+impl Drop for DeadOnDrop {
+    fn drop(&mut self) {
+        let stranded = {
+            let mut incoming = self.0.lock();
+            incoming.dead = true;
+            std::mem::take(&mut incoming.members)
+        };
+        drop(stranded);
     }
 }
 
 /// The group's task: takes new members, polls the woken ones.
-async fn drive(shared: Arc<Shared>) {
+async fn drive(dead_on_drop: DeadOnDrop) {
+    let shared = &dead_on_drop.0;
     let mut members: FuturesUnordered<Member> = FuturesUnordered::new();
     poll_fn(|cx| {
         let closed = {
@@ -178,8 +280,17 @@ mod tests {
 
     use super::*;
 
-    /// Every member runs; a panicking member ends alone; an aborted one stops;
-    /// `finished` sees each end; the group's task ends after its last handle.
+    fn counter() -> (Arc<AtomicUsize>, impl FnOnce() + Send + 'static) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = Arc::clone(&n);
+        (n, move || {
+            m.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
+    /// Every member runs; a panicking member ends alone and reports it; an
+    /// aborted one stops; `finished` sees each end (and may be asked again);
+    /// the group's task ends after its last handle.
     #[tokio::test]
     async fn members_run_alone_and_the_group_ends_with_its_handles() {
         let alive = || {
@@ -192,18 +303,27 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let d = Arc::clone(&done);
-        let mut waiting = group.spawn(async move {
-            let _ = rx.await;
-            d.fetch_add(1, Ordering::SeqCst);
-        });
-        let mut panicking = group.spawn(async { panic!("member panic") });
-        let mut forever = group.spawn(std::future::pending());
+        let mut waiting = group.spawn(
+            async move {
+                let _ = rx.await;
+                d.fetch_add(1, Ordering::SeqCst);
+            },
+            || {},
+        );
+        let (panics, on_panic) = counter();
+        let mut panicking = group.spawn(async { panic!("member panic") }, on_panic);
+        let mut forever = group.spawn(std::future::pending(), || {});
         let d = Arc::clone(&done);
-        let mut quick = group.spawn(async move {
-            d.fetch_add(1, Ordering::SeqCst);
-        });
+        let mut quick = group.spawn(
+            async move {
+                d.fetch_add(1, Ordering::SeqCst);
+            },
+            || {},
+        );
+        quick.finished().await;
         quick.finished().await;
         panicking.finished().await;
+        assert_eq!(panics.load(Ordering::SeqCst), 1, "the panic was reported");
         assert_eq!(done.load(Ordering::SeqCst), 1, "the quick member ran");
         tx.send(()).expect("the member waits");
         waiting.finished().await;
@@ -230,12 +350,95 @@ mod tests {
     async fn dropped_handle_aborts_its_member() {
         let group = TaskGroup::new();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let member = group.spawn(async move {
-            let _keep = tx;
-            std::future::pending::<()>().await;
-        });
+        let member = group.spawn(
+            async move {
+                let _keep = tx;
+                std::future::pending::<()>().await;
+            },
+            || {},
+        );
         drop(member);
         // The member's future (and the sender it holds) is dropped.
         assert!(rx.await.is_err());
+    }
+
+    /// A member whose drop panics ends alone: the group keeps serving the
+    /// others and takes new members.
+    #[tokio::test]
+    async fn a_panic_while_dropping_a_member_is_contained() {
+        struct PanicOnDrop;
+        impl Drop for PanicOnDrop {
+            fn drop(&mut self) {
+                panic!("member drop panic");
+            }
+        }
+        let group = TaskGroup::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u8>(4);
+        let t = tx.clone();
+        let _ticker = group.spawn(
+            async move {
+                for i in 0..u8::MAX {
+                    if t.send(i).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+            || {},
+        );
+        let (armed_tx, armed) = tokio::sync::oneshot::channel::<()>();
+        let mut bomb = group.spawn(
+            async move {
+                let _bomb = PanicOnDrop;
+                let _ = armed_tx.send(());
+                std::future::pending::<()>().await;
+            },
+            || {},
+        );
+        armed.await.expect("the member ran");
+        bomb.abort();
+        bomb.finished().await;
+        let mut tick = async || {
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("the ticker still runs")
+                .expect("the ticker still runs")
+        };
+        let first = tick().await;
+        let later = tick().await;
+        assert!(later > first);
+        let mut late = group.spawn(
+            async move {
+                let _ = tx.send(u8::MAX).await;
+            },
+            || {},
+        );
+        tokio::time::timeout(Duration::from_secs(5), late.finished())
+            .await
+            .expect("a new member runs");
+    }
+
+    /// Once the group's task is gone (runtime shutdown), a new member is
+    /// dropped at once instead of waiting forever.
+    #[test]
+    fn members_of_a_dead_group_are_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let group = rt.block_on(async { TaskGroup::new() });
+        drop(rt);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let _member = group.spawn(
+            async move {
+                let _keep = tx;
+                std::future::pending::<()>().await;
+            },
+            || {},
+        );
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(1)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+            "the member's future was dropped"
+        );
     }
 }

@@ -230,7 +230,9 @@ async fn relay(
                     }
                     Some(Control::Encoded(bytes)) => bytes,
                     Some(Control::End(action)) => break CloseReason::Handler(action),
-                    None => continue,
+                    // Only `TunnelOutput::spawn` closes the queue: a task of
+                    // the handler panicked (counted there).
+                    None => break CloseReason::HandlerPanic,
                 };
                 if body_tx.send(bytes).await.is_err() {
                     break CloseReason::ClientAborted;
