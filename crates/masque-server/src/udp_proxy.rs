@@ -152,15 +152,10 @@ fn prohibited() -> Refusal {
 /// burst of client datagrams waiting for the next `flush`.
 struct UdpTunnel {
     socket: Arc<TargetSocket>,
+    /// The target reader; dropping the tunnel aborts it.
     reader: TunnelTask,
     metrics: Arc<Metrics>,
     outgoing: SendBatch,
-}
-
-impl Drop for UdpTunnel {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 impl TunnelHandler for UdpTunnel {

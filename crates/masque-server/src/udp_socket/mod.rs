@@ -440,6 +440,12 @@ impl TargetSocket {
     ) -> io::Result<R> {
         let interest = Interest::READABLE | Interest::ERROR;
         loop {
+            // Readiness and `try_io` spend no cooperative budget, so a socket
+            // that always has data would never let its task yield: spend one
+            // unit per attempt (before receiving, so a yield never holds a
+            // received batch). Readers share a task per connection
+            // (decisions §29), where that would hold up every other tunnel.
+            tokio::task::coop::consume_budget().await;
             if self.report_unreachable
                 && let Some(err) = self.take_pending_unreachable()
             {

@@ -516,3 +516,59 @@ fn udp_socket_classifies_errors() {
     assert_eq!(classify_error(&e(libc::ENOBUFS)), ErrorClass::Transient);
     assert_eq!(classify_error(&e(libc::EBADF)), ErrorClass::Fatal);
 }
+
+/// A socket that always has data still lets the other tasks of its thread
+/// run: each receive spends tokio's cooperative budget. (Target readers share
+/// one task per connection; one flooded tunnel must not hold up the rest.)
+#[test]
+fn a_flooded_socket_yields_to_its_neighbours() -> Result<()> {
+    use std::sync::{Arc, atomic::AtomicBool};
+    let flooder = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let flooder_addr = flooder.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+    let reader_stop = Arc::clone(&stop);
+    // One thread, one runtime: if the reader never yields, its neighbour
+    // never runs.
+    let reader = std::thread::spawn(move || -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let sock = TargetSocket::connect(flooder_addr, &UdpSocketConfig::default())?;
+            addr_tx.send(sock.local_addr())?;
+            // The first batch arrives before the neighbour exists.
+            sock.recv_shared(|_| ()).await?;
+            tokio::spawn(async move {
+                let _ = ran_tx.send(());
+            });
+            while !reader_stop.load(Ordering::Relaxed) {
+                // Slower than the flood: every batch comes back full, so
+                // the socket stays ready.
+                sock.recv_shared(|_| std::thread::sleep(Duration::from_millis(1)))
+                    .await?;
+            }
+            Ok(())
+        })
+    });
+    let target = addr_rx.recv_timeout(WAIT)?;
+    let flood_stop = Arc::clone(&stop);
+    let flood = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let payload = [7u8; 1200];
+        while !flood_stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(20) {
+            let _ = flooder.send_to(&payload, target);
+        }
+    });
+    let ran = ran_rx.recv_timeout(WAIT);
+    stop.store(true, Ordering::Relaxed);
+    flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("flooder panicked"))?;
+    ran.context("the neighbour task never ran: the reader held the thread")?;
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok(())
+}
