@@ -4,9 +4,9 @@
 //!
 //! Why: with one reader task per tunnel, every burst from every target wakes
 //! a task of its own, and on a multi-threaded runtime most of those wake-ups
-//! cross threads. In one group, futures woken while the group's task is queued or
-//! running are served in the same poll, so many tunnels on one connection cost
-//! a few wake-ups, not one per tunnel and burst (measured in
+//! cross threads. In one group, futures woken while the group's task is
+//! queued or running are served in the same poll, so many tunnels on one
+//! connection cost a few wake-ups, not one per tunnel and burst (measured in
 //! `tests/benches/node_udp_echo.rs`; decisions §29). The connection's QUIC
 //! state is driven by one task anyway, so the group costs it no parallelism.
 //! Each future still waits on its own: one tunnel held up by backpressure does
@@ -36,12 +36,12 @@ use futures_util::{
 };
 use tokio::sync::oneshot;
 
-type Member = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A member as the group's task holds it, and the future inside a member.
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 #[derive(Default)]
 struct Incoming {
-    members: Vec<Member>,
+    members: Vec<BoxFuture>,
     /// The group task's waker while it waits.
     waker: Option<Waker>,
     /// Every handle is gone: no member can join any more.
@@ -158,7 +158,7 @@ impl TaskGroup {
             on_panic: Some(Box::new(on_panic)),
             _done: done_tx,
         };
-        let member: Member = Box::pin(Abortable::new(contained, registration).map(drop));
+        let member: BoxFuture = Box::pin(Abortable::new(contained, registration).map(drop));
         let task = TunnelTask {
             abort,
             done,
@@ -247,7 +247,7 @@ impl Drop for DeadOnDrop {
 /// The group's task: takes new members, polls the woken ones.
 async fn drive(dead_on_drop: DeadOnDrop) {
     let shared = &dead_on_drop.0;
-    let mut members: FuturesUnordered<Member> = FuturesUnordered::new();
+    let mut members: FuturesUnordered<BoxFuture> = FuturesUnordered::new();
     poll_fn(|cx| {
         let closed = {
             let mut incoming = shared.lock();
