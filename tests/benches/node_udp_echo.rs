@@ -15,7 +15,8 @@
 //!    tunnels each with one echoed datagram, VmRSS before and after.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p masque-tests --bench
-//! node_udp_echo`; `-- --only throughput|setup|rss` runs one phase, for profiling).
+//! node_udp_echo`; `-- --only throughput|setup|rss` runs one phase, for profiling;
+//! `-- --workers N` changes the runtime's worker threads from 2).
 //! Prints a table and writes target/bench/node_udp_echo.json after a full run.
 //! Targets are reported, never asserted.
 
@@ -57,6 +58,8 @@ const SLICE: Duration = Duration::from_millis(250);
 /// Rounds of one slice per path (the order rotates every round).
 const ROUNDS: usize = 16;
 const MANY_TUNNELS: usize = 16;
+/// Default worker threads (`--workers`).
+const WORKERS: usize = 2;
 const THROUGHPUT_TARGET: f64 = 0.75;
 
 const SETUP_TUNNELS: usize = 5_000;
@@ -83,6 +86,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let only = only_phase()?;
+    let workers = worker_threads()?;
     let want = |p: &str| only.as_deref().is_none_or(|o| o == p);
     // Build the node binary before measuring anything, so the build does not load
     // the machine during a measurement.
@@ -92,7 +96,7 @@ fn main() -> Result<()> {
         None
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()?;
     rt.block_on(async {
@@ -104,7 +108,7 @@ fn main() -> Result<()> {
         let mut report = Report::default();
         if want("throughput") {
             let start = Instant::now();
-            let t = throughput(&node, &echo).await?;
+            let t = throughput(&node, &echo, workers).await?;
             t.print();
             println!("(phase took {:.1} s)", start.elapsed().as_secs_f64());
             report.throughput = Some(t);
@@ -137,6 +141,21 @@ fn only_phase() -> Result<Option<String>> {
     match args.get(i + 1).map(String::as_str) {
         Some(p @ ("throughput" | "setup" | "rss")) => Ok(Some(p.to_owned())),
         other => bail!("--only takes throughput, setup or rss, not {other:?}"),
+    }
+}
+
+/// `--workers <n>`: worker threads of the runtime that runs the client, the
+/// node and the echo target (default 2, this machine's cores). Everything,
+/// raw quinn included, runs on them, so ratios stay comparable; with 1 the
+/// cost of cross-thread wake-ups drops out (decisions §29).
+fn worker_threads() -> Result<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--workers") else {
+        return Ok(WORKERS);
+    };
+    match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) if n > 0 => Ok(n),
+        _ => bail!("--workers takes a positive number"),
     }
 }
 
@@ -556,9 +575,11 @@ struct Throughput {
     lost_packets: Vec<(&'static str, u64)>,
     /// Client side QUIC packets per send and per receive system call.
     quic_batching: Vec<(&'static str, f64, f64)>,
+    /// Worker threads of the runtime everything ran on.
+    workers: usize,
 }
 
-async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
+async fn throughput(node: &TestNode, echo: &EchoTarget, workers: usize) -> Result<Throughput> {
     let cert = self_signed()?;
     let (raw_path, _raw_ep, raw_conn) = raw_quinn(&cert, PAYLOAD, WINDOW, SLICE).await?;
     let (bare1_path, _b1_ep, bare1_conn) =
@@ -673,6 +694,7 @@ async fn throughput(node: &TestNode, echo: &EchoTarget) -> Result<Throughput> {
         client_h3,
         lost_packets,
         quic_batching,
+        workers,
     })
 }
 
@@ -698,7 +720,8 @@ impl Throughput {
     fn print(&self) {
         println!(
             "\n[1] CONNECT-UDP echo through the node vs raw quinn DATAGRAM echo: {PAYLOAD}-byte payloads, \
-             window {WINDOW}, {ROUNDS} rounds of one {SLICE:?} slice per path (order rotating)"
+             window {WINDOW}, {ROUNDS} rounds of one {SLICE:?} slice per path (order rotating), {} worker threads",
+            self.workers
         );
         println!(
             "{:<24} {:>12} {:>7} {:>6} {:>7} {:>7} {:>8} {:>6} {:>8}",
@@ -826,11 +849,12 @@ impl Throughput {
         let m = &self.metrics;
         let k = self.kernel_drops.unwrap_or_default();
         format!(
-            "{{\"payload\":{PAYLOAD},\"window\":{WINDOW},\"target_ratio\":{THROUGHPUT_TARGET},\"paths\":[{}],\
+            "{{\"payload\":{PAYLOAD},\"window\":{WINDOW},\"workers\":{},\"target_ratio\":{THROUGHPUT_TARGET},\"paths\":[{}],\
              \"node_metrics\":{{\"datagrams_from_client\":{},\"datagrams_to_target\":{},\"datagrams_to_target_dropped\":{},\
              \"datagrams_from_target\":{},\"datagrams_to_client_dropped\":{},\"output_dropped\":{}}},\
              \"client_h3\":{{\"sent\":{},\"received\":{},\"queue_full_dropped\":{}}},\
              \"kernel_drops\":{{\"available\":{},\"echo\":{},\"node_targets\":{},\"node_listener\":{},\"other\":{}}}}}",
+            self.workers,
             paths.join(","),
             m.datagrams_from_client,
             m.datagrams_to_target,
