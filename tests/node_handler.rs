@@ -32,7 +32,8 @@ enum Script {
     /// `init` spawns (with `TunnelOutput::spawn`) a ticker that sends
     /// "tick" every 20 ms.
     Ticker,
-    /// `init` spawns a task that sends "last words" once open, then panics.
+    /// `init` spawns a task that, at the client's first datagram, sends
+    /// "last words" and panics.
     PanicInTask,
 }
 
@@ -82,13 +83,15 @@ impl Handler for Scripted {
                     script: self.script,
                     out,
                     log: Arc::clone(&self.log),
+                    trigger: None,
                     _tasks: vec![ticker],
                 }));
             }
             Script::PanicInTask => {
+                let (trigger, mut go) = tokio::sync::mpsc::channel::<()>(1);
                 let task_out = out.clone();
                 let task = out.spawn(async move {
-                    if task_out.opened().await {
+                    if go.recv().await.is_some() {
                         let _ = task_out.send_datagram(0, b"last words").await;
                         panic!("scripted panic in a spawned task");
                     }
@@ -97,6 +100,7 @@ impl Handler for Scripted {
                     script: self.script,
                     out,
                     log: Arc::clone(&self.log),
+                    trigger: Some(trigger),
                     _tasks: vec![task],
                 }));
             }
@@ -105,6 +109,7 @@ impl Handler for Scripted {
             script: self.script,
             out,
             log: Arc::clone(&self.log),
+            trigger: None,
             _tasks: Vec::new(),
         }))
     }
@@ -114,6 +119,8 @@ struct Tunnel {
     script: Script,
     out: TunnelOutput,
     log: Log,
+    /// `PanicInTask`: a client datagram sets the spawned task off.
+    trigger: Option<tokio::sync::mpsc::Sender<()>>,
     /// Aborted when the tunnel (this handler) goes.
     _tasks: Vec<TunnelTask>,
 }
@@ -131,6 +138,10 @@ impl TunnelHandler for Tunnel {
     fn datagram(&mut self, context_id: u64, payload: Bytes) -> Action {
         if self.script == Script::PanicOnDatagram {
             panic!("scripted panic on a datagram");
+        }
+        if let Some(trigger) = &self.trigger {
+            let _ = trigger.try_send(());
+            return Action::Continue;
         }
         note(&self.log, format!("datagram {context_id}"));
         let out = self.out.clone();
@@ -343,6 +354,7 @@ async fn spawned_task_panic_ends_its_tunnel_only() -> Result<()> {
     let (node, log) = node(Script::PanicInTask).await?;
     let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
     let mut s = client.open_udp(&target()).await?;
+    s.send(b"go").await?;
     let got = tokio::time::timeout(Duration::from_secs(5), s.recv())
         .await
         .context("no last words")?
@@ -367,6 +379,7 @@ async fn spawned_task_panic_ends_its_tunnel_only() -> Result<()> {
     assert_eq!(m.snapshot().handler_panics, 1);
     // The connection and its task group carry on: another tunnel works.
     let mut again = client.open_udp(&target()).await?;
+    again.send(b"go").await?;
     let words = tokio::time::timeout(Duration::from_secs(5), again.recv())
         .await
         .context("no last words on the second tunnel")?;
