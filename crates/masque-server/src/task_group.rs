@@ -48,6 +48,9 @@ struct Incoming {
     closed: bool,
     /// The group's task is gone (runtime shutdown): new members are dropped.
     dead: bool,
+    /// The group's task was spawned (with the first member: a connection that
+    /// never opens a tunnel costs no task).
+    started: bool,
 }
 
 struct Shared {
@@ -70,8 +73,8 @@ impl Shared {
     }
 }
 
-/// A handle to one group; cloning shares it. Must be created in a tokio
-/// runtime (it spawns the group's task).
+/// A handle to one group; cloning shares it. The group's task starts with the
+/// first member, so `spawn` must be called in a tokio runtime.
 #[derive(Clone)]
 pub(crate) struct TaskGroup {
     handle: Arc<Handle>,
@@ -135,9 +138,6 @@ impl TaskGroup {
         let shared = Arc::new(Shared {
             incoming: Mutex::new(Incoming::default()),
         });
-        // The guard is the task's argument, so it marks the group dead even if
-        // the task is dropped before its first poll.
-        tokio::spawn(drive(DeadOnDrop(Arc::clone(&shared))));
         Self {
             handle: Arc::new(Handle { shared }),
         }
@@ -172,6 +172,15 @@ impl TaskGroup {
             return task;
         }
         incoming.members.push(member);
+        if !incoming.started {
+            incoming.started = true;
+            drop(incoming);
+            // The guard is the task's argument, so it marks the group dead
+            // even if the task is dropped before its first poll.
+            let shared = Arc::clone(&self.handle.shared);
+            tokio::spawn(drive(DeadOnDrop(shared)));
+            return task;
+        }
         Shared::wake(incoming);
         task
     }
@@ -300,6 +309,7 @@ mod tests {
         };
         let before = alive();
         let group = TaskGroup::new();
+        assert_eq!(alive(), before, "no task until the first member");
         let done = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let d = Arc::clone(&done);
@@ -425,8 +435,14 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        let group = rt.block_on(async { TaskGroup::new() });
+        // One member starts the group's task, which the runtime then drops.
+        let group = rt.block_on(async {
+            let group = TaskGroup::new();
+            let first = group.spawn(std::future::pending(), || {});
+            (group, first)
+        });
         drop(rt);
+        let (group, _first) = group;
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let _member = group.spawn(
             async move {
