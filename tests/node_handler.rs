@@ -185,6 +185,33 @@ fn entries(log: &Log) -> Vec<String> {
     log.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// The tunnel ends as for a handler panic: reset with H3_INTERNAL_ERROR, the
+/// session closed, `terminate(HandlerPanic)` the only entry, one panic counted.
+async fn ends_as_handler_panic(
+    s: &mut masque_client::UdpSession,
+    node: &TestNode,
+    log: &Log,
+) -> Result<()> {
+    let end = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await
+        .context("the tunnel did not end")?;
+    assert!(end.is_none(), "the tunnel ends");
+    let info = s.close_info().context("close reason")?;
+    assert_eq!(
+        info.reason,
+        masque_client::CloseReason::Reset(masque_h3::Code::INTERNAL_ERROR.0),
+        "{info:?}"
+    );
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert_eq!(entries(log), vec!["terminate HandlerPanic".to_owned()]);
+    assert_eq!(m.snapshot().handler_panics, 1);
+    Ok(())
+}
+
 /// Output produced before the 2xx is queued and flushed in order after it
 /// (issue: "Handler output produced before the 2xx is queued and flushed in
 /// order after it"); then the tunnel works, and `terminate` runs once.
@@ -241,23 +268,7 @@ async fn handler_panic_after_init_resets_and_terminates() -> Result<()> {
     let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
     let mut s = client.open_udp(&target()).await?;
     s.send(b"boom").await?;
-    let end = tokio::time::timeout(Duration::from_secs(5), s.recv())
-        .await
-        .context("the tunnel did not end")?;
-    assert!(end.is_none(), "the tunnel ends");
-    let info = s.close_info().context("close reason")?;
-    assert_eq!(
-        info.reason,
-        masque_client::CloseReason::Reset(masque_h3::Code::INTERNAL_ERROR.0),
-        "{info:?}"
-    );
-    let m = node.node.metrics();
-    eventually("session closed", Duration::from_secs(5), || {
-        m.active_sessions() == 0
-    })
-    .await?;
-    assert_eq!(entries(&log), vec!["terminate HandlerPanic".to_owned()]);
-    assert_eq!(m.snapshot().handler_panics, 1);
+    ends_as_handler_panic(&mut s, &node, &log).await?;
     // The connection carries on: another tunnel opens.
     let again = client.open_udp(&target()).await?;
     again.close().await;
@@ -360,23 +371,7 @@ async fn spawned_task_panic_ends_its_tunnel_only() -> Result<()> {
         .context("no last words")?
         .context("tunnel ended before its last words")?;
     assert_eq!(&got[..], b"last words");
-    let end = tokio::time::timeout(Duration::from_secs(5), s.recv())
-        .await
-        .context("the tunnel did not end")?;
-    assert!(end.is_none(), "the tunnel ends");
-    let info = s.close_info().context("close reason")?;
-    assert_eq!(
-        info.reason,
-        masque_client::CloseReason::Reset(masque_h3::Code::INTERNAL_ERROR.0),
-        "{info:?}"
-    );
-    let m = node.node.metrics();
-    eventually("session closed", Duration::from_secs(5), || {
-        m.active_sessions() == 0
-    })
-    .await?;
-    assert_eq!(entries(&log), vec!["terminate HandlerPanic".to_owned()]);
-    assert_eq!(m.snapshot().handler_panics, 1);
+    ends_as_handler_panic(&mut s, &node, &log).await?;
     // The connection and its task group carry on: another tunnel works.
     let mut again = client.open_udp(&target()).await?;
     again.send(b"go").await?;
