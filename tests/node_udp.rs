@@ -679,3 +679,36 @@ async fn killed_listener_is_restarted_on_the_same_address() -> Result<()> {
     node.node.shutdown().await;
     Ok(())
 }
+
+/// The listener's QUIC socket gets the buffers `ServerConfig` asks for, as far
+/// as the kernel allows (Linux: granted = 2 x min(asked, rmem_max / wmem_max)),
+/// instead of the kernel's small default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_socket_buffers_are_applied() -> Result<()> {
+    init_tracing();
+    let sysctl = |name: &str| -> Result<usize> {
+        let path = format!("/proc/sys/net/core/{name}");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| path.clone())?
+            .trim()
+            .parse()?)
+    };
+    let (rmem_max, wmem_max) = (sysctl("rmem_max")?, sysctl("wmem_max")?);
+    let (recv, send) = (1 << 20, 512 << 10);
+    let node = TestNode::start_with(true, None, |c| {
+        c.quic_recv_buffer = recv;
+        c.quic_send_buffer = send;
+    })
+    .await?;
+    let granted = node.node.quic_buffer_sizes();
+    assert_eq!(granted.recv, 2 * recv.min(rmem_max), "{granted:?}");
+    assert_eq!(granted.send, 2 * send.min(wmem_max), "{granted:?}");
+    // And the node still serves.
+    let echo = udp_echo().await?;
+    let mut s = masque_client::connect(&node.url(), udp(echo), node.client_options()).await?;
+    s.send(b"buffered").await?;
+    assert_eq!(&s.recv().await.context("echo")?[..], b"buffered");
+    s.close().await;
+    node.node.shutdown().await;
+    Ok(())
+}

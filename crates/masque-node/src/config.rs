@@ -8,6 +8,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use masque_server::config::DEFAULT_QUIC_SOCKET_BUFFER;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -53,6 +54,14 @@ pub struct ServeArgs {
     /// Seconds open tunnels may drain on SIGINT/SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub drain_timeout: Option<u64>,
+    /// Receive buffer asked for the QUIC socket, in bytes; the kernel caps it
+    /// at net.core.rmem_max [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub quic_recv_buffer: Option<usize>,
+    /// Send buffer asked for the QUIC socket, in bytes; the kernel caps it at
+    /// net.core.wmem_max [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub quic_send_buffer: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +76,8 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     idle_timeout: Option<u64>,
     drain_timeout: Option<u64>,
+    quic_recv_buffer: Option<usize>,
+    quic_send_buffer: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -80,6 +91,8 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
+    pub quic_recv_buffer: usize,
+    pub quic_send_buffer: usize,
 }
 
 impl NodeConfig {
@@ -128,6 +141,14 @@ impl NodeConfig {
             drain_timeout: Duration::from_secs(
                 args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
             ),
+            quic_recv_buffer: args
+                .quic_recv_buffer
+                .or(file.quic_recv_buffer)
+                .unwrap_or(DEFAULT_QUIC_SOCKET_BUFFER),
+            quic_send_buffer: args
+                .quic_send_buffer
+                .or(file.quic_send_buffer)
+                .unwrap_or(DEFAULT_QUIC_SOCKET_BUFFER),
         })
     }
 }
@@ -159,6 +180,8 @@ mod tests {
         assert_eq!(c.max_tunnels_per_connection, 100);
         assert!(!c.allow_private);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.quic_recv_buffer, 4 << 20);
+        assert_eq!(c.quic_send_buffer, 4 << 20);
     }
 
     #[test]
@@ -168,7 +191,7 @@ mod tests {
         let path = dir.join("node.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9999\"\nallow_private = true\nmax_tunnels_per_connection = 7\nlog_format = \"json\"\n",
+            "listen = \"127.0.0.1:9999\"\nallow_private = true\nmax_tunnels_per_connection = 7\nlog_format = \"json\"\nquic_recv_buffer = 1048576\n",
         )
         .unwrap();
         let mut args = ServeArgs {
@@ -180,6 +203,12 @@ mod tests {
         assert!(c.allow_private);
         assert_eq!(c.max_tunnels_per_connection, 7);
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.quic_recv_buffer, 1 << 20);
+        args.quic_recv_buffer = Some(2 << 20);
+        assert_eq!(
+            NodeConfig::resolve(&args).unwrap().quic_recv_buffer,
+            2 << 20
+        );
         args.max_tunnels_per_connection = Some(3);
         assert_eq!(
             NodeConfig::resolve(&args)

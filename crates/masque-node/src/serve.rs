@@ -42,6 +42,8 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         listen: cfg.listen,
         max_tunnels_per_connection: cfg.max_tunnels_per_connection,
         drain_timeout: cfg.drain_timeout,
+        quic_recv_buffer: cfg.quic_recv_buffer,
+        quic_send_buffer: cfg.quic_send_buffer,
         session: SessionConfig {
             idle_timeout: cfg.idle_timeout,
             ..Default::default()

@@ -53,7 +53,18 @@ pub struct ServerConfig {
     /// 1200..=65527 and `min <= initial`. The defaults assume nothing about
     /// the path; raise the floor on paths known to carry more.
     pub quic_mtu: QuicMtu,
+    /// `SO_RCVBUF` / `SO_SNDBUF` asked for the listener's UDP socket, which
+    /// carries every client's QUIC packets (default 4 MiB each; the kernel's
+    /// 208 KiB default holds well under a millisecond of a busy node's
+    /// traffic). Best effort: the kernel caps them at `net.core.rmem_max` /
+    /// `wmem_max` and a warning is logged; `Node::quic_buffer_sizes` tells
+    /// what was granted.
+    pub quic_recv_buffer: usize,
+    pub quic_send_buffer: usize,
 }
+
+/// Default [`ServerConfig::quic_recv_buffer`] and `quic_send_buffer`.
+pub const DEFAULT_QUIC_SOCKET_BUFFER: usize = 4 << 20;
 
 /// See [`ServerConfig::quic_mtu`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +103,8 @@ impl Default for ServerConfig {
             session: SessionConfig::default(),
             h3: masque_h3::Config::default(),
             quic_mtu: QuicMtu::default(),
+            quic_recv_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
+            quic_send_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
         }
     }
 }

@@ -10,7 +10,11 @@
 //!             └── UdpSession     temporary, one per tunnel
 //! ```
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
 
 use masque_proto::template::{TemplateError, UdpTemplate};
 use masque_transport::tls::{ServerTls, TlsError};
@@ -23,6 +27,7 @@ use crate::{
     handler::Handler,
     metrics::Metrics,
     supervisor::{ListenerSupArgs, NodeMsg, NodeSupArgs, NodeSupervisor, RestartIntensity},
+    udp_socket::{BufferSizes, size_buffers},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,7 @@ pub struct Node {
     local_addr: SocketAddr,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
+    quic_buffers: BufferSizes,
 }
 
 impl Node {
@@ -78,6 +84,24 @@ impl Node {
             addr: listen,
             source,
         })?;
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let quic_buffers = size_buffers(
+            socket2::SockRef::from(&socket),
+            config.quic_recv_buffer,
+            config.quic_send_buffer,
+            "QUIC listener socket buffers",
+            &WARNED,
+        )
+        .map_err(|source| NodeError::Bind {
+            addr: listen,
+            source,
+        })?;
+        tracing::info!(
+            %listen,
+            recv_buffer = quic_buffers.recv,
+            send_buffer = quic_buffers.send,
+            "QUIC listener socket bound"
+        );
         let ctx = Arc::new(ListenerContext {
             session: Arc::new(config.session.clone()),
             node_name: config.node_name.as_str().into(),
@@ -110,6 +134,7 @@ impl Node {
             local_addr,
             metrics,
             drain_timeout,
+            quic_buffers,
         })
     }
 
@@ -120,6 +145,13 @@ impl Node {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The listener socket's buffer sizes as the kernel granted them
+    /// (`ServerConfig::quic_recv_buffer` / `quic_send_buffer`; on Linux
+    /// twice the granted bytes, which include bookkeeping).
+    pub fn quic_buffer_sizes(&self) -> BufferSizes {
+        self.quic_buffers
     }
 
     /// The root supervisor (for embedding the node in a larger actor tree).

@@ -329,21 +329,16 @@ impl TargetSocket {
         };
         let socket = Socket::new(Domain::for_address(peer), Type::DGRAM, Some(Protocol::UDP))?;
         socket.set_nonblocking(true)?;
-        // Buffer sizes are best effort: the kernel caps them, and an error here must not prevent
-        // the tunnel (the effective sizes are reported either way).
-        if let Err(e) = socket.set_recv_buffer_size(cfg.recv_buffer_size) {
-            tracing::debug!(error = %e, "SO_RCVBUF not set");
-        }
-        if let Err(e) = socket.set_send_buffer_size(cfg.send_buffer_size) {
-            tracing::debug!(error = %e, "SO_SNDBUF not set");
-        }
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let buffers = size_buffers(
+            socket2::SockRef::from(&socket),
+            cfg.recv_buffer_size,
+            cfg.send_buffer_size,
+            "target UDP socket buffers",
+            &WARNED,
+        )?;
         socket.bind(&SockAddr::from(SocketAddr::new(unspecified, 0)))?;
         socket.connect(&SockAddr::from(peer))?;
-        let buffers = BufferSizes {
-            recv: socket.recv_buffer_size()?,
-            send: socket.send_buffer_size()?,
-        };
-        warn_if_capped(cfg, buffers);
 
         let io = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
         keep_gro_key_enabled();
@@ -839,22 +834,42 @@ fn drops_from_proc_table(table: &str, inode: &str) -> Option<u64> {
 }
 
 /// Logs once per process when the kernel granted smaller buffers than configured.
-fn warn_if_capped(cfg: &UdpSocketConfig, granted: BufferSizes) {
-    static WARNED: AtomicBool = AtomicBool::new(false);
+/// Asks for `recv` / `send` bytes of socket buffer and returns what the kernel
+/// granted. Best effort: the kernel caps the sizes at `net.core.rmem_max` /
+/// `wmem_max`, and a refusal must not stop the socket; a capped request is
+/// logged once per `warned` flag, naming `what`.
+pub(crate) fn size_buffers(
+    socket: socket2::SockRef<'_>,
+    recv: usize,
+    send: usize,
+    what: &str,
+    warned: &AtomicBool,
+) -> io::Result<BufferSizes> {
+    if let Err(e) = socket.set_recv_buffer_size(recv) {
+        tracing::debug!(error = %e, what, "SO_RCVBUF not set");
+    }
+    if let Err(e) = socket.set_send_buffer_size(send) {
+        tracing::debug!(error = %e, what, "SO_SNDBUF not set");
+    }
+    let granted = BufferSizes {
+        recv: socket.recv_buffer_size()?,
+        send: socket.send_buffer_size()?,
+    };
     // Linux reports twice the value it granted.
     let factor = if cfg!(target_os = "linux") { 2 } else { 1 };
-    let capped = granted.recv / factor < cfg.recv_buffer_size
-        || granted.send / factor < cfg.send_buffer_size;
-    if capped && !WARNED.swap(true, Ordering::Relaxed) {
+    let capped = granted.recv / factor < recv || granted.send / factor < send;
+    if capped && !warned.swap(true, Ordering::Relaxed) {
         tracing::warn!(
-            requested_recv = cfg.recv_buffer_size,
+            what,
+            requested_recv = recv,
             granted_recv = granted.recv / factor,
-            requested_send = cfg.send_buffer_size,
+            requested_send = send,
             granted_send = granted.send / factor,
             "UDP socket buffers capped by the kernel; raise net.core.rmem_max / wmem_max \
              to avoid drops under load (logged once)"
         );
     }
+    Ok(granted)
 }
 
 #[cfg(test)]
