@@ -680,9 +680,10 @@ async fn killed_listener_is_restarted_on_the_same_address() -> Result<()> {
     Ok(())
 }
 
-/// The listener's QUIC socket gets the buffers `ServerConfig` asks for, as far
-/// as the kernel allows (Linux: granted = 2 x min(asked, rmem_max / wmem_max)),
-/// instead of the kernel's small default.
+/// The listener's QUIC socket gets the buffers `ServerConfig` asks for, and
+/// the client's the ones `ClientOptions` asks for, as far as the kernel allows
+/// (Linux: granted = 2 x min(asked, rmem_max / wmem_max)), instead of the
+/// kernel's small default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_socket_buffers_are_applied() -> Result<()> {
     init_tracing();
@@ -703,9 +704,26 @@ async fn quic_socket_buffers_are_applied() -> Result<()> {
     let granted = node.node.quic_buffer_sizes();
     assert_eq!(granted.recv, 2 * recv.min(rmem_max), "{granted:?}");
     assert_eq!(granted.send, 2 * send.min(wmem_max), "{granted:?}");
-    // And the node still serves.
+    // The client's endpoint socket likewise, and the tunnel works.
+    let options = masque_client::ClientOptions {
+        socket_recv_buffer: 768 << 10,
+        socket_send_buffer: 256 << 10,
+        ..node.client_options()
+    };
+    let client = masque_client::ProxyClient::connect(&node.url(), options).await?;
+    let granted = client.socket_buffer_sizes();
+    assert_eq!(
+        granted.recv,
+        2 * (768usize << 10).min(rmem_max),
+        "{granted:?}"
+    );
+    assert_eq!(
+        granted.send,
+        2 * (256usize << 10).min(wmem_max),
+        "{granted:?}"
+    );
     let echo = udp_echo().await?;
-    let mut s = masque_client::connect(&node.url(), udp(echo), node.client_options()).await?;
+    let mut s = client.open_udp(&udp(echo)).await?;
     s.send(b"buffered").await?;
     assert_eq!(&s.recv().await.context("echo")?[..], b"buffered");
     s.close().await;

@@ -3,13 +3,16 @@
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 
 use masque_h3::Code;
 use masque_proto::template::UdpTemplate;
-use masque_transport::tls::{ALPN_H3, quic_client_config};
+use masque_transport::{
+    socket_buffers::{BufferSizes, size_buffers},
+    tls::{ALPN_H3, quic_client_config},
+};
 use tokio::time::timeout;
 
 use crate::{
@@ -66,19 +69,22 @@ impl Dialer {
     /// HTTP/3 start, all within `connect_timeout`.
     pub async fn connect(&self) -> Result<ProxyClient, ClientError> {
         let limit = self.options.connect_timeout;
-        let (endpoint, quic) = timeout(limit, self.handshake())
+        let (endpoint, quic, socket_buffers) = timeout(limit, self.handshake())
             .await
             .map_err(|_| ClientError::Timeout(limit))??;
         let conn = masque_h3::Connection::client(quic, self.options.h3.clone()).await?;
         Ok(ProxyClient {
             endpoint,
+            socket_buffers,
             conn,
             template: Arc::clone(&self.template),
             options: Arc::clone(&self.options),
         })
     }
 
-    async fn handshake(&self) -> Result<(quinn::Endpoint, quinn::Connection), ClientError> {
+    async fn handshake(
+        &self,
+    ) -> Result<(quinn::Endpoint, quinn::Connection, BufferSizes), ClientError> {
         let (host, port) = (self.url.host.as_str(), self.url.port);
         let resolve_err = |reason: String| ClientError::Resolve {
             host: host.to_owned(),
@@ -93,10 +99,24 @@ impl Dialer {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         });
-        let mut endpoint = quinn::Endpoint::client(bind)?;
+        let socket = std::net::UdpSocket::bind(bind)?;
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let buffers = size_buffers(
+            socket2::SockRef::from(&socket),
+            self.options.socket_recv_buffer,
+            self.options.socket_send_buffer,
+            "client QUIC socket buffers",
+            &WARNED,
+        )?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         endpoint.set_default_client_config(self.quic.clone());
         let quic = endpoint.connect(addr, host)?.await?;
-        Ok((endpoint, quic))
+        Ok((endpoint, quic, buffers))
     }
 }
 
@@ -106,6 +126,7 @@ impl Dialer {
 #[derive(Debug, Clone)]
 pub struct ProxyClient {
     endpoint: quinn::Endpoint,
+    socket_buffers: BufferSizes,
     conn: masque_h3::Connection,
     template: Arc<UdpTemplate>,
     options: Arc<ClientOptions>,
@@ -120,6 +141,13 @@ impl ProxyClient {
     /// Opens a connect-udp tunnel to `target` on this connection.
     pub async fn open_udp(&self, target: &Target) -> Result<UdpSession, ClientError> {
         UdpSession::open(&self.conn, &self.template, target, &self.options).await
+    }
+
+    /// The QUIC socket's buffer sizes as the kernel granted them
+    /// ([`ClientOptions::socket_recv_buffer`] / `socket_send_buffer`; on
+    /// Linux twice the granted bytes, which include bookkeeping).
+    pub fn socket_buffer_sizes(&self) -> BufferSizes {
+        self.socket_buffers
     }
 
     /// The HTTP/3 connection (e.g. for [`UdpSession::open_on`] or statistics).

@@ -1,5 +1,6 @@
 //! What to connect to ([`Target`]) and how ([`ClientOptions`]).
 
+use masque_transport::socket_buffers::DEFAULT_QUIC_SOCKET_BUFFER;
 use std::{net::SocketAddr, time::Duration};
 
 use masque_proto::template::{Host, HostPort, UdpTarget};
@@ -91,6 +92,12 @@ pub struct ClientOptions {
     pub event_capacity: usize,
     /// HTTP/3 layer limits.
     pub h3: masque_h3::Config,
+    /// `SO_RCVBUF` / `SO_SNDBUF` asked for the QUIC endpoint's socket
+    /// (default 4 MiB each). Best effort: the kernel caps them at
+    /// `net.core.rmem_max` / `wmem_max` (a warning is logged once);
+    /// [`crate::ProxyClient::socket_buffer_sizes`] tells what was granted.
+    pub socket_recv_buffer: usize,
+    pub socket_send_buffer: usize,
 }
 
 impl Default for ClientOptions {
@@ -107,6 +114,8 @@ impl Default for ClientOptions {
             close_timeout: Duration::from_secs(2),
             event_capacity: 256,
             h3: masque_h3::Config::default(),
+            socket_recv_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
+            socket_send_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
         }
     }
 }

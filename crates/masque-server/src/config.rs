@@ -64,7 +64,7 @@ pub struct ServerConfig {
 }
 
 /// Default [`ServerConfig::quic_recv_buffer`] and `quic_send_buffer`.
-pub const DEFAULT_QUIC_SOCKET_BUFFER: usize = 4 << 20;
+pub use masque_transport::socket_buffers::DEFAULT_QUIC_SOCKET_BUFFER;
 
 /// See [`ServerConfig::quic_mtu`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,10 @@ use std::{
 };
 
 use masque_proto::template::{TemplateError, UdpTemplate};
-use masque_transport::tls::{ServerTls, TlsError};
+use masque_transport::{
+    socket_buffers::{BufferSizes, size_buffers},
+    tls::{ServerTls, TlsError},
+};
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 
@@ -27,7 +30,6 @@ use crate::{
     handler::Handler,
     metrics::Metrics,
     supervisor::{ListenerSupArgs, NodeMsg, NodeSupArgs, NodeSupervisor, RestartIntensity},
-    udp_socket::{BufferSizes, size_buffers},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! HTTP version, and [`tls`] configuration (rustls with an explicit ring provider,
 //! development certificates, client verification options).
 
+pub mod socket_buffers;
 pub mod tls;
 pub mod tunnel;
 

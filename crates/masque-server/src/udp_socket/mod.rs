@@ -152,15 +152,8 @@ impl Default for UdpSocketConfig {
     }
 }
 
-/// Socket buffer sizes the kernel granted, as reported by `getsockopt` (on Linux twice the
-/// granted value, which accounts for bookkeeping overhead).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferSizes {
-    /// Effective `SO_RCVBUF` in bytes.
-    pub recv: usize,
-    /// Effective `SO_SNDBUF` in bytes.
-    pub send: usize,
-}
+pub use masque_transport::socket_buffers::BufferSizes;
+use masque_transport::socket_buffers::size_buffers;
 
 /// How an I/O error from a [`TargetSocket`] affects the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -831,45 +824,6 @@ fn drops_from_proc_table(table: &str, inode: &str) -> Option<u64> {
         }
         fields.nth(2)?.parse().ok()
     })
-}
-
-/// Logs once per process when the kernel granted smaller buffers than configured.
-/// Asks for `recv` / `send` bytes of socket buffer and returns what the kernel
-/// granted. Best effort: the kernel caps the sizes at `net.core.rmem_max` /
-/// `wmem_max`, and a refusal must not stop the socket; a capped request is
-/// logged once per `warned` flag, naming `what`.
-pub(crate) fn size_buffers(
-    socket: socket2::SockRef<'_>,
-    recv: usize,
-    send: usize,
-    what: &str,
-    warned: &AtomicBool,
-) -> io::Result<BufferSizes> {
-    if let Err(e) = socket.set_recv_buffer_size(recv) {
-        tracing::debug!(error = %e, what, "SO_RCVBUF not set");
-    }
-    if let Err(e) = socket.set_send_buffer_size(send) {
-        tracing::debug!(error = %e, what, "SO_SNDBUF not set");
-    }
-    let granted = BufferSizes {
-        recv: socket.recv_buffer_size()?,
-        send: socket.send_buffer_size()?,
-    };
-    // Linux reports twice the value it granted.
-    let factor = if cfg!(target_os = "linux") { 2 } else { 1 };
-    let capped = granted.recv / factor < recv || granted.send / factor < send;
-    if capped && !warned.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            what,
-            requested_recv = recv,
-            granted_recv = granted.recv / factor,
-            requested_send = send,
-            granted_send = granted.send / factor,
-            "UDP socket buffers capped by the kernel; raise net.core.rmem_max / wmem_max \
-             to avoid drops under load (logged once)"
-        );
-    }
-    Ok(granted)
 }
 
 #[cfg(test)]
