@@ -76,7 +76,7 @@ pub fn server_endpoint(cert: &TestCert, max_streams: u32) -> Result<quinn::Endpo
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(Arc::new(loopback_transport(max_streams)));
-    Ok(quinn::Endpoint::server(cfg, "127.0.0.1:0".parse()?)?)
+    quinn_endpoint(Some(cfg))
 }
 
 /// A QUIC client endpoint trusting `cert`.
@@ -91,9 +91,31 @@ pub fn client_endpoint(cert: &TestCert, max_streams: u32) -> Result<quinn::Endpo
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(Arc::new(loopback_transport(max_streams)));
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let mut ep = quinn_endpoint(None)?;
     ep.set_default_client_config(cfg);
     Ok(ep)
+}
+
+/// A quinn endpoint on 127.0.0.1 whose socket asks for the same buffers as the
+/// node's and masque-client's (4 MiB each way), so the raw quinn references
+/// in the benchmarks run on equal terms with them.
+fn quinn_endpoint(server: Option<quinn::ServerConfig>) -> Result<quinn::Endpoint> {
+    use masque_transport::socket_buffers::{DEFAULT_QUIC_SOCKET_BUFFER, size_buffers};
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    size_buffers(
+        socket2::SockRef::from(&socket),
+        DEFAULT_QUIC_SOCKET_BUFFER,
+        DEFAULT_QUIC_SOCKET_BUFFER,
+        "test QUIC socket buffers",
+        &WARNED,
+    )?;
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
 }
 
 /// masque-h3's recommended transport with the loopback MTU of
