@@ -100,15 +100,12 @@ pub fn client_endpoint(cert: &TestCert, max_streams: u32) -> Result<quinn::Endpo
 /// node's and masque-client's (4 MiB each way), so the raw quinn references
 /// in the benchmarks run on equal terms with them.
 fn quinn_endpoint(server: Option<quinn::ServerConfig>) -> Result<quinn::Endpoint> {
-    use masque_transport::socket_buffers::{DEFAULT_QUIC_SOCKET_BUFFER, size_buffers};
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    size_buffers(
-        socket2::SockRef::from(&socket),
+    use masque_transport::socket_buffers::{DEFAULT_QUIC_SOCKET_BUFFER, bind_udp};
+    let (socket, _) = bind_udp(
+        "127.0.0.1:0".parse()?,
         DEFAULT_QUIC_SOCKET_BUFFER,
         DEFAULT_QUIC_SOCKET_BUFFER,
         "test QUIC socket buffers",
-        &WARNED,
     )?;
     Ok(quinn::Endpoint::new(
         quinn::EndpointConfig::default(),

@@ -3,14 +3,14 @@
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{Arc, atomic::AtomicBool},
+    sync::Arc,
     time::Duration,
 };
 
 use masque_h3::Code;
 use masque_proto::template::UdpTemplate;
 use masque_transport::{
-    socket_buffers::{BufferSizes, size_buffers},
+    socket_buffers::{BufferSizes, bind_udp},
     tls::{ALPN_H3, quic_client_config},
 };
 use tokio::time::timeout;
@@ -99,14 +99,11 @@ impl Dialer {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         });
-        let socket = std::net::UdpSocket::bind(bind)?;
-        static WARNED: AtomicBool = AtomicBool::new(false);
-        let buffers = size_buffers(
-            socket2::SockRef::from(&socket),
+        let (socket, buffers) = bind_udp(
+            bind,
             self.options.socket_recv_buffer,
             self.options.socket_send_buffer,
             "client QUIC socket buffers",
-            &WARNED,
         )?;
         let mut endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),

@@ -10,15 +10,11 @@
 //!             └── UdpSession     temporary, one per tunnel
 //! ```
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use masque_proto::template::{TemplateError, UdpTemplate};
 use masque_transport::{
-    socket_buffers::{BufferSizes, size_buffers},
+    socket_buffers::{BufferSizes, bind_udp},
     tls::{ServerTls, TlsError},
 };
 use ractor::{Actor, ActorRef};
@@ -82,17 +78,11 @@ impl Node {
         // ranch keeps its listen socket in the supervisor): a restarted
         // listener never rebinds, so it cannot lose its port (port 0) or
         // race the dying listener for it.
-        let socket = std::net::UdpSocket::bind(listen).map_err(|source| NodeError::Bind {
-            addr: listen,
-            source,
-        })?;
-        static WARNED: AtomicBool = AtomicBool::new(false);
-        let quic_buffers = size_buffers(
-            socket2::SockRef::from(&socket),
+        let (socket, quic_buffers) = bind_udp(
+            listen,
             config.quic_recv_buffer,
             config.quic_send_buffer,
             "QUIC listener socket buffers",
-            &WARNED,
         )
         .map_err(|source| NodeError::Bind {
             addr: listen,

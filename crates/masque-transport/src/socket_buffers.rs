@@ -5,7 +5,8 @@
 
 use std::{
     io,
-    sync::atomic::{AtomicBool, Ordering},
+    net::{SocketAddr, UdpSocket},
+    sync::Mutex,
 };
 
 /// What QUIC sockets ask for by default, both ways: 4 MiB.
@@ -21,16 +22,28 @@ pub struct BufferSizes {
     pub send: usize,
 }
 
+/// Binds a UDP socket on `addr` and sizes its buffers ([`size_buffers`]): the
+/// socket a QUIC endpoint is built on.
+pub fn bind_udp(
+    addr: SocketAddr,
+    recv: usize,
+    send: usize,
+    what: &'static str,
+) -> io::Result<(UdpSocket, BufferSizes)> {
+    let socket = UdpSocket::bind(addr)?;
+    let granted = size_buffers(socket2::SockRef::from(&socket), recv, send, what)?;
+    Ok((socket, granted))
+}
+
 /// Asks for `recv` / `send` bytes of socket buffer and returns what the kernel
 /// granted. Best effort: the kernel caps the sizes at `net.core.rmem_max` /
 /// `wmem_max`, and a refusal must not stop the socket; a capped request is
-/// logged once per `warned` flag, naming `what`.
+/// logged once per process for each kind of socket (`what`).
 pub fn size_buffers(
     socket: socket2::SockRef<'_>,
     recv: usize,
     send: usize,
-    what: &str,
-    warned: &AtomicBool,
+    what: &'static str,
 ) -> io::Result<BufferSizes> {
     if let Err(e) = socket.set_recv_buffer_size(recv) {
         tracing::debug!(error = %e, what, "SO_RCVBUF not set");
@@ -45,7 +58,7 @@ pub fn size_buffers(
     // Linux reports twice the value it granted.
     let factor = if cfg!(target_os = "linux") { 2 } else { 1 };
     let capped = granted.recv / factor < recv || granted.send / factor < send;
-    if capped && !warned.swap(true, Ordering::Relaxed) {
+    if capped && first_warning(what) {
         tracing::warn!(
             what,
             requested_recv = recv,
@@ -59,18 +72,35 @@ pub fn size_buffers(
     Ok(granted)
 }
 
+/// True the first time `what` asks (a handful of socket kinds per process).
+fn first_warning(what: &'static str) -> bool {
+    static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.contains(&what) {
+        return false;
+    }
+    warned.push(what);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A cap warns once per kind of socket.
+    #[test]
+    fn warnings_once_per_kind() {
+        assert!(first_warning("kind a"));
+        assert!(!first_warning("kind a"));
+        assert!(first_warning("kind b"));
+    }
+
     /// The granted sizes are what the kernel reports, never more than asked
-    /// for (Linux: 2 x min(asked, rmem_max / wmem_max)); a cap warns once.
+    /// for (Linux: 2 x min(asked, rmem_max / wmem_max)).
     #[test]
     fn sizes_are_asked_and_reported() -> io::Result<()> {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        let warned = AtomicBool::new(false);
         let (recv, send) = (256 << 10, 128 << 10);
-        let granted = size_buffers(socket2::SockRef::from(&socket), recv, send, "test", &warned)?;
+        let (_socket, granted) = bind_udp(([127, 0, 0, 1], 0).into(), recv, send, "test")?;
         let factor = if cfg!(target_os = "linux") { 2 } else { 1 };
         assert!(
             granted.recv <= factor * recv && granted.send <= factor * send,

@@ -88,7 +88,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use quinn_udp::{BATCH_SIZE, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -322,13 +322,11 @@ impl TargetSocket {
         };
         let socket = Socket::new(Domain::for_address(peer), Type::DGRAM, Some(Protocol::UDP))?;
         socket.set_nonblocking(true)?;
-        static WARNED: AtomicBool = AtomicBool::new(false);
         let buffers = size_buffers(
             socket2::SockRef::from(&socket),
             cfg.recv_buffer_size,
             cfg.send_buffer_size,
             "target UDP socket buffers",
-            &WARNED,
         )?;
         socket.bind(&SockAddr::from(SocketAddr::new(unspecified, 0)))?;
         socket.connect(&SockAddr::from(peer))?;
