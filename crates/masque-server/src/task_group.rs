@@ -34,7 +34,6 @@ use futures_util::{
     future::{AbortHandle, Abortable},
     stream::FuturesUnordered,
 };
-use tokio::sync::oneshot;
 
 /// A member as the group's task holds it, and the future inside a member.
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -105,25 +104,12 @@ impl Drop for Handle {
 #[derive(Debug)]
 pub struct TunnelTask {
     abort: AbortHandle,
-    /// Resolves once the future is gone (finished, panicked or aborted).
-    done: oneshot::Receiver<()>,
-    /// `done` resolved (a oneshot must not be polled again after that).
-    ended: bool,
 }
 
 impl TunnelTask {
     /// Ends the future at its next poll.
     pub fn abort(&self) {
         self.abort.abort();
-    }
-
-    /// Waits until the future is gone: finished, panicked or aborted. Returns
-    /// at once when it already ended; cancel safe.
-    pub async fn finished(&mut self) {
-        if !self.ended {
-            let _ = (&mut self.done).await;
-            self.ended = true;
-        }
     }
 }
 
@@ -152,22 +138,16 @@ impl TaskGroup {
         on_panic: impl FnOnce() + Send + 'static,
     ) -> TunnelTask {
         let (abort, registration) = AbortHandle::new_pair();
-        let (done_tx, done) = oneshot::channel();
         let contained = Contained {
             future: Some(Box::pin(future)),
             on_panic: Some(Box::new(on_panic)),
-            _done: done_tx,
         };
         let member: BoxFuture = Box::pin(Abortable::new(contained, registration).map(drop));
-        let task = TunnelTask {
-            abort,
-            done,
-            ended: false,
-        };
+        let task = TunnelTask { abort };
         let mut incoming = self.handle.shared.lock();
         if incoming.dead {
             drop(incoming);
-            // Dropped here, outside the lock; `done` resolves.
+            // Dropped here, outside the lock.
             drop(member);
             return task;
         }
@@ -187,11 +167,10 @@ impl TaskGroup {
 }
 
 /// A member's future with its panics contained: in a poll (reported to
-/// `on_panic`) and in its drop. `_done` goes with it, whichever way it ends.
+/// `on_panic`) and in its drop.
 struct Contained {
     future: Option<BoxFuture>,
     on_panic: Option<Box<dyn FnOnce() + Send>>,
-    _done: oneshot::Sender<()>,
 }
 
 impl Contained {
@@ -289,6 +268,24 @@ mod tests {
 
     use super::*;
 
+    /// `future`, and a receiver that resolves once it is gone (finished,
+    /// panicked, aborted or dropped unpolled).
+    fn tracked(
+        future: impl Future<Output = ()> + Send + 'static,
+    ) -> (
+        impl Future<Output = ()> + Send + 'static,
+        tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
+        (
+            async move {
+                let _gone = gone_tx;
+                future.await;
+            },
+            gone,
+        )
+    }
+
     fn counter() -> (Arc<AtomicUsize>, impl FnOnce() + Send + 'static) {
         let n = Arc::new(AtomicUsize::new(0));
         let m = Arc::clone(&n);
@@ -298,8 +295,7 @@ mod tests {
     }
 
     /// Every member runs; a panicking member ends alone and reports it; an
-    /// aborted one stops; `finished` sees each end (and may be asked again);
-    /// the group's task ends after its last handle.
+    /// aborted one stops; the group's task ends after its last handle.
     #[tokio::test]
     async fn members_run_alone_and_the_group_ends_with_its_handles() {
         let alive = || {
@@ -313,37 +309,34 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let d = Arc::clone(&done);
-        let mut waiting = group.spawn(
-            async move {
-                let _ = rx.await;
-                d.fetch_add(1, Ordering::SeqCst);
-            },
-            || {},
-        );
+        let (waiting, waiting_gone) = tracked(async move {
+            let _ = rx.await;
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+        let _waiting = group.spawn(waiting, || {});
         let (panics, on_panic) = counter();
-        let mut panicking = group.spawn(async { panic!("member panic") }, on_panic);
-        let mut forever = group.spawn(std::future::pending(), || {});
+        let (panicking, panicking_gone) = tracked(async { panic!("member panic") });
+        let _panicking = group.spawn(panicking, on_panic);
+        let (forever, forever_gone) = tracked(std::future::pending());
+        let forever = group.spawn(forever, || {});
         let d = Arc::clone(&done);
-        let mut quick = group.spawn(
-            async move {
-                d.fetch_add(1, Ordering::SeqCst);
-            },
-            || {},
-        );
-        quick.finished().await;
-        quick.finished().await;
-        panicking.finished().await;
+        let (quick, quick_gone) = tracked(async move {
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+        let _quick = group.spawn(quick, || {});
+        let _ = quick_gone.await;
+        let _ = panicking_gone.await;
         assert_eq!(panics.load(Ordering::SeqCst), 1, "the panic was reported");
         assert_eq!(done.load(Ordering::SeqCst), 1, "the quick member ran");
         tx.send(()).expect("the member waits");
-        waiting.finished().await;
+        let _ = waiting_gone.await;
         assert_eq!(
             done.load(Ordering::SeqCst),
             2,
             "the panic ended no one else"
         );
         forever.abort();
-        forever.finished().await;
+        let _ = forever_gone.await;
         assert_eq!(alive(), before + 1, "only the group's task");
         drop(group);
         for _ in 0..100 {
@@ -397,17 +390,17 @@ mod tests {
             || {},
         );
         let (armed_tx, armed) = tokio::sync::oneshot::channel::<()>();
-        let mut bomb = group.spawn(
-            async move {
-                let _bomb = PanicOnDrop;
-                let _ = armed_tx.send(());
-                std::future::pending::<()>().await;
-            },
-            || {},
-        );
+        let (bomb, bomb_gone) = tracked(async move {
+            let _bomb = PanicOnDrop;
+            let _ = armed_tx.send(());
+            std::future::pending::<()>().await;
+        });
+        let bomb = group.spawn(bomb, || {});
         armed.await.expect("the member ran");
         bomb.abort();
-        bomb.finished().await;
+        let _ = bomb_gone.await;
+        // Only ticks sent after the bomb went count.
+        while rx.try_recv().is_ok() {}
         let mut tick = async || {
             tokio::time::timeout(Duration::from_secs(5), rx.recv())
                 .await
@@ -417,15 +410,16 @@ mod tests {
         let first = tick().await;
         let later = tick().await;
         assert!(later > first);
-        let mut late = group.spawn(
-            async move {
-                let _ = tx.send(u8::MAX).await;
-            },
-            || {},
-        );
-        tokio::time::timeout(Duration::from_secs(5), late.finished())
+        // A closed channel: the late member's send returns at once.
+        drop(rx);
+        let (late, late_gone) = tracked(async move {
+            let _ = tx.send(u8::MAX).await;
+        });
+        let _late = group.spawn(late, || {});
+        tokio::time::timeout(Duration::from_secs(5), late_gone)
             .await
-            .expect("a new member runs");
+            .expect("a new member runs")
+            .expect_err("it finished, dropping its sender");
     }
 
     /// Once the group's task is gone (runtime shutdown), a new member is
