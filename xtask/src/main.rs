@@ -7,7 +7,8 @@ use std::{
     env,
     path::{Path, PathBuf},
     process::Command,
-    time::Instant,
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +16,10 @@ use anyhow::{Context, Result, bail};
 /// Pinned independent peers for interop tests.
 const PY_PEERS: &[&str] = &["aioquic==1.7.2", "h2==4.4.1"];
 const FUZZ_TARGETS_DEFAULT_SECS: u64 = 60;
+/// Wall-clock limit for one test command (build included), so that a test
+/// that hangs fails CI in minutes instead of running into CI's own limit.
+/// Override with MASQUE_TEST_TIME_LIMIT_SECS.
+const TEST_TIME_LIMIT_DEFAULT_SECS: u64 = 15 * 60;
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -60,6 +65,88 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Like [`run`], but once `limit` has passed kills the command and every
+/// process it started (cargo, the test binaries, the peers they spawned).
+fn run_within(cmd: &mut Command, limit: Duration) -> Result<()> {
+    println!("xtask> {cmd:?} (time limit {}s)", limit.as_secs());
+    let start = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() >= limit {
+            let mut doomed = descendants(child.id());
+            doomed.push(child.id());
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(doomed.iter().map(u32::to_string))
+                .status();
+            let _ = child.wait();
+            bail!(
+                "{cmd:?} still running after {}s: killed with {} process(es) it started \
+                 (a test hangs; the log above names the tests that ran for over 60 seconds)",
+                limit.as_secs(),
+                doomed.len() - 1
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    println!(
+        "xtask> done in {:.1}s: {status}",
+        start.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("command failed: {cmd:?}");
+    }
+    Ok(())
+}
+
+/// Every process below `root`, from the parent ids in /proc/*/stat.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn test_time_limit() -> Result<Duration> {
+    let secs = match env::var("MASQUE_TEST_TIME_LIMIT_SECS") {
+        Ok(s) => s
+            .parse()
+            .context("MASQUE_TEST_TIME_LIMIT_SECS must be a number of seconds")?,
+        Err(_) => TEST_TIME_LIMIT_DEFAULT_SECS,
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 fn cargo() -> Command {
     Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -78,10 +165,14 @@ fn test(root: &Path) -> Result<()> {
     let python = interop_env(root)?;
     // Benchmarks are compiled (clippy above) but not run here: figures belong to
     // `cargo xtask bench`, never to the test run.
-    run(cargo()
-        .args(["test", "--workspace", "--lib", "--bins", "--tests"])
-        .env("MASQUE_INTEROP_PYTHON", &python))?;
-    run(cargo().args(["test", "--workspace", "--doc"]))?;
+    let limit = test_time_limit()?;
+    run_within(
+        cargo()
+            .args(["test", "--workspace", "--lib", "--bins", "--tests"])
+            .env("MASQUE_INTEROP_PYTHON", &python),
+        limit,
+    )?;
+    run_within(cargo().args(["test", "--workspace", "--doc"]), limit)?;
     println!("xtask> all checks passed");
     Ok(())
 }

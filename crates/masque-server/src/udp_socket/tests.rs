@@ -543,7 +543,10 @@ fn a_flooded_socket_yields_to_its_neighbours() -> Result<()> {
             tokio::spawn(async move {
                 let _ = ran_tx.send(());
             });
-            while !reader_stop.load(Ordering::Relaxed) {
+            // Bounded in time; the flooder's last datagram wakes a receive
+            // that waits on a drained socket after the stop.
+            let deadline = std::time::Instant::now() + 4 * WAIT;
+            while !reader_stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
                 // Slower than the flood: every batch comes back full, so
                 // the socket stays ready.
                 sock.recv_shared(|_| std::thread::sleep(Duration::from_millis(1)))
@@ -560,6 +563,9 @@ fn a_flooded_socket_yields_to_its_neighbours() -> Result<()> {
         while !flood_stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(20) {
             let _ = flooder.send_to(&payload, target);
         }
+        // Sent after the stop: a reader waiting on an empty socket wakes,
+        // sees the stop and ends.
+        let _ = flooder.send_to(&payload, target);
     });
     let ran = ran_rx.recv_timeout(WAIT);
     stop.store(true, Ordering::Relaxed);
@@ -567,6 +573,14 @@ fn a_flooded_socket_yields_to_its_neighbours() -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("flooder panicked"))?;
     ran.context("the neighbour task never ran: the reader held the thread")?;
+    let joined_by = std::time::Instant::now() + WAIT;
+    while !reader.is_finished() {
+        anyhow::ensure!(
+            std::time::Instant::now() < joined_by,
+            "the reader did not stop after the flood ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
