@@ -9,7 +9,7 @@ use masque_client::{ClientError, Target};
 use masque_server::resolver::StaticResolver;
 use masque_tests::{
     init_tracing, interop_python, interop_script,
-    node::{TestNode, actor_tree, eventually, expect_refusal, udp_echo},
+    node::{TestNode, actor_tree, eventually, expect_refusal, next_datagram, udp_echo},
 };
 
 fn udp(addr: std::net::SocketAddr) -> Target {
@@ -273,7 +273,7 @@ async fn killed_session_leaves_nothing_behind() -> Result<()> {
         masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &node.client_options())
             .await?;
     first.send(b"warm").await?;
-    first.recv().await.context("warm echo")?;
+    next_datagram(&mut first, "warm echo").await?;
     let root = node.node.supervisor().get_cell();
     let actors_before = actor_tree(&root).len();
     let tasks_before = rt.num_alive_tasks();
@@ -281,7 +281,7 @@ async fn killed_session_leaves_nothing_behind() -> Result<()> {
         masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &node.client_options())
             .await?;
     s.send(b"hello").await?;
-    s.recv().await.context("echo")?;
+    next_datagram(&mut s, "echo").await?;
     assert_eq!(
         actor_tree(&root).len(),
         actors_before + 1,
@@ -305,7 +305,7 @@ async fn killed_session_leaves_nothing_behind() -> Result<()> {
     // The surviving tunnel still works.
     first.send(b"still").await?;
     assert_eq!(
-        &first.recv().await.context("echo after kill")?[..],
+        &next_datagram(&mut first, "echo after kill").await?[..],
         b"still"
     );
     node.node.shutdown().await;
@@ -335,7 +335,7 @@ async fn closing_connection_stops_all_sessions() -> Result<()> {
         )
         .await?;
         s.send(b"x").await?;
-        s.recv().await.context("echo")?;
+        next_datagram(&mut s, "echo").await?;
         sessions.push(s);
     }
     assert_eq!(
@@ -420,7 +420,7 @@ async fn tunnel_limit_is_503_connection_limit_reached() -> Result<()> {
         masque_client::UdpSession::open_on(&conn, &authority, &udp(echo), &node.client_options())
             .await?;
     again.send(b"ok").await?;
-    assert_eq!(&again.recv().await.context("echo")?[..], b"ok");
+    assert_eq!(&next_datagram(&mut again, "echo").await?[..], b"ok");
     node.node.shutdown().await;
     Ok(())
 }
@@ -436,7 +436,7 @@ async fn idle_timeout_closes_quiet_tunnel() -> Result<()> {
     let echo = udp_echo().await?;
     let mut s = masque_client::connect(&node.url(), udp(echo), node.client_options()).await?;
     s.send(b"once").await?;
-    s.recv().await.context("echo")?;
+    next_datagram(&mut s, "echo").await?;
     let ended = tokio::time::timeout(Duration::from_secs(5), s.recv()).await?;
     assert!(ended.is_none(), "tunnel should end after the idle timeout");
     assert_eq!(node.node.metrics().snapshot().idle_timeouts, 1);
@@ -725,7 +725,7 @@ async fn quic_socket_buffers_are_applied() -> Result<()> {
     let echo = udp_echo().await?;
     let mut s = client.open_udp(&udp(echo)).await?;
     s.send(b"buffered").await?;
-    assert_eq!(&s.recv().await.context("echo")?[..], b"buffered");
+    assert_eq!(&next_datagram(&mut s, "echo").await?[..], b"buffered");
     s.close().await;
     node.node.shutdown().await;
     Ok(())
