@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use masque_h3::{Error, RequestHead};
-use masque_tests::{client_endpoint, connect_h3, echo::EchoServer, init_tracing, self_signed};
+use masque_tests::{
+    client_endpoint, connect_h3, echo::EchoServer, init_tracing, self_signed, within,
+};
 
 fn udp_head(port: u16, i: usize) -> RequestHead {
     let mut head = masque_tests::extended_connect(
@@ -35,16 +37,15 @@ async fn thousand_concurrent_streams_one_connection() -> Result<()> {
     let conn = connect_h3(&ep, server.addr).await?;
     let mut streams = Vec::with_capacity(N);
     for i in 0..N {
-        streams.push(
-            conn.open_request(&udp_head(server.addr.port(), i), true)
-                .await?,
-        );
+        let head = udp_head(server.addr.port(), i);
+        let open = conn.open_request(&head, true);
+        streams.push(within(&format!("stream {i}: stream credit"), open).await??);
     }
     assert_eq!(conn.active_requests(), N);
     let mut tasks = Vec::with_capacity(N);
     for (i, mut s) in streams.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
-            let resp = s.recv_response().await?;
+            let resp = within(&format!("stream {i}: response"), s.recv_response()).await??;
             anyhow::ensure!(resp.status == 200, "status {}", resp.status);
             let mut rx = s.take_datagrams().context("receiver")?;
             let tx = s.send.datagram_sender().await?;
@@ -52,7 +53,8 @@ async fn thousand_concurrent_streams_one_connection() -> Result<()> {
             s.send.send_data(Bytes::from(tag.clone())).await?;
             let mut body = Vec::new();
             while body.len() < tag.len() {
-                body.extend_from_slice(&s.recv.recv_data().await?.context("early FIN")?);
+                let chunk = within(&format!("stream {i}: body echo"), s.recv.recv_data()).await??;
+                body.extend_from_slice(&chunk.context("early FIN")?);
             }
             anyhow::ensure!(body == tag.as_bytes(), "body cross-talk on {i}");
             // Datagrams may be lost in principle; retry a few times, bounded.
@@ -65,10 +67,12 @@ async fn thousand_concurrent_streams_one_connection() -> Result<()> {
                 anyhow::ensure!(attempt < 4, "no datagram echo on {i}");
             }
             s.send.finish()?;
-            anyhow::ensure!(s.recv.recv_data().await?.is_none(), "FIN expected");
+            let end = within(&format!("stream {i}: FIN"), s.recv.recv_data()).await??;
+            anyhow::ensure!(end.is_none(), "FIN expected");
             Ok(())
         }));
     }
+    // Every wait inside the tasks is bounded, so are these joins.
     for t in tasks {
         t.await??;
     }
@@ -89,11 +93,21 @@ async fn goaway_from_server_stops_new_requests() -> Result<()> {
     let mut tunnel = conn
         .open_request(&udp_head(server.addr.port(), 0), true)
         .await?;
-    assert_eq!(tunnel.recv_response().await?.status, 200);
+    assert_eq!(
+        within("tunnel response", tunnel.recv_response())
+            .await??
+            .status,
+        200
+    );
     let get = masque_tests::get(&format!("localhost:{}", server.addr.port()), "/goaway");
     let mut s = conn.open_request(&get, false).await?;
     s.send.finish()?;
-    assert_eq!(s.recv_response().await?.status, 200);
+    assert_eq!(
+        within("GET /goaway response", s.recv_response())
+            .await??
+            .status,
+        200
+    );
     let mut refused = false;
     for _ in 0..50 {
         match conn
@@ -114,10 +128,8 @@ async fn goaway_from_server_stops_new_requests() -> Result<()> {
         .send
         .send_data(Bytes::from_static(b"still here"))
         .await?;
-    assert_eq!(
-        &tunnel.recv.recv_data().await?.context("echo")?[..],
-        b"still here"
-    );
+    let echo = within("echo after GOAWAY", tunnel.recv.recv_data()).await??;
+    assert_eq!(&echo.context("echo")?[..], b"still here");
     Ok(())
 }
 
@@ -133,7 +145,10 @@ async fn oversized_datagram_refused_and_counted() -> Result<()> {
     let mut s = conn
         .open_request(&udp_head(server.addr.port(), 0), true)
         .await?;
-    assert_eq!(s.recv_response().await?.status, 200);
+    assert_eq!(
+        within("tunnel response", s.recv_response()).await??.status,
+        200
+    );
     let tx = s.send.datagram_sender().await?;
     let max = tx.max_payload_size().context("datagrams enabled")?;
     match tx.send_payload(&vec![0u8; max + 1]).await {
@@ -170,7 +185,10 @@ async fn client_shutdown_drains_then_closes() -> Result<()> {
     let mut s = conn
         .open_request(&udp_head(server.addr.port(), 0), true)
         .await?;
-    assert_eq!(s.recv_response().await?.status, 200);
+    assert_eq!(
+        within("tunnel response", s.recv_response()).await??.status,
+        200
+    );
     let c2 = conn.clone();
     let shutdown = tokio::spawn(async move { c2.shutdown(Duration::from_secs(10)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -179,7 +197,7 @@ async fn client_shutdown_drains_then_closes() -> Result<()> {
         "shutdown must wait for the open tunnel"
     );
     s.send.finish()?;
-    assert!(s.recv.recv_data().await?.is_none());
+    assert!(within("FIN answered", s.recv.recv_data()).await??.is_none());
     drop(s);
     tokio::time::timeout(Duration::from_secs(5), shutdown).await???;
     let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await?;

@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes};
 use masque_h3::{Error, RequestHead};
 use masque_tests::{
     TestCert, client_endpoint, connect_h3, echo::EchoServer, init_tracing, interop_python,
-    interop_script, self_signed,
+    interop_script, self_signed, within,
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -76,7 +76,7 @@ async fn h3_crate_client_connect_udp_with_datagrams() -> Result<()> {
             .extension(h3::ext::Protocol::CONNECT_UDP)
             .body(())?;
         let mut stream = send_request.send_request(req).await?;
-        let resp = stream.recv_response().await?;
+        let resp = within("h3 crate: tunnel response", stream.recv_response()).await??;
         assert_eq!(resp.status(), 200);
         streams.push(stream);
     }
@@ -113,7 +113,8 @@ async fn h3_crate_client_connect_udp_with_datagrams() -> Result<()> {
     s.send_data(Bytes::from_static(&[0, 4, 0, 1, 2, 3])).await?;
     let mut got = Vec::new();
     while got.len() < 6 {
-        let mut chunk = s.recv_data().await?.context("stream ended early")?;
+        let chunk = within("h3 crate: capsule echo", s.recv_data()).await??;
+        let mut chunk = chunk.context("stream ended early")?;
         while chunk.has_remaining() {
             let c = chunk.chunk().to_vec();
             chunk.advance(c.len());
@@ -182,7 +183,7 @@ async fn masque_h3_client_against_aioquic_server() -> Result<()> {
     let addr = format!("127.0.0.1:{}", py.port).parse()?;
     let conn = connect_h3(&ep, addr).await?;
     let mut stream = conn.open_request(&connect_udp_head(py.port), true).await?;
-    let resp = stream.recv_response().await?;
+    let resp = within("aioquic server: tunnel response", stream.recv_response()).await??;
     assert_eq!(resp.status, 200);
     let mut rx = stream.take_datagrams().context("datagram receiver")?;
     let tx = stream.send.datagram_sender().await?;
@@ -197,10 +198,12 @@ async fn masque_h3_client_against_aioquic_server() -> Result<()> {
         .send
         .send_data(Bytes::from_static(b"capsules"))
         .await?;
-    let back = stream.recv.recv_data().await?.context("body")?;
+    let back = within("aioquic server: body echo", stream.recv.recv_data()).await??;
+    let back = back.context("body")?;
     assert_eq!(&back[..], b"capsules");
     stream.send.finish()?;
-    assert_eq!(stream.recv.recv_data().await?, None, "FIN after FIN");
+    let end = within("aioquic server: FIN after FIN", stream.recv.recv_data()).await??;
+    assert_eq!(end, None, "FIN after FIN");
     py.child.kill().await?;
     Ok(())
 }

@@ -20,6 +20,7 @@ use masque_server::{
 use masque_tests::{
     init_tracing,
     node::{TestNode, eventually, expect_refusal},
+    within,
 };
 use masque_transport::TunnelRequest;
 
@@ -290,7 +291,8 @@ async fn unknown_capsules_reach_the_handler() -> Result<()> {
     head.headers
         .insert("capsule-protocol", http::HeaderValue::from_static("?1"));
     let mut stream = client.connection().open_request(&head, true).await?;
-    assert_eq!(stream.recv_response().await?.status, 200);
+    let resp = within("tunnel response", stream.recv_response()).await??;
+    assert_eq!(resp.status, 200);
     let mut body = Vec::new();
     for (ty, value) in [
         (0x2au64, &b"unknown"[..]),

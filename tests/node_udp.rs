@@ -10,6 +10,7 @@ use masque_server::resolver::StaticResolver;
 use masque_tests::{
     init_tracing, interop_python, interop_script,
     node::{TestNode, actor_tree, eventually, expect_refusal, next_datagram, udp_echo},
+    within,
 };
 
 fn udp(addr: std::net::SocketAddr) -> Target {
@@ -234,7 +235,8 @@ async fn malformed_capsule_resets_stream() -> Result<()> {
     head.headers
         .insert("capsule-protocol", http::HeaderValue::from_static("?1"));
     let mut stream = conn.open_request(&head, true).await?;
-    assert_eq!(stream.recv_response().await?.status, 200);
+    let resp = within("tunnel response", stream.recv_response()).await??;
+    assert_eq!(resp.status, 200);
     // A capsule header announcing 1 MiB: over the 64 KiB bound.
     let mut capsule = Vec::new();
     masque_proto::capsule::encode_header(0x2a, 1 << 20, &mut capsule);
@@ -495,7 +497,7 @@ async fn xc10_unserved_token_501_and_r9298_25_bad_variables_400() -> Result<()> 
                 true,
             )
             .await?;
-        let resp = s.recv_response().await?;
+        let resp = within(&format!("response to {protocol} {path}"), s.recv_response()).await??;
         assert_eq!(resp.status, status, "{protocol} {path}");
         if let Some(ps) = proxy_status {
             let got = resp.headers.get("proxy-status").context("proxy-status")?;

@@ -159,6 +159,19 @@ pub fn interop_script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Upper bound for one step of a test that waits on a peer or another task:
+/// a response, body bytes, a task's end. Datagram echoes keep their own
+/// (shorter, retried) bounds.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Awaits `f` for at most [`WAIT`]; expiry is an error saying that `what` did
+/// not happen, so a stalled peer fails the test instead of hanging it.
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> Result<F::Output> {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what}: not within {WAIT:?}"))
+}
+
 /// Logs to the test output when RUST_LOG is set.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()

@@ -433,8 +433,15 @@ mod tests {
         );
         router.close_all();
         assert_eq!(rx.recv().await, Some(Bytes::from_static(b"q")));
-        assert_eq!(rx.recv().await, None);
+        // Bounded: a queue that the end did not reach would wait forever.
+        let wait = std::time::Duration::from_secs(5);
+        let end = tokio::time::timeout(wait, rx.recv());
+        assert_eq!(end.await.expect("the queue did not end"), None);
         let mut late = router.register(8, 8);
-        assert_eq!(late.recv().await, None);
+        let late_end = tokio::time::timeout(wait, late.recv());
+        assert_eq!(
+            late_end.await.expect("a late queue did not start ended"),
+            None
+        );
     }
 }

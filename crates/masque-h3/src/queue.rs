@@ -281,7 +281,10 @@ mod tests {
             .await
             .expect("ended resolves");
         assert_eq!(rx.recv().await, Some(1));
-        assert_eq!(rx.recv().await, None);
+        let end = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("recv ends after close");
+        assert_eq!(end, None);
     }
 
     #[tokio::test]
@@ -354,13 +357,21 @@ mod tests {
         drop(tx);
         let mut seen = vec![false; 4 * PER as usize];
         let mut last = [None::<u64>; 4];
-        while let Some(v) = rx.recv().await {
-            let p = (v / PER) as usize;
-            // Per-producer order is kept.
-            assert!(last[p].is_none_or(|l| l < v));
-            last[p] = Some(v);
-            seen[v as usize] = true;
-        }
+        // Bounded: a lost wake-up would leave the receiver waiting forever.
+        let drained = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(v) = rx.recv().await {
+                let p = (v / PER) as usize;
+                // Per-producer order is kept.
+                assert!(last[p].is_none_or(|l| l < v));
+                last[p] = Some(v);
+                seen[v as usize] = true;
+            }
+        })
+        .await;
+        assert!(
+            drained.is_ok(),
+            "the queue did not end after its producers finished"
+        );
         for p in producers {
             p.await.unwrap();
         }

@@ -5,6 +5,7 @@ use std::{
     io::{BufRead, BufReader},
     net::UdpSocket,
     process::{Child, Command, Stdio},
+    sync::mpsc::RecvTimeoutError,
     time::{Duration, Instant},
 };
 
@@ -39,7 +40,16 @@ fn start_node(state: &std::path::Path, extra: &[&str]) -> Result<(Proc, Banner)>
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
     let proc = Proc(child);
-    let mut lines = BufReader::new(stdout).lines();
+    // Lines come from a thread, so the wait for the banner is bounded (a
+    // blocking read of a node that prints nothing would never return). The
+    // thread keeps draining stdout, so the child never blocks on a full pipe.
+    let (line_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            // Nobody listens after the banner: drain the rest.
+            let _ = line_tx.send(line);
+        }
+    });
     let mut banner = Banner {
         addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
         cert: Default::default(),
@@ -47,10 +57,11 @@ fn start_node(state: &std::path::Path, extra: &[&str]) -> Result<(Proc, Banner)>
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while banner.pin.is_empty() {
-        if Instant::now() > deadline {
-            bail!("no banner");
-        }
-        let line = lines.next().context("node exited before its banner")??;
+        let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line?,
+            Err(RecvTimeoutError::Timeout) => bail!("no banner from the node within 30 s"),
+            Err(RecvTimeoutError::Disconnected) => bail!("node exited before its banner"),
+        };
         if let Some(rest) = line.split(" listening on ").nth(1) {
             banner.addr = rest.split_whitespace().next().context("addr")?.parse()?;
         } else if let Some(p) = line.strip_prefix("certificate: ") {
@@ -59,8 +70,6 @@ fn start_node(state: &std::path::Path, extra: &[&str]) -> Result<(Proc, Banner)>
             banner.pin = p.into();
         }
     }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
     Ok((proc, banner))
 }
 

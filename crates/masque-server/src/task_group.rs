@@ -268,6 +268,16 @@ mod tests {
 
     use super::*;
 
+    /// Upper bound for every wait in these tests.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Waits (bounded) until the future that [`tracked`] returned with `rx` is gone.
+    async fn gone(rx: tokio::sync::oneshot::Receiver<()>, what: &str) {
+        let _ = tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not end within {WAIT:?}"));
+    }
+
     /// `future`, and a receiver that resolves once it is gone (finished,
     /// panicked, aborted or dropped unpolled).
     fn tracked(
@@ -324,19 +334,19 @@ mod tests {
             d.fetch_add(1, Ordering::SeqCst);
         });
         let _quick = group.spawn(quick, || {});
-        let _ = quick_gone.await;
-        let _ = panicking_gone.await;
+        gone(quick_gone, "the quick member").await;
+        gone(panicking_gone, "the panicking member").await;
         assert_eq!(panics.load(Ordering::SeqCst), 1, "the panic was reported");
         assert_eq!(done.load(Ordering::SeqCst), 1, "the quick member ran");
         tx.send(()).expect("the member waits");
-        let _ = waiting_gone.await;
+        gone(waiting_gone, "the waiting member").await;
         assert_eq!(
             done.load(Ordering::SeqCst),
             2,
             "the panic ended no one else"
         );
         forever.abort();
-        let _ = forever_gone.await;
+        gone(forever_gone, "the aborted member").await;
         assert_eq!(alive(), before + 1, "only the group's task");
         drop(group);
         for _ in 0..100 {
@@ -362,7 +372,10 @@ mod tests {
         );
         drop(member);
         // The member's future (and the sender it holds) is dropped.
-        assert!(rx.await.is_err());
+        let dropped = tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("the member's future was not dropped");
+        assert!(dropped.is_err());
     }
 
     /// A member whose drop panics ends alone: the group keeps serving the
@@ -396,9 +409,12 @@ mod tests {
             std::future::pending::<()>().await;
         });
         let bomb = group.spawn(bomb, || {});
-        armed.await.expect("the member ran");
+        tokio::time::timeout(WAIT, armed)
+            .await
+            .expect("the member never ran")
+            .expect("the member ran");
         bomb.abort();
-        let _ = bomb_gone.await;
+        gone(bomb_gone, "the aborted bomb").await;
         // Only ticks sent after the bomb went count.
         while rx.try_recv().is_ok() {}
         let mut tick = async || {
