@@ -160,8 +160,8 @@ pub fn interop_script(name: &str) -> PathBuf {
 }
 
 /// Upper bound for one step of a test that waits on a peer or another task:
-/// a response, body bytes, a task's end. Datagram echoes keep their own
-/// (shorter, retried) bounds.
+/// a response, body bytes, a datagram's echo, a task's end. (Tests that
+/// resend lost datagrams keep their own shorter per-attempt bounds.)
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Awaits `f` for at most [`WAIT`]; expiry is an error saying that `what` did

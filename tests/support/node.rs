@@ -124,14 +124,12 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
     anyhow::bail!("timed out waiting for: {what}")
 }
 
-/// The next datagram of `s`, within 5 s: a datagram lost on the way (they
-/// are unreliable) fails the test instead of hanging it.
+/// The next datagram of `s`, within [`WAIT`](crate::WAIT): a datagram lost on
+/// the way (they are unreliable) fails the test instead of hanging it.
 pub async fn next_datagram(s: &mut masque_client::UdpSession, what: &str) -> Result<bytes::Bytes> {
-    match tokio::time::timeout(Duration::from_secs(5), s.recv()).await {
-        Ok(Some(d)) => Ok(d),
-        Ok(None) => anyhow::bail!("{what}: the tunnel ended"),
-        Err(_) => anyhow::bail!("{what}: nothing within 5 s"),
-    }
+    crate::within(what, s.recv())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{what}: the tunnel ended"))
 }
 
 /// Checks that a tunnel was refused with `status` and a `Proxy-Status` whose
