@@ -41,6 +41,7 @@ use bare_relay::bare_relay;
 use masque_tests::{
     bench::{Path, SendFn, Slice, median, raw_quinn},
     node::TestNode,
+    run_cost::{RunCostFit, loopback_run},
     self_signed,
 };
 use masque_transport::tls::{ServerVerification, parse_pin};
@@ -95,6 +96,12 @@ fn main() -> Result<()> {
     } else {
         None
     };
+    // Blocking sockets, measured before the runtime starts.
+    let loopback = if want("throughput") {
+        loopback_runs()?
+    } else {
+        Vec::new()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -108,7 +115,8 @@ fn main() -> Result<()> {
         let mut report = Report::default();
         if want("throughput") {
             let start = Instant::now();
-            let t = throughput(&node, &echo, workers).await?;
+            let mut t = throughput(&node, &echo, workers).await?;
+            t.loopback = loopback;
             t.print();
             println!("(phase took {:.1} s)", start.elapsed().as_secs_f64());
             report.throughput = Some(t);
@@ -578,6 +586,18 @@ struct Throughput {
     quic_batching: Vec<(&'static str, f64)>,
     /// Worker threads of the runtime everything ran on.
     workers: usize,
+    /// Kernel price of one loopback run: (datagrams, send us, receive us).
+    loopback: Vec<(usize, f64, f64)>,
+}
+
+/// [`loopback_run`] for a few run lengths (those the GSO limit allows).
+fn loopback_runs() -> Result<Vec<(usize, f64, f64)>> {
+    let max = 65_507 / PAYLOAD;
+    [1, 4, 8, 16, max]
+        .into_iter()
+        .filter(|&n| n <= max)
+        .map(|n| loopback_run(n, PAYLOAD, 20_000).map(|(s, r)| (n, s, r)))
+        .collect()
 }
 
 async fn throughput(node: &TestNode, echo: &EchoTarget, workers: usize) -> Result<Throughput> {
@@ -696,6 +716,7 @@ async fn throughput(node: &TestNode, echo: &EchoTarget, workers: usize) -> Resul
         lost_packets,
         quic_batching,
         workers,
+        loopback: Vec::new(),
     })
 }
 
@@ -820,6 +841,64 @@ impl Throughput {
             "QUIC packets per send system call (client side, over the whole run): {}",
             batching.join(", ")
         );
+        self.print_run_cost();
+    }
+
+    /// The two paths of one relay with 1 and with [`MANY_TUNNELS`] tunnels.
+    fn pair(&self, one: &str, many: &str) -> Option<(&PathResult, &PathResult)> {
+        let find = |n: &str| self.paths.iter().find(|p| p.name == n);
+        find(one).zip(find(many))
+    }
+
+    /// The run-cost model (`masque_tests::run_cost`) fitted to this run, and the
+    /// run length the target needs.
+    fn run_cost(&self, one: &str, many: &str) -> Option<(RunCostFit, f64)> {
+        let (a, b) = self.pair(one, many)?;
+        let point = |p: &PathResult| (p.cpu_per_echo * 1e6, p.echo.per_node_send());
+        Some((RunCostFit::fit(point(a), point(b))?, b.echo.per_node_send()))
+    }
+
+    fn print_run_cost(&self) {
+        let runs: Vec<String> = self
+            .loopback
+            .iter()
+            .map(|(n, s, r)| {
+                format!(
+                    "{n}: {s:.2} + {r:.2} us ({:.2} us per datagram)",
+                    (s + r) / *n as f64
+                )
+            })
+            .collect();
+        println!(
+            "\n[1b] the price of a target-socket run. Kernel time of one loopback GSO send + GRO receive \
+             of n {PAYLOAD}-byte datagrams, no relay: {}",
+            runs.join("; ")
+        );
+        let budget = self.raw.cpu_per_echo * 1e6 / THROUGHPUT_TARGET;
+        for (name, one, many) in [
+            (
+                "bare relay",
+                "bare relay, 1 tunnel",
+                "bare relay, 16 tunnels",
+            ),
+            ("node", "node, 1 tunnel", "node, 16 tunnels"),
+        ] {
+            match self.run_cost(one, many) {
+                Some((f, got)) => println!(
+                    "{name}: CPU per datagram = {:.2} us + {:.2} us per run (fitted to its 1- and \
+                     {MANY_TUNNELS}-tunnel paths); {THROUGHPUT_TARGET}x of raw quinn ({budget:.2} us) needs runs of {}; \
+                     {MANY_TUNNELS} tunnels got {got:.1}, and a window of {WINDOW} allows at most {} per tunnel",
+                    f.base_us,
+                    f.per_run_us,
+                    f.run_needed(budget).map_or_else(
+                        || "any length: out of reach".to_owned(),
+                        |n| format!(">= {n:.1}")
+                    ),
+                    WINDOW / MANY_TUNNELS
+                ),
+                None => println!("{name}: run lengths too close to fit the run-cost model"),
+            }
+        }
     }
 
     fn json(&self) -> String {
@@ -849,12 +928,32 @@ impl Throughput {
             .collect();
         let m = &self.metrics;
         let k = self.kernel_drops.unwrap_or_default();
+        let loopback: Vec<String> = self
+            .loopback
+            .iter()
+            .map(|(n, s, r)| format!("{{\"datagrams\":{n},\"send_us\":{s:.3},\"recv_us\":{r:.3}}}"))
+            .collect();
+        let budget = self.raw.cpu_per_echo * 1e6 / THROUGHPUT_TARGET;
+        let run_cost = |one: &str, many: &str| {
+            self.run_cost(one, many).map_or_else(
+                || "null".to_owned(),
+                |(f, got)| {
+                    format!(
+                        "{{\"base_us\":{:.3},\"per_run_us\":{:.3},\"run_needed\":{},\"run_got\":{got:.2}}}",
+                        f.base_us,
+                        f.per_run_us,
+                        f.run_needed(budget).map_or_else(|| "null".to_owned(), |n| format!("{n:.2}"))
+                    )
+                },
+            )
+        };
         format!(
             "{{\"payload\":{PAYLOAD},\"window\":{WINDOW},\"workers\":{},\"target_ratio\":{THROUGHPUT_TARGET},\"paths\":[{}],\
              \"node_metrics\":{{\"datagrams_from_client\":{},\"datagrams_to_target\":{},\"datagrams_to_target_dropped\":{},\
              \"datagrams_from_target\":{},\"datagrams_to_client_dropped\":{},\"output_dropped\":{}}},\
              \"client_h3\":{{\"sent\":{},\"received\":{},\"queue_full_dropped\":{}}},\
-             \"kernel_drops\":{{\"available\":{},\"echo\":{},\"node_targets\":{},\"node_listener\":{},\"other\":{}}}}}",
+             \"kernel_drops\":{{\"available\":{},\"echo\":{},\"node_targets\":{},\"node_listener\":{},\"other\":{}}},\
+             \"loopback_runs\":[{}],\"run_cost\":{{\"bare_relay\":{},\"node\":{}}}}}",
             self.workers,
             paths.join(","),
             m.datagrams_from_client,
@@ -870,7 +969,10 @@ impl Throughput {
             k.echo,
             k.node_targets,
             k.node_listener,
-            k.other
+            k.other,
+            loopback.join(","),
+            run_cost("bare relay, 1 tunnel", "bare relay, 16 tunnels"),
+            run_cost("node, 1 tunnel", "node, 16 tunnels"),
         )
     }
 }
