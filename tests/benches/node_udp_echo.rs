@@ -7,7 +7,9 @@
 //!    HTTP/3, sessions or actors) with 1 and 16 tunnels is measured alongside, so
 //!    the node's own overhead and the cost of the extra UDP leg show apart. All
 //!    paths are set up once and measured in alternating short slices (as in
-//!    `h3_datagram_echo`), so drift in the machine's speed hits all alike.
+//!    `h3_datagram_echo`), so drift in the machine's speed hits all alike. Then the
+//!    price of a target-socket run (`masque_tests::run_cost`): a loopback GSO run
+//!    measured alone, and each relay's CPU per datagram fitted as `base + per_run / run`.
 //! 2. **Tunnel setups per second** on one connection: N concurrent CONNECT-UDP requests
 //!    with a bounded in-flight window, until every 2xx arrived (client cost included).
 //! 3. **RSS per idle tunnel**: the `masque-node` binary as a separate process (built
