@@ -732,3 +732,99 @@ async fn quic_socket_buffers_are_applied() -> Result<()> {
     node.node.shutdown().await;
     Ok(())
 }
+
+/// R9298-51: the proxy sends Not-ECT to the target, whatever the client's
+/// packets carried, and ignores ECN on the target's packets (a CE-marked reply
+/// is relayed like any other). A control sender marked ECT(0) first shows that
+/// this machine's loopback carries ECN to the target socket, so the Not-ECT
+/// check can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9298_51_not_ect_to_target_and_target_ecn_ignored() -> Result<()> {
+    use quinn::udp::{EcnCodepoint, RecvMeta, Transmit, UdpSocketState};
+    init_tracing();
+    let std_target = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    std_target.set_nonblocking(true)?;
+    let state = UdpSocketState::new((&std_target).into())?;
+    let target = tokio::net::UdpSocket::from_std(std_target)?;
+    let target_addr = target.local_addr()?;
+    let mut storage = vec![0u8; 65_536];
+    // Receives one batch; returns (sender, ECN, payload) of each datagram in it.
+    type Received = (std::net::SocketAddr, Option<EcnCodepoint>, Vec<u8>);
+    let mut recv = async || -> Result<Vec<Received>> {
+        let mut metas = [RecvMeta::default()];
+        loop {
+            within("a datagram at the target", target.readable()).await??;
+            let mut iov = [std::io::IoSliceMut::new(&mut storage)];
+            match target.try_io(tokio::io::Interest::READABLE, || {
+                state.recv((&target).into(), &mut iov, &mut metas)
+            }) {
+                Ok(_) => {
+                    let m = metas[0];
+                    let stride = if m.stride == 0 { m.len } else { m.stride };
+                    return Ok(storage[..m.len]
+                        .chunks(stride)
+                        .map(|d| (m.addr, m.ecn, d.to_vec()))
+                        .collect());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    // Control: ECT(0) set by a plain sender does reach the target socket.
+    let control = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let control_state = UdpSocketState::new((&control).into())?;
+    control_state.send(
+        (&control).into(),
+        &Transmit {
+            destination: target_addr,
+            ecn: Some(EcnCodepoint::Ect0),
+            contents: b"control",
+            segment_size: None,
+            src_ip: None,
+        },
+    )?;
+    let got = recv().await?;
+    assert_eq!(
+        got[0].1,
+        Some(EcnCodepoint::Ect0),
+        "ECN is not observable here"
+    );
+
+    let node = TestNode::start(true).await?;
+    let mut s =
+        masque_client::connect(&node.url(), udp(target_addr), node.client_options()).await?;
+    // One datagram alone, then a burst (which the node may send as GSO runs).
+    s.send(b"single").await?;
+    for _ in 0..20 {
+        s.send(&[7u8; 1000]).await?;
+    }
+    let mut seen = 0;
+    let mut node_addr = None;
+    while seen < 21 {
+        for (from, ecn, payload) in recv().await? {
+            assert_eq!(ecn, None, "the node sent ECN {ecn:?} to the target");
+            assert!(payload == b"single" || payload == [7u8; 1000]);
+            node_addr = Some(from);
+            seen += 1;
+        }
+    }
+    // The target answers marked CE: relayed as usual, the marking ignored.
+    let reply = Transmit {
+        destination: node_addr.context("node address")?,
+        ecn: Some(EcnCodepoint::Ce),
+        contents: b"congested reply",
+        segment_size: None,
+        src_ip: None,
+    };
+    target.try_io(tokio::io::Interest::WRITABLE, || {
+        state.try_send((&target).into(), &reply)
+    })?;
+    assert_eq!(
+        &next_datagram(&mut s, "the CE-marked reply").await?[..],
+        b"congested reply"
+    );
+    s.close().await;
+    node.node.shutdown().await;
+    Ok(())
+}
