@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod echo;
+pub mod netns;
 pub mod run_cost;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
