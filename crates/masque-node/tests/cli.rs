@@ -1,5 +1,6 @@
-//! The masque-node binary: default start-up banner, graceful SIGTERM, and the
-//! udp-forward command relaying a real exchange (all on loopback).
+//! The masque-node binary: default start-up banner, graceful SIGTERM, the
+//! udp-forward command relaying a real exchange, and running out of file
+//! descriptors (all on loopback).
 
 use std::{
     io::{BufRead, BufReader},
@@ -31,7 +32,24 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 
 /// Starts the node; returns it with the banner lines (address, cert, pin).
 fn start_node(state: &std::path::Path, extra: &[&str]) -> Result<(Proc, Banner)> {
-    let mut child = Command::new(BIN)
+    start_node_with(state, extra, None)
+}
+
+/// [`start_node`], optionally with its file descriptor limit (`ulimit -n`) lowered.
+fn start_node_with(
+    state: &std::path::Path,
+    extra: &[&str],
+    nofile: Option<u32>,
+) -> Result<(Proc, Banner)> {
+    let mut command = match nofile {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--state-dir"])
         .arg(state)
         .args(extra)
@@ -171,4 +189,87 @@ fn udp_forward_relays_an_exchange() -> Result<()> {
     }
     drop(fwd);
     Ok(())
+}
+
+/// PS-09: a node out of file descriptors refuses new tunnels with 503
+/// `connection_limit_reached` (its own limit, worth a retry), not as a fault of
+/// the target, keeps its open tunnels working, and opens tunnels again once
+/// closed ones have freed descriptors.
+#[test]
+fn out_of_file_descriptors_is_503_connection_limit_reached() -> Result<()> {
+    use masque_client::{ClientError, ClientOptions, ProxyClient, Target};
+    use masque_transport::tls::{ServerVerification, parse_pin};
+
+    let state = temp_dir("fds");
+    let (_node, banner) = start_node_with(&state, &["--allow-private"], Some(64))?;
+    let echo = udp_echo()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let options = ClientOptions {
+            verification: ServerVerification::PinnedSha256(parse_pin(&banner.pin)?),
+            ..Default::default()
+        };
+        let url = format!("https://localhost:{}", banner.addr.port());
+        let client = ProxyClient::connect(&url, options).await?;
+        let target = Target::Udp {
+            host: echo.ip().to_string(),
+            port: echo.port(),
+        };
+        let mut open = Vec::new();
+        let refusal = loop {
+            if open.len() >= 200 {
+                bail!("no refusal after 200 tunnels under a 64-descriptor limit");
+            }
+            let opened = tokio::time::timeout(Duration::from_secs(10), client.open_udp(&target))
+                .await
+                .context("a tunnel request got no answer")?;
+            match opened {
+                Ok(s) => open.push(s),
+                Err(e) => break e,
+            }
+        };
+        match &refusal {
+            ClientError::Refused {
+                status,
+                proxy_status,
+                ..
+            } => {
+                assert_eq!(*status, 503, "{refusal:?}");
+                let ps = proxy_status.as_deref().unwrap_or_default();
+                assert!(ps.contains("error=connection_limit_reached"), "{ps}");
+            }
+            other => bail!("expected a 503 refusal, got {other:?}"),
+        }
+        assert!(open.len() >= 10, "only {} tunnels opened", open.len());
+        // The open tunnels still work.
+        let s = open.last_mut().context("a tunnel")?;
+        s.send(b"still here").await?;
+        let back = tokio::time::timeout(Duration::from_secs(5), s.recv())
+            .await
+            .context("no echo on an open tunnel")?;
+        assert_eq!(back.as_deref(), Some(&b"still here"[..]));
+        // Closing some frees descriptors: tunnels open again (the node releases
+        // a closed tunnel's socket shortly after the close).
+        for s in open.drain(..5) {
+            s.close().await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match client.open_udp(&target).await {
+                Ok(s) => {
+                    s.close().await;
+                    break;
+                }
+                Err(ClientError::Refused { status, .. })
+                    if status == 503 && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => bail!("no tunnel after closing five: {e:?}"),
+            }
+        }
+        Ok(())
+    })
 }

@@ -453,13 +453,14 @@ pub enum TunnelFailure {
     DestinationProhibited,
     /// Authenticated but not allowed: scope, port or ACL.
     RequestDenied,
-    /// Per-client or per-destination tunnel cap, or overload.
+    /// Per-client or per-destination tunnel cap, or overload (e.g. the proxy is
+    /// out of file descriptors for target sockets).
     ConnectionLimitReached,
     /// The request would loop back to this proxy.
     ProxyLoopDetected,
     /// Malformed request or invalid template variables (R9298-25, CTCP-11).
     MalformedRequest,
-    /// Internal failure, e.g. out of sockets.
+    /// Internal failure, e.g. out of memory or socket buffers.
     ProxyInternalError,
     /// The tunnel's handler failed while setting it up (a panic in `init`).
     HandlerFailed,

@@ -127,9 +127,8 @@ impl Handler for UdpProxy {
             .into_iter()
             .find(|a| self.config.policy.allows(a.ip()))
             .ok_or_else(prohibited)?;
-        let socket = TargetSocket::connect(addr, &self.config.socket).map_err(|e| {
-            Refusal::new(TunnelFailure::DestinationUnroutable).with_details(e.to_string())
-        })?;
+        let socket = TargetSocket::connect(addr, &self.config.socket)
+            .map_err(|e| Refusal::new(socket_failure(&e)).with_details(e.to_string()))?;
         let socket = Arc::new(socket);
         let metrics = Arc::clone(out.metrics());
         // In the connection's task group: one task reads every target socket
@@ -146,6 +145,28 @@ impl Handler for UdpProxy {
 
 fn prohibited() -> Refusal {
     Refusal::new(TunnelFailure::DestinationProhibited)
+}
+
+/// Why a target socket could not be opened, as precisely as the error tells
+/// (PS-09). Out of file descriptors is a limit of this proxy, not a fault of the
+/// target: 503 `connection_limit_reached`, which a client may retry later. No
+/// route, no usable source address or address family: 502
+/// `destination_ip_unroutable`. A refused broadcast (`EACCES`) or a firewall's
+/// `EPERM`: the destination is prohibited. Anything else (out of memory or
+/// buffers): 500 `proxy_internal_error`.
+fn socket_failure(e: &std::io::Error) -> TunnelFailure {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => TunnelFailure::ConnectionLimitReached,
+        Some(
+            libc::ENETUNREACH
+            | libc::EHOSTUNREACH
+            | libc::ENETDOWN
+            | libc::EADDRNOTAVAIL
+            | libc::EAFNOSUPPORT,
+        ) => TunnelFailure::DestinationUnroutable,
+        Some(libc::EACCES | libc::EPERM) => TunnelFailure::DestinationProhibited,
+        _ => TunnelFailure::ProxyInternalError,
+    }
 }
 
 /// One tunnel's state: the target socket, the task reading from it, and the
@@ -263,4 +284,38 @@ enum Outgoing {
     Encoded(OutDatagram),
     /// For a transport without one: handed to `TunnelOutput::send_datagram`.
     Copied(Bytes),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PS-09: each way a target socket fails to open names its own error type.
+    #[test]
+    fn ps_09_socket_failures_are_specific() {
+        let os = std::io::Error::from_raw_os_error;
+        let cases = [
+            (libc::EMFILE, TunnelFailure::ConnectionLimitReached),
+            (libc::ENFILE, TunnelFailure::ConnectionLimitReached),
+            (libc::ENETUNREACH, TunnelFailure::DestinationUnroutable),
+            (libc::EHOSTUNREACH, TunnelFailure::DestinationUnroutable),
+            (libc::EADDRNOTAVAIL, TunnelFailure::DestinationUnroutable),
+            (libc::EAFNOSUPPORT, TunnelFailure::DestinationUnroutable),
+            (libc::EACCES, TunnelFailure::DestinationProhibited),
+            (libc::ENOBUFS, TunnelFailure::ProxyInternalError),
+            (libc::ENOMEM, TunnelFailure::ProxyInternalError),
+        ];
+        for (errno, failure) in cases {
+            assert_eq!(socket_failure(&os(errno)), failure, "errno {errno}");
+        }
+        assert_eq!(
+            socket_failure(&std::io::Error::other("no errno")),
+            TunnelFailure::ProxyInternalError
+        );
+        assert_eq!(
+            TunnelFailure::ConnectionLimitReached.response().0,
+            503,
+            "retry later, not a bad gateway"
+        );
+    }
 }
