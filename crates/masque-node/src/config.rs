@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// net.core.wmem_max [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub quic_send_buffer: Option<usize>,
+    /// TCP address serving the node's counters for Prometheus at
+    /// http://ADDR/metrics [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +82,7 @@ struct FileConfig {
     drain_timeout: Option<u64>,
     quic_recv_buffer: Option<usize>,
     quic_send_buffer: Option<usize>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The resolved configuration.
@@ -93,6 +98,7 @@ pub struct NodeConfig {
     pub drain_timeout: Duration,
     pub quic_recv_buffer: usize,
     pub quic_send_buffer: usize,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -149,6 +155,7 @@ impl NodeConfig {
                 .quic_send_buffer
                 .or(file.quic_send_buffer)
                 .unwrap_or(DEFAULT_QUIC_SOCKET_BUFFER),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
         })
     }
 }
@@ -182,6 +189,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.quic_recv_buffer, 4 << 20);
         assert_eq!(c.quic_send_buffer, 4 << 20);
+        assert_eq!(c.metrics_listen, None, "no metrics listener unless asked");
     }
 
     #[test]
@@ -191,7 +199,7 @@ mod tests {
         let path = dir.join("node.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9999\"\nallow_private = true\nmax_tunnels_per_connection = 7\nlog_format = \"json\"\nquic_recv_buffer = 1048576\n",
+            "listen = \"127.0.0.1:9999\"\nallow_private = true\nmax_tunnels_per_connection = 7\nlog_format = \"json\"\nquic_recv_buffer = 1048576\nmetrics_listen = \"127.0.0.1:9100\"\n",
         )
         .unwrap();
         let mut args = ServeArgs {
@@ -204,6 +212,7 @@ mod tests {
         assert_eq!(c.max_tunnels_per_connection, 7);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.quic_recv_buffer, 1 << 20);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
         args.quic_recv_buffer = Some(2 << 20);
         assert_eq!(
             NodeConfig::resolve(&args).unwrap().quic_recv_buffer,

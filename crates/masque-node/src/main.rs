@@ -4,6 +4,7 @@
 
 mod config;
 mod forward;
+mod metrics_endpoint;
 mod serve;
 
 use anyhow::Result;

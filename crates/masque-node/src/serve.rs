@@ -9,7 +9,10 @@ use masque_server::{
 };
 use masque_transport::tls::{DevCert, ServerTls, format_fingerprint_colon};
 
-use crate::config::{LogFormat, NodeConfig, ServeArgs};
+use crate::{
+    config::{LogFormat, NodeConfig, ServeArgs},
+    metrics_endpoint::MetricsEndpoint,
+};
 
 pub async fn run(args: &ServeArgs) -> Result<()> {
     let cfg = NodeConfig::resolve(args)?;
@@ -53,21 +56,32 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     let node = Node::start(server, &tls, Arc::new(proxy))
         .await
         .context("starting the node")?;
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => Some(MetricsEndpoint::start(addr, Arc::clone(node.metrics())).await?),
+        None => None,
+    };
     // Handlers first, banner second: whoever reads the banner may signal at once.
     let signals = Signals::install()?;
     print_banner(
         &node,
         &cert_path,
         &format_fingerprint_colon(&tls.fingerprint_sha256()),
+        metrics.as_ref().map(MetricsEndpoint::local_addr),
     );
     signals.wait().await;
     tracing::info!("shutting down: GOAWAY, draining open tunnels");
     node.shutdown().await;
+    drop(metrics);
     tracing::info!("stopped");
     Ok(())
 }
 
-fn print_banner(node: &Node, cert: &std::path::Path, fingerprint: &str) {
+fn print_banner(
+    node: &Node,
+    cert: &std::path::Path,
+    fingerprint: &str,
+    metrics: Option<std::net::SocketAddr>,
+) {
     let addr = node.local_addr();
     let host = if addr.ip().is_loopback() {
         "localhost".to_string()
@@ -80,6 +94,9 @@ fn print_banner(node: &Node, cert: &std::path::Path, fingerprint: &str) {
         env!("CARGO_PKG_VERSION")
     );
     println!("certificate: {}", cert.display());
+    if let Some(m) = metrics {
+        println!("metrics: http://{m}/metrics");
+    }
     println!("sha-256 fingerprint: {fingerprint}");
     println!("try it (DNS through the proxy, then `dig @127.0.0.1 -p 5353 example.org`):");
     println!(

@@ -1,10 +1,10 @@
 //! The masque-node binary: default start-up banner, graceful SIGTERM, the
-//! udp-forward command relaying a real exchange, and running out of file
-//! descriptors (all on loopback).
+//! udp-forward command relaying a real exchange, the metrics endpoint (read
+//! with curl), and running out of file descriptors (all on loopback).
 
 use std::{
-    io::{BufRead, BufReader},
-    net::UdpSocket,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpStream, UdpSocket},
     process::{Child, Command, Stdio},
     sync::mpsc::RecvTimeoutError,
     time::{Duration, Instant},
@@ -72,6 +72,7 @@ fn start_node_with(
         addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
         cert: Default::default(),
         pin: String::new(),
+        metrics: None,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while banner.pin.is_empty() {
@@ -84,6 +85,8 @@ fn start_node_with(
             banner.addr = rest.split_whitespace().next().context("addr")?.parse()?;
         } else if let Some(p) = line.strip_prefix("certificate: ") {
             banner.cert = p.into();
+        } else if let Some(m) = line.strip_prefix("metrics: ") {
+            banner.metrics = Some(m.into());
         } else if let Some(p) = line.strip_prefix("sha-256 fingerprint: ") {
             banner.pin = p.into();
         }
@@ -95,6 +98,8 @@ struct Banner {
     addr: std::net::SocketAddr,
     cert: std::path::PathBuf,
     pin: String,
+    /// `http://ADDR/metrics` with `--metrics-listen`.
+    metrics: Option<String>,
 }
 
 fn udp_echo() -> Result<std::net::SocketAddr> {
@@ -151,6 +156,12 @@ fn sigterm_exits_cleanly() -> Result<()> {
 fn udp_forward_relays_an_exchange() -> Result<()> {
     let state = temp_dir("fwd");
     let (_node, banner) = start_node(&state, &["--allow-private"])?;
+    forward_one_exchange(&banner)
+}
+
+/// Runs `udp-forward` against the node of `banner` and relays one exchange
+/// with a UDP echo target through it.
+fn forward_one_exchange(banner: &Banner) -> Result<()> {
     let echo = udp_echo()?;
     let local = UdpSocket::bind("127.0.0.1:0")?;
     let listen = {
@@ -189,6 +200,91 @@ fn udp_forward_relays_an_exchange() -> Result<()> {
     }
     drop(fwd);
     Ok(())
+}
+
+/// `--metrics-listen`: the node's counters over HTTP/1.1, read with curl (an
+/// independent client) before and after an exchange through the node; bad
+/// requests get their status.
+#[test]
+fn metrics_endpoint_serves_counters_to_curl() -> Result<()> {
+    let state = temp_dir("metrics");
+    let (_node, banner) = start_node(
+        &state,
+        &["--allow-private", "--metrics-listen", "127.0.0.1:0"],
+    )?;
+    let url = banner
+        .metrics
+        .clone()
+        .context("no metrics line in the banner")?;
+    let before = curl(&url)?;
+    assert!(
+        before.contains("# TYPE masque_sessions_opened counter\n"),
+        "{before}"
+    );
+    assert_eq!(counter(&before, "masque_datagrams_to_target"), Some(0));
+    assert_eq!(counter(&before, "masque_sessions_active"), Some(0));
+    forward_one_exchange(&banner)?;
+    let after = curl(&url)?;
+    for name in [
+        "masque_tunnels_established",
+        "masque_datagrams_to_target",
+        "masque_datagrams_from_target",
+    ] {
+        assert!(counter(&after, name) >= Some(1), "{name} in\n{after}");
+    }
+    // Bad input, straight over TCP.
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let exchange = |request: &[u8]| -> Result<String> {
+        let mut s = TcpStream::connect(&addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(request)?;
+        let mut response = String::new();
+        s.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    let status_of = |request: &[u8]| -> Result<String> {
+        let r = exchange(request)?;
+        Ok(r.lines().next().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        status_of(b"POST /metrics HTTP/1.1\r\n\r\n")?,
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    assert_eq!(
+        status_of(b"GET /nope HTTP/1.1\r\n\r\n")?,
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(status_of(b"NOT HTTP\r\n\r\n")?, "HTTP/1.1 400 Bad Request");
+    let mut huge = b"GET /metrics HTTP/1.1\r\nx: ".to_vec();
+    huge.resize(16 * 1024, b'a');
+    assert_eq!(
+        status_of(&huge)?,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // Still serving after all that.
+    assert!(curl(&url)?.contains("masque_sessions_opened"));
+    Ok(())
+}
+
+/// `curl -sS --fail` with a time limit; the body.
+fn curl(url: &str) -> Result<String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", url])
+        .output()
+        .context("running curl")?;
+    if !out.status.success() {
+        bail!("curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The value of a sample line `name value` in a Prometheus exposition.
+fn counter(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// PS-09: a node out of file descriptors refuses new tunnels with 503

@@ -25,7 +25,8 @@ macro_rules! metrics {
                 MetricsSnapshot { $($name: self.$name.load(Relaxed),)* }
             }
 
-            /// Prometheus text format (version 0.0.4), names prefixed `masque_`.
+            /// Prometheus text format (version 0.0.4), names prefixed `masque_`:
+            /// every counter, then the gauge `masque_sessions_active`.
             pub fn render_prometheus(&self) -> String {
                 let mut out = String::new();
                 $(
@@ -33,6 +34,9 @@ macro_rules! metrics {
                     let _ = writeln!(out, "# TYPE masque_{} counter", stringify!($name));
                     let _ = writeln!(out, "masque_{} {}", stringify!($name), self.$name.load(Relaxed));
                 )*
+                let _ = writeln!(out, "# HELP masque_sessions_active session runtimes running now");
+                let _ = writeln!(out, "# TYPE masque_sessions_active gauge");
+                let _ = writeln!(out, "masque_sessions_active {}", self.active_sessions());
                 out
             }
         }
@@ -93,6 +97,7 @@ mod tests {
         let text = m.render_prometheus();
         assert!(text.contains("masque_sessions_opened 1\n"));
         assert!(text.contains("# TYPE masque_idle_timeouts counter"));
+        assert!(text.contains("# TYPE masque_sessions_active gauge\nmasque_sessions_active 1\n"));
         assert_eq!(m.active_sessions(), 1);
     }
 }

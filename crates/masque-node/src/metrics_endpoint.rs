@@ -1,0 +1,277 @@
+//! `--metrics-listen`: the node's counters over HTTP/1.1 for Prometheus
+//! (`GET /metrics`, text exposition format 0.0.4).
+//!
+//! A deliberately small server: one request per connection (`Connection:
+//! close`), a request head of at most [`MAX_HEAD`] bytes read within
+//! [`DEADLINE`], at most [`MAX_CONNECTIONS`] connections at once (the next
+//! accept waits for a free slot). Bad input gets a status, never a hang:
+//! 400 for a malformed request line, 404 for another path, 405 for another
+//! method, 408 for a head that does not arrive in time, 431 for one too large.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use masque_server::Metrics;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    task::JoinHandle,
+};
+
+/// Largest request head read (request line and header fields).
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its head and take the response.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// The running endpoint; dropping it stops accepting.
+pub struct MetricsEndpoint {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for MetricsEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MetricsEndpoint {
+    /// Binds `listen` (TCP) and serves `metrics` from it.
+    pub async fn start(listen: SocketAddr, metrics: Arc<Metrics>) -> Result<Self> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the metrics listener on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                let (stream, _) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // EMFILE and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "metrics listener: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let metrics = Arc::clone(&metrics);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(DEADLINE, serve(stream, &metrics)).await;
+                    drop(slot);
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// One request, one response, then close. A head that does not complete in
+/// time gets 408 (the caller's timeout cuts a client that does not read).
+async fn serve(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(end) = find_head_end(&head) {
+                head.truncate(end);
+                return Ok(true);
+            }
+            if head.len() > MAX_HEAD {
+                return Ok(false);
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let response = match read {
+        Ok(Ok(true)) => respond(&head, || metrics.render_prometheus()),
+        Ok(Ok(false)) if head.len() > MAX_HEAD => Response::status(431),
+        Ok(Ok(false)) => return Ok(()), // closed before a whole head: nobody to answer
+        Ok(Err(e)) => return Err(e),
+        Err(_) => Response::status(408),
+    };
+    stream.write_all(&response.encode()).await?;
+    stream.shutdown().await?;
+    // Lingering close: closing with unread input would reset the connection,
+    // and a reset may destroy the response before the client read it (a 431
+    // leaves the rest of an oversized head unread). Read and discard what
+    // follows, bounded in bytes and by the caller's deadline.
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => discarded += n,
+        }
+    }
+    Ok(())
+}
+
+/// Input read and dropped after the response before closing.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// The index just past the blank line ending the head.
+fn find_head_end(head: &[u8]) -> Option<usize> {
+    head.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
+
+/// A response to one request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// `Allow` for 405.
+    pub allow: Option<&'static str>,
+    pub content_type: &'static str,
+    pub body: String,
+    /// HEAD: the body's length is announced, the body is not sent.
+    pub head_only: bool,
+}
+
+impl Response {
+    fn status(status: u16) -> Self {
+        Self {
+            status,
+            allow: (status == 405).then_some("GET, HEAD"),
+            content_type: "text/plain; charset=utf-8",
+            body: format!("{} {}\n", status, reason(status)),
+            head_only: false,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        if let Some(allow) = self.allow {
+            out.push_str(&format!("allow: {allow}\r\n"));
+        }
+        out.push_str("\r\n");
+        if !self.head_only {
+            out.push_str(&self.body);
+        }
+        out.into_bytes()
+    }
+}
+
+/// The response to a complete request head (`body` renders the exposition).
+pub fn respond(head: &[u8], body: impl FnOnce() -> String) -> Response {
+    let Some(line) = head
+        .split(|&b| b == b'\n')
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .map(|l| l.trim_end_matches('\r'))
+    else {
+        return Response::status(400);
+    };
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Response::status(400);
+    };
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0")
+        || method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+    {
+        return Response::status(400);
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    if path != "/metrics" {
+        return Response::status(404);
+    }
+    match method {
+        "GET" | "HEAD" => Response {
+            status: 200,
+            allow: None,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: body(),
+            head_only: method == "HEAD",
+        },
+        _ => Response::status(405),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(head: &str) -> u16 {
+        respond(head.as_bytes(), || "x 1\n".into()).status
+    }
+
+    #[test]
+    fn serves_the_exposition_on_get_and_head() {
+        let r = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", || {
+            "masque_x 1\n".into()
+        });
+        assert_eq!((r.status, r.body.as_str()), (200, "masque_x 1\n"));
+        assert!(r.content_type.starts_with("text/plain; version=0.0.4"));
+        let text = String::from_utf8(r.encode()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.ends_with("\r\n\r\nmasque_x 1\n"));
+        assert!(text.contains("content-length: 11\r\n"));
+        let head = respond(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n", || "abc".into());
+        let text = String::from_utf8(head.encode()).unwrap();
+        assert!(text.contains("content-length: 3\r\n") && text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn bad_requests_get_a_status() {
+        assert_eq!(status("GET /other HTTP/1.1\r\n\r\n"), 404);
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 404);
+        assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("get /metrics HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /metrics\r\n\r\n"), 400);
+        assert_eq!(status("GET /metrics HTTP/2\r\n\r\n"), 400);
+        assert_eq!(status("GET  /metrics HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET /metrics HTTP/1.1 extra\r\n\r\n"), 400);
+        assert_eq!(status("\r\n\r\n"), 400);
+        assert_eq!(
+            respond(&[0xff, 0xfe, b'\r', b'\n'], String::new).status,
+            400
+        );
+        let r = Response::status(405);
+        assert!(
+            String::from_utf8(r.encode())
+                .unwrap()
+                .contains("allow: GET, HEAD\r\n")
+        );
+    }
+
+    #[test]
+    fn head_end() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+}
