@@ -828,3 +828,73 @@ async fn r9298_51_not_ect_to_target_and_target_ecn_ignored() -> Result<()> {
     node.node.shutdown().await;
     Ok(())
 }
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+async fn node_with_token() -> Result<TestNode> {
+    TestNode::start_with(true, None, |c| {
+        c.auth = masque_server::ProxyAuth::bearer_tokens([TOKEN]).expect("a valid token");
+    })
+    .await
+}
+
+/// R9298-52: with bearer tokens configured, a request without credentials or
+/// with a wrong token gets 407, a Bearer challenge and `Proxy-Status`
+/// `http_request_denied`, before any session; the right token gets a tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9298_52_bearer_token_required() -> Result<()> {
+    init_tracing();
+    let node = node_with_token().await?;
+    let echo = udp_echo().await?;
+    // No credentials, on the wire: the status and both header fields.
+    let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
+    let head = masque_tests::extended_connect(
+        "connect-udp",
+        &format!("localhost:{}", node.node.local_addr().port()),
+        &format!("/.well-known/masque/udp/{}/{}/", echo.ip(), echo.port()),
+    );
+    let mut stream = client.connection().open_request(&head, true).await?;
+    let resp = within("the 407", stream.recv_response()).await??;
+    assert_eq!(resp.status, 407);
+    assert_eq!(
+        resp.headers["proxy-authenticate"],
+        "Bearer realm=\"masque-node\""
+    );
+    let ps = resp.headers["proxy-status"].to_str()?;
+    assert!(
+        ps.contains("error=http_request_denied") && ps.contains("authentication required"),
+        "{ps}"
+    );
+    // A wrong token, through the client library.
+    let wrong = node
+        .client_options()
+        .with_bearer_token("not-the-token-0123456789")?;
+    let refused = masque_client::connect(&node.url(), udp(echo), wrong).await;
+    let ps = expect_refusal(refused, 407, "http_request_denied")?;
+    assert!(ps.contains("invalid proxy credentials"), "{ps}");
+    // The right one.
+    let right = node.client_options().with_bearer_token(TOKEN)?;
+    let mut s = masque_client::connect(&node.url(), udp(echo), right).await?;
+    s.send(b"authorized").await?;
+    assert_eq!(&next_datagram(&mut s, "echo").await?[..], b"authorized");
+    s.close().await;
+    let snap = node.node.metrics().snapshot();
+    assert_eq!(snap.tunnels_refused_auth, 2, "{snap:?}");
+    assert_eq!(snap.sessions_opened, 1, "no session for a refused request");
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// R9298-52 against an independent client: aioquic gets 407 with a Bearer
+/// challenge without credentials and with a wrong token, and its tunnel with
+/// `proxy-authorization: Bearer <token>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9298_52_bearer_token_with_aioquic() -> Result<()> {
+    init_tracing();
+    let node = node_with_token().await?;
+    let echo = udp_echo().await?;
+    let stdout = run_aioquic_connect_udp(&node, echo, &["--bearer", TOKEN]).await?;
+    assert_eq!(stdout.matches("PASS ").count(), 3, "{stdout}");
+    node.node.shutdown().await;
+    Ok(())
+}

@@ -4,7 +4,11 @@ echo target. Prints PASS <check>; exits non-zero on the first failure.
 
 With --capsules-only the client enables neither QUIC nor HTTP/3 datagrams
 (no max_datagram_frame_size, no SETTINGS_H3_DATAGRAM): the tunnel must work
-with DATAGRAM capsules on the stream in both directions (RFC 9297 §3.5)."""
+with DATAGRAM capsules on the stream in both directions (RFC 9297 §3.5).
+
+With --bearer TOKEN the node requires proxy credentials (R9298-52): a request
+without them and one with a wrong token get 407 with a Bearer challenge; one
+with `proxy-authorization: Bearer TOKEN` gets its tunnel."""
 import argparse
 import asyncio
 import sys
@@ -101,13 +105,48 @@ async def run(port, ca, target):
     return 0
 
 
+async def run_auth(port, ca, target, token):
+    config = client_config(ca, datagrams=True)
+    host, tport = target.rsplit(":", 1)
+    path = f"/.well-known/masque/udp/{host}/{tport}/"
+    async with connect("127.0.0.1", port, configuration=config, create_protocol=Client) as c:
+        try:
+            for name, creds in [("missing", None), ("invalid", b"Bearer not-the-token-at-all-x")]:
+                head = ext_connect(f"localhost:{port}", "connect-udp", path)
+                if creds:
+                    head.append((b"proxy-authorization", creds))
+                h = await c.response(c.request(head))
+                check(h[b":status"] == b"407", f"{name}: status {h}")
+                check(h.get(b"proxy-authenticate", b"").startswith(b"Bearer realm="), f"{name}: challenge {h}")
+                check(b"error=http_request_denied" in h.get(b"proxy-status", b""), f"{name}: {h}")
+                print(f"PASS auth_{name}_407", flush=True)
+            head = ext_connect(f"localhost:{port}", "connect-udp", path)
+            head.append((b"proxy-authorization", b"Bearer " + token.encode()))
+            sid = c.request(head)
+            h = await c.response(sid)
+            check(h[b":status"] == b"200", f"with the token: status {h}")
+            c.h3.send_datagram(sid, b"\x00authorized")
+            c.transmit()
+            check(await c.datagram(sid) == b"\x00authorized", "echo with the token")
+            print("PASS auth_bearer_tunnel", flush=True)
+            c.send_data(sid, b"", end=True)
+            await c.wait_end(sid)
+        except (Fail, asyncio.TimeoutError) as e:
+            print(f"FAIL {e!r}", flush=True)
+            return 1
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--capsules-only", action="store_true")
+    p.add_argument("--bearer", metavar="TOKEN")
     a = p.parse_args()
+    if a.bearer:
+        sys.exit(asyncio.run(run_auth(a.port, a.ca, a.target, a.bearer)))
     main_fn = run_capsules_only if a.capsules_only else run
     sys.exit(asyncio.run(main_fn(a.port, a.ca, a.target)))
 

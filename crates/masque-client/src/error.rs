@@ -19,6 +19,10 @@ pub enum ClientError {
     /// The target host or port cannot be expressed (R9298-10/11/12).
     #[error("invalid target {target:?}: {reason}")]
     InvalidTarget { target: String, reason: String },
+
+    /// A bearer token that cannot be sent (not a token68).
+    #[error("invalid proxy bearer token: {reason}")]
+    InvalidCredentials { reason: &'static str },
     /// DNS resolution of the proxy host failed or returned no address.
     #[error("resolving proxy host {host:?}: {reason}")]
     Resolve { host: String, reason: String },
@@ -84,6 +88,7 @@ impl ClientError {
             Self::InvalidProxyUrl { .. }
                 | Self::Template(_)
                 | Self::InvalidTarget { .. }
+                | Self::InvalidCredentials { .. }
                 | Self::Tls(_)
         )
     }

@@ -3,7 +3,10 @@
 use masque_transport::socket_buffers::DEFAULT_QUIC_SOCKET_BUFFER;
 use std::{net::SocketAddr, time::Duration};
 
-use masque_proto::template::{Host, HostPort, UdpTarget};
+use masque_proto::{
+    headers::auth::{PROXY_AUTHORIZATION, is_token68},
+    template::{Host, HostPort, UdpTarget},
+};
 use masque_transport::tls::ServerVerification;
 
 use crate::ClientError;
@@ -100,6 +103,27 @@ pub struct ClientOptions {
     pub socket_send_buffer: usize,
 }
 
+impl ClientOptions {
+    /// Sends `Proxy-Authorization: Bearer <token>` with every tunnel request
+    /// (R9298-52), replacing any earlier one. The value is marked sensitive,
+    /// so `Debug` output and logs do not show it.
+    pub fn with_bearer_token(mut self, token: &str) -> Result<Self, ClientError> {
+        if !is_token68(token.as_bytes()) {
+            return Err(ClientError::InvalidCredentials {
+                reason: "a token68 is letters, digits, - . _ ~ + /, then = padding",
+            });
+        }
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ClientError::InvalidCredentials {
+                reason: "not a header value",
+            }
+        })?;
+        value.set_sensitive(true);
+        self.headers.insert(PROXY_AUTHORIZATION, value);
+        Ok(self)
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
@@ -139,6 +163,24 @@ mod tests {
             assert!(matches!(err, ClientError::InvalidTarget { .. }), "{err}");
             assert!(err.is_config_error());
         }
+    }
+
+    #[test]
+    fn bearer_token_header_is_sensitive() {
+        let o = ClientOptions::default()
+            .with_bearer_token("abc-DEF_123")
+            .unwrap();
+        let v = &o.headers[PROXY_AUTHORIZATION];
+        assert_eq!(v, "Bearer abc-DEF_123");
+        assert!(v.is_sensitive());
+        assert!(
+            !format!("{o:?}").contains("abc-DEF_123"),
+            "Debug leaks the token"
+        );
+        let err = ClientOptions::default()
+            .with_bearer_token("a b")
+            .unwrap_err();
+        assert!(err.is_config_error(), "{err}");
     }
 
     #[test]

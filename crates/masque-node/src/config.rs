@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// http://ADDR/metrics [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Require `Proxy-Authorization: Bearer <token>` with one of the tokens in
+    /// this file (one per line, # comments; at least 22 characters each)
+    /// [default: no authentication].
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +88,7 @@ struct FileConfig {
     quic_recv_buffer: Option<usize>,
     quic_send_buffer: Option<usize>,
     metrics_listen: Option<SocketAddr>,
+    auth_token_file: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -99,6 +105,7 @@ pub struct NodeConfig {
     pub quic_recv_buffer: usize,
     pub quic_send_buffer: usize,
     pub metrics_listen: Option<SocketAddr>,
+    pub auth_token_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -156,6 +163,7 @@ impl NodeConfig {
                 .or(file.quic_send_buffer)
                 .unwrap_or(DEFAULT_QUIC_SOCKET_BUFFER),
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            auth_token_file: args.auth_token_file.clone().or(file.auth_token_file),
         })
     }
 }

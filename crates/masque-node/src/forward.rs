@@ -27,6 +27,10 @@ pub struct UdpForwardArgs {
     /// Do not verify the proxy certificate at all (testing only).
     #[arg(long)]
     pub insecure: bool,
+    /// File whose first token line (blank lines and # comments skipped) is
+    /// sent as `Proxy-Authorization: Bearer <token>`.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
 }
 
 pub async fn run(args: UdpForwardArgs) -> Result<()> {
@@ -47,10 +51,20 @@ pub async fn run(args: UdpForwardArgs) -> Result<()> {
         ServerVerification::WebPki
     };
     let target = parse_target(&args.target)?;
-    let options = ClientOptions {
+    let mut options = ClientOptions {
         verification,
         ..Default::default()
     };
+    if let Some(path) = &args.auth_token_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let token = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .with_context(|| format!("no token in {}", path.display()))?;
+        options = options.with_bearer_token(token)?;
+    }
     eprintln!(
         "udp-forward: {} -> {} via {}",
         args.listen, args.target, args.proxy

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use masque_server::{
-    Node, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig, policy::AddressPolicy,
+    Node, ProxyAuth, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig, policy::AddressPolicy,
 };
 use masque_transport::tls::{DevCert, ServerTls, format_fingerprint_colon};
 
@@ -41,8 +41,26 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         },
         ..Default::default()
     });
+    let auth = match &cfg.auth_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            ProxyAuth::parse_token_file(&text)
+                .with_context(|| format!("bearer tokens in {}", path.display()))?
+        }
+        None => ProxyAuth::default(),
+    };
+    if auth.is_open() && !cfg.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %cfg.listen,
+            "no proxy authentication (--auth-token-file): anyone who reaches this address can use the proxy"
+        );
+    } else if !auth.is_open() {
+        tracing::info!("proxy authentication: bearer tokens required");
+    }
     let server = ServerConfig {
         listen: cfg.listen,
+        auth,
         max_tunnels_per_connection: cfg.max_tunnels_per_connection,
         drain_timeout: cfg.drain_timeout,
         quic_recv_buffer: cfg.quic_recv_buffer,
@@ -67,6 +85,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         &cert_path,
         &format_fingerprint_colon(&tls.fingerprint_sha256()),
         metrics.as_ref().map(MetricsEndpoint::local_addr),
+        cfg.auth_token_file.as_deref(),
     );
     signals.wait().await;
     tracing::info!("shutting down: GOAWAY, draining open tunnels");
@@ -81,6 +100,7 @@ fn print_banner(
     cert: &std::path::Path,
     fingerprint: &str,
     metrics: Option<std::net::SocketAddr>,
+    auth_token_file: Option<&std::path::Path>,
 ) {
     let addr = node.local_addr();
     let host = if addr.ip().is_loopback() {
@@ -99,8 +119,11 @@ fn print_banner(
     }
     println!("sha-256 fingerprint: {fingerprint}");
     println!("try it (DNS through the proxy, then `dig @127.0.0.1 -p 5353 example.org`):");
+    let auth = auth_token_file
+        .map(|p| format!(" --auth-token-file {}", p.display()))
+        .unwrap_or_default();
     println!(
-        "  masque-node udp-forward --proxy https://{host}:{} --listen 127.0.0.1:5353 --target 9.9.9.9:53 --pin {pin}",
+        "  masque-node udp-forward --proxy https://{host}:{} --listen 127.0.0.1:5353 --target 9.9.9.9:53 --pin {pin}{auth}",
         addr.port()
     );
 }

@@ -156,12 +156,12 @@ fn sigterm_exits_cleanly() -> Result<()> {
 fn udp_forward_relays_an_exchange() -> Result<()> {
     let state = temp_dir("fwd");
     let (_node, banner) = start_node(&state, &["--allow-private"])?;
-    forward_one_exchange(&banner)
+    forward_one_exchange(&banner, &[])
 }
 
-/// Runs `udp-forward` against the node of `banner` and relays one exchange
-/// with a UDP echo target through it.
-fn forward_one_exchange(banner: &Banner) -> Result<()> {
+/// Runs `udp-forward` (with `extra` arguments) against the node of `banner`
+/// and relays one exchange with a UDP echo target through it.
+fn forward_one_exchange(banner: &Banner, extra: &[&str]) -> Result<()> {
     let echo = udp_echo()?;
     let local = UdpSocket::bind("127.0.0.1:0")?;
     let listen = {
@@ -180,6 +180,7 @@ fn forward_one_exchange(banner: &Banner) -> Result<()> {
                 "--ca",
             ])
             .arg(&banner.cert)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
@@ -223,7 +224,7 @@ fn metrics_endpoint_serves_counters_to_curl() -> Result<()> {
     );
     assert_eq!(counter(&before, "masque_datagrams_to_target"), Some(0));
     assert_eq!(counter(&before, "masque_sessions_active"), Some(0));
-    forward_one_exchange(&banner)?;
+    forward_one_exchange(&banner, &[])?;
     let after = curl(&url)?;
     for name in [
         "masque_tunnels_established",
@@ -368,4 +369,57 @@ fn out_of_file_descriptors_is_503_connection_limit_reached() -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// R9298-52: `--auth-token-file` makes the node require a bearer token, which
+/// `udp-forward --auth-token-file` sends. A file with a weak token stops the
+/// node at start with the reason.
+#[test]
+fn auth_token_file_guards_the_node() -> Result<()> {
+    let state = temp_dir("auth");
+    let tokens = state.join("tokens");
+    std::fs::write(&tokens, "# forwarders\nforward-token-0123456789abcdef\n")?;
+    let tokens_arg = tokens.to_str().context("utf-8 path")?;
+    let (_node, banner) = start_node(
+        &state,
+        &[
+            "--allow-private",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--auth-token-file",
+            tokens_arg,
+        ],
+    )?;
+    forward_one_exchange(&banner, &["--auth-token-file", tokens_arg])?;
+    let metrics = curl(banner.metrics.as_deref().context("metrics url")?)?;
+    assert!(counter(&metrics, "masque_tunnels_established") >= Some(1));
+
+    std::fs::write(&tokens, "short\n")?;
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .args(["--auth-token-file", tokens_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("a node with a weak token did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .context("stderr")?
+        .read_to_string(&mut stderr)?;
+    assert!(!status.success());
+    assert!(stderr.contains("at least 22"), "{stderr}");
+    Ok(())
 }

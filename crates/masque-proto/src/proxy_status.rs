@@ -453,6 +453,9 @@ pub enum TunnelFailure {
     DestinationProhibited,
     /// Authenticated but not allowed: scope, port or ACL.
     RequestDenied,
+    /// No valid proxy credentials (`Proxy-Authorization`): 407, sent with a
+    /// `Proxy-Authenticate` challenge (RFC 9110 §15.5.8).
+    ProxyAuthenticationRequired,
     /// Per-client or per-destination tunnel cap, or overload (e.g. the proxy is
     /// out of file descriptors for target sockets).
     ConnectionLimitReached,
@@ -482,6 +485,9 @@ impl TunnelFailure {
             // 502, so clients see a policy refusal that retrying will not fix.
             Self::DestinationProhibited => (403, E::DestinationIpProhibited),
             Self::RequestDenied => (403, E::HttpRequestDenied),
+            // Our choice (decisions.md §32): RFC 9209 has no authentication type;
+            // the status must be 407 so the client knows to authenticate.
+            Self::ProxyAuthenticationRequired => (407, E::HttpRequestDenied),
             Self::ConnectionLimitReached => (503, E::ConnectionLimitReached),
             Self::ProxyLoopDetected => (502, E::ProxyLoopDetected),
             Self::MalformedRequest => (400, E::HttpRequestError),
@@ -644,6 +650,7 @@ mod tests {
             (T::DestinationUnavailable, 503, E::DestinationUnavailable),
             (T::DestinationProhibited, 403, E::DestinationIpProhibited),
             (T::RequestDenied, 403, E::HttpRequestDenied),
+            (T::ProxyAuthenticationRequired, 407, E::HttpRequestDenied),
             (T::ConnectionLimitReached, 503, E::ConnectionLimitReached),
             (T::ProxyLoopDetected, 502, E::ProxyLoopDetected),
             (T::MalformedRequest, 400, E::HttpRequestError),
@@ -654,9 +661,13 @@ mod tests {
         for (f, status, e) in cases {
             assert_eq!(f.response(), (status, e));
             // PS-10 (SHOULD): the status is the type's recommended one where it
-            // has one, except our documented 403 for prohibited destinations and
-            // 502 for a handler that failed during set-up.
-            let deviation = matches!(f, T::DestinationProhibited | T::HandlerFailed);
+            // has one, except our documented 403 for prohibited destinations,
+            // 502 for a handler that failed during set-up and 407 for missing
+            // proxy credentials.
+            let deviation = matches!(
+                f,
+                T::DestinationProhibited | T::HandlerFailed | T::ProxyAuthenticationRequired
+            );
             assert!(deviation || e.default_status().is_none_or(|d| d == status));
         }
         assert_eq!(

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub node_name: String,
     /// Tunnels one connection may hold; more get 503 + `connection_limit_reached`.
     pub max_tunnels_per_connection: usize,
+    /// Who may open tunnels (default: anyone; R9298-52). Checked first: a
+    /// request without valid credentials gets 407 before anything else.
+    pub auth: crate::auth::ProxyAuth,
     /// CONNECT-UDP URI template path (RFC 9298 §3).
     pub udp_template: String,
     /// How long open tunnels may drain on shutdown before they are cut.
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
             node_name: "masque-node".into(),
             max_tunnels_per_connection: 100,
+            auth: crate::auth::ProxyAuth::default(),
             udp_template: template::DEFAULT_UDP_PATH.into(),
             drain_timeout: Duration::from_secs(10),
             session: SessionConfig::default(),

@@ -2,6 +2,7 @@
 //! Erlang `masque` supervision tree (see [`node`]), the [`handler::Handler`]
 //! trait, and the built-in CONNECT-UDP handler [`udp_proxy::UdpProxy`].
 
+pub mod auth;
 pub mod config;
 mod context;
 pub mod handler;
@@ -18,6 +19,7 @@ mod task_group;
 pub mod udp_proxy;
 pub mod udp_socket;
 
+pub use auth::ProxyAuth;
 pub use config::{QuicMtu, ServerConfig, SessionConfig};
 pub use handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput};
 pub use metrics::{Metrics, MetricsSnapshot};

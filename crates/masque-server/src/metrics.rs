@@ -49,6 +49,7 @@ metrics! {
     tunnel_requests: "requests received (any method)",
     tunnels_refused: "requests answered with a non-2xx status",
     tunnels_refused_limit: "requests refused with 503 connection_limit_reached",
+    tunnels_refused_auth: "requests refused with 407 for missing or invalid proxy credentials",
     tunnels_established: "tunnels that got their 2xx",
     sessions_opened: "session runtimes started (one per accepted tunnel request)",
     sessions_closed: "session runtimes ended (exactly once per opened session)",

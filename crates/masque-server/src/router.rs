@@ -8,7 +8,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use masque_h3::{Connection, RequestHead, RequestStream};
 use masque_proto::{
-    headers,
+    headers::{
+        self,
+        auth::{PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, bearer_challenge},
+    },
     proxy_status::TunnelFailure,
     template::{MatchError, UdpTarget},
 };
@@ -17,6 +20,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 
 use crate::{
+    auth::AuthFailure,
     context::ListenerContext,
     handler::{Refusal, Target},
     metrics::Metrics,
@@ -188,7 +192,7 @@ async fn stop_sessions(myself: &ActorRef<RouterMsg>) {
         .await;
 }
 
-/// The request pipeline up to the session: limit, parse, policy.
+/// The request pipeline up to the session: credentials, limit, parse, policy.
 fn on_request(
     myself: &ActorRef<RouterMsg>,
     state: &mut RouterState,
@@ -197,7 +201,18 @@ fn on_request(
     let (head, stream) = req;
     let ctx = &state.ctx;
     Metrics::inc(&ctx.metrics.tunnel_requests);
-    let pending = PendingTunnel::from_h3(&head, stream, state.peer);
+    let mut pending = PendingTunnel::from_h3(&head, stream, state.peer);
+    if let Err(failure) = ctx.config.auth.check(&pending.request.headers) {
+        Metrics::inc(&ctx.metrics.tunnels_refused_auth);
+        tokio::spawn(reject(
+            pending,
+            auth_required(failure, ctx),
+            Arc::clone(&ctx.metrics),
+        ));
+        return;
+    }
+    // Consumed here: handlers never see the credentials.
+    pending.request.headers.remove(PROXY_AUTHORIZATION);
     if state.tunnels >= ctx.config.max_tunnels_per_connection {
         Metrics::inc(&ctx.metrics.tunnels_refused_limit);
         let answer =
@@ -234,6 +249,22 @@ fn on_request(
 
 /// An answer to a request that does not become a tunnel.
 type Answer = (http::StatusCode, http::HeaderMap);
+
+/// 407 with a Bearer challenge (RFC 9110 §15.5.8) and a `Proxy-Status` that
+/// says whether credentials were missing or wrong.
+fn auth_required(failure: AuthFailure, ctx: &ListenerContext) -> Answer {
+    let details = match failure {
+        AuthFailure::Missing => "proxy authentication required",
+        AuthFailure::Invalid => "invalid proxy credentials",
+    };
+    let (status, mut headers) = Refusal::new(TunnelFailure::ProxyAuthenticationRequired)
+        .with_details(details)
+        .http_response(&ctx.node_name);
+    if let Ok(v) = http::HeaderValue::from_str(&bearer_challenge(&ctx.node_name)) {
+        headers.insert(PROXY_AUTHENTICATE, v);
+    }
+    (status, headers)
+}
 
 /// What the request asks for; errors carry the answer to send.
 fn parse_target(req: &TunnelRequest, ctx: &ListenerContext) -> Result<Target, Answer> {

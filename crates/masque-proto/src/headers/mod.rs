@@ -6,6 +6,7 @@
 //! (RFC 8941 §3.1), which is never a valid Item, so the Boolean readers take every
 //! field line and treat more than one as "absent" (R9297-25, BIND-05).
 
+pub mod auth;
 pub mod sf;
 
 use std::net::{IpAddr, SocketAddr};
