@@ -54,10 +54,13 @@ fn note(log: &Log, what: String) {
 impl Handler for Scripted {
     async fn init(
         &self,
-        _request: &TunnelRequest,
+        request: &TunnelRequest,
         _target: &ServerTarget,
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal> {
+        if request.headers.contains_key("proxy-authorization") {
+            note(&self.log, "init saw proxy-authorization".into());
+        }
         match self.script {
             Script::PanicInInit => panic!("scripted panic in init"),
             Script::EarlyOutput => {
@@ -381,6 +384,46 @@ async fn spawned_task_panic_ends_its_tunnel_only() -> Result<()> {
         .await
         .context("no last words on the second tunnel")?;
     assert_eq!(words.as_deref(), Some(&b"last words"[..]));
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// R9298-52: the credentials are the node's business. With bearer tokens
+/// configured, a handler serving an authenticated request never sees its
+/// `Proxy-Authorization` field (so it cannot log it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_never_see_proxy_credentials() -> Result<()> {
+    init_tracing();
+    const TOKEN: &str = "handler-test-token-0123456789";
+    let log = Log::default();
+    let handler = Scripted {
+        script: Script::EarlyOutput,
+        log: Arc::clone(&log),
+    };
+    let node = TestNode::with_handler_config(Arc::new(handler), |c| {
+        c.auth = masque_server::ProxyAuth::bearer_tokens([TOKEN]).expect("valid token");
+    })
+    .await?;
+    let options = node.client_options().with_bearer_token(TOKEN)?;
+    let mut s = masque_client::connect(&node.url(), target(), options).await?;
+    let first = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await
+        .context("no early datagram")?
+        .context("tunnel ended")?;
+    assert_eq!(&first[..], b"early-1", "the tunnel was served");
+    s.close().await;
+    let m = node.node.metrics();
+    eventually("session closed", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    assert!(
+        !entries(&log)
+            .iter()
+            .any(|e| e.contains("proxy-authorization")),
+        "{:?}",
+        entries(&log)
+    );
     node.node.shutdown().await;
     Ok(())
 }

@@ -62,13 +62,22 @@ impl TestNode {
 
     /// Starts a node on loopback that serves every tunnel with `handler`.
     pub async fn with_handler(handler: Arc<dyn masque_server::Handler>) -> Result<Self> {
+        Self::with_handler_config(handler, |_| {}).await
+    }
+
+    /// [`with_handler`](Self::with_handler), with the configuration changed by `tweak`.
+    pub async fn with_handler_config(
+        handler: Arc<dyn masque_server::Handler>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Result<Self> {
         let cert = DevCert::ephemeral()?;
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             listen: "127.0.0.1:0".parse()?,
             drain_timeout: Duration::from_secs(2),
             quic_mtu: LOOPBACK_MTU,
             ..Default::default()
         };
+        tweak(&mut config);
         let node = Node::start(config, &cert.server_tls(), handler).await?;
         Ok(Self { node, cert })
     }
