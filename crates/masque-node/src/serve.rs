@@ -42,12 +42,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         ..Default::default()
     });
     let auth = match &cfg.auth_token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            ProxyAuth::parse_token_file(&text)
-                .with_context(|| format!("bearer tokens in {}", path.display()))?
-        }
+        Some(path) => load_tokens(path)?,
         None => ProxyAuth::default(),
     };
     if auth.is_open() && !cfg.listen.ip().is_loopback() {
@@ -60,7 +55,8 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     }
     let server = ServerConfig {
         listen: cfg.listen,
-        auth,
+        // A clone shares the token set: SIGHUP replaces it for the listener.
+        auth: auth.clone(),
         max_tunnels_per_connection: cfg.max_tunnels_per_connection,
         drain_timeout: cfg.drain_timeout,
         quic_recv_buffer: cfg.quic_recv_buffer,
@@ -79,7 +75,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         None => None,
     };
     // Handlers first, banner second: whoever reads the banner may signal at once.
-    let signals = Signals::install()?;
+    let mut signals = Signals::install()?;
     print_banner(
         &node,
         &cert_path,
@@ -87,7 +83,23 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         metrics.as_ref().map(MetricsEndpoint::local_addr),
         cfg.auth_token_file.as_deref(),
     );
-    signals.wait().await;
+    while signals.wait().await == Signal::Reload {
+        match &cfg.auth_token_file {
+            Some(path) => match load_tokens(path) {
+                Ok(new) => {
+                    auth.replace(&new);
+                    tracing::info!(file = %path.display(), "SIGHUP: bearer tokens reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "SIGHUP: tokens not reloaded, the old ones stay"
+                    )
+                }
+            },
+            None => tracing::info!("SIGHUP: nothing to reload (no --auth-token-file)"),
+        }
+    }
     tracing::info!("shutting down: GOAWAY, draining open tunnels");
     node.shutdown().await;
     drop(metrics);
@@ -128,10 +140,27 @@ fn print_banner(
     );
 }
 
-/// SIGTERM and SIGINT, installed before the node announces itself.
+/// The bearer tokens of `--auth-token-file`.
+fn load_tokens(path: &std::path::Path) -> Result<ProxyAuth> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    ProxyAuth::parse_token_file(&text)
+        .with_context(|| format!("bearer tokens in {}", path.display()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT: drain and exit.
+    Stop,
+    /// SIGHUP: reload the bearer tokens.
+    Reload,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, installed before the node announces itself.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -140,13 +169,16 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) {
+    async fn wait(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            // `None`: the signal driver is gone (runtime shutting down).
+            r = self.hup.recv() => if r.is_some() { Signal::Reload } else { Signal::Stop },
         }
     }
 }

@@ -423,3 +423,88 @@ fn auth_token_file_guards_the_node() -> Result<()> {
     assert!(stderr.contains("at least 22"), "{stderr}");
     Ok(())
 }
+
+/// SIGHUP reloads `--auth-token-file`: after the file changes, the old token
+/// gets 407 and the new one a tunnel, without a restart. A file that no longer
+/// parses keeps the tokens in force.
+#[test]
+fn sighup_reloads_the_bearer_tokens() -> Result<()> {
+    use masque_client::{ClientError, ClientOptions, ProxyClient, Target};
+    use masque_transport::tls::{ServerVerification, parse_pin};
+
+    const OLD: &str = "old-token-0123456789abcdef";
+    const NEW: &str = "new-token-0123456789abcdef";
+    let state = temp_dir("hup");
+    let tokens = state.join("tokens");
+    std::fs::write(&tokens, format!("{OLD}\n"))?;
+    let (node, banner) = start_node(
+        &state,
+        &[
+            "--allow-private",
+            "--auth-token-file",
+            tokens.to_str().context("utf-8 path")?,
+        ],
+    )?;
+    let hup = || -> Result<()> {
+        let ok = Command::new("kill")
+            .args(["-HUP", &node.0.id().to_string()])
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill -HUP");
+        Ok(())
+    };
+    let echo = udp_echo()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let url = format!("https://localhost:{}", banner.addr.port());
+        let target = Target::Udp {
+            host: echo.ip().to_string(),
+            port: echo.port(),
+        };
+        let base = ClientOptions {
+            verification: ServerVerification::PinnedSha256(parse_pin(&banner.pin)?),
+            close_timeout: Duration::from_millis(100),
+            ..Default::default()
+        };
+        // Ok(true): a tunnel; Ok(false): 407.
+        let open_with = |token: &'static str| {
+            let (url, target, base) = (url.clone(), target.clone(), base.clone());
+            async move {
+                let options = base.with_bearer_token(token)?;
+                let client = ProxyClient::connect(&url, options).await?;
+                let r = tokio::time::timeout(Duration::from_secs(10), client.open_udp(&target))
+                    .await
+                    .context("no answer to the tunnel request")?;
+                client.close().await;
+                match r {
+                    Ok(s) => {
+                        s.close().await;
+                        Ok(true)
+                    }
+                    Err(ClientError::Refused { status, .. }) if status == 407 => Ok(false),
+                    Err(e) => Err(anyhow::Error::from(e)),
+                }
+            }
+        };
+        assert!(open_with(OLD).await?, "the old token before the reload");
+        assert!(!open_with(NEW).await?, "the new token before the reload");
+        std::fs::write(&tokens, format!("# rotated\n{NEW}\n"))?;
+        hup()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !open_with(NEW).await? {
+            if Instant::now() > deadline {
+                bail!("the new token was not accepted after SIGHUP");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!open_with(OLD).await?, "the old token after the reload");
+        // A broken file: the node keeps what it has.
+        std::fs::write(&tokens, "short\n")?;
+        hup()?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(open_with(NEW).await?, "tokens kept after a failed reload");
+        Ok(())
+    })
+}

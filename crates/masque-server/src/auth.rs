@@ -6,6 +6,12 @@
 //! Tokens are kept only as SHA-256 digests, and a presented token is compared
 //! with every one of them in time that depends on neither its content nor
 //! which token (if any) it matches. `Debug` never shows them.
+//!
+//! Clones share one token set: [`ProxyAuth::replace`] on any of them (e.g. the
+//! node's, on SIGHUP) changes what every listener accepts from the next
+//! request on, without a restart; open tunnels are not affected.
+
+use std::sync::{Arc, RwLock};
 
 use masque_proto::headers::auth::{PROXY_AUTHORIZATION, bearer_token, is_token68};
 use ring::digest::{SHA256, digest};
@@ -16,13 +22,13 @@ pub const MIN_TOKEN_LEN: usize = 22;
 /// The credentials a listener accepts. The default accepts every request.
 #[derive(Clone, Default)]
 pub struct ProxyAuth {
-    digests: Vec<[u8; 32]>,
+    digests: Arc<RwLock<Vec<[u8; 32]>>>,
 }
 
 impl std::fmt::Debug for ProxyAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyAuth")
-            .field("bearer_tokens", &self.digests.len())
+            .field("bearer_tokens", &self.digests().len())
             .finish()
     }
 }
@@ -72,7 +78,21 @@ impl ProxyAuth {
         if digests.is_empty() {
             return Err(AuthConfigError::NoTokens);
         }
-        Ok(Self { digests })
+        Ok(Self {
+            digests: Arc::new(RwLock::new(digests)),
+        })
+    }
+
+    /// Makes this token set (and every clone of it) accept what `new` accepts.
+    pub fn replace(&self, new: &ProxyAuth) {
+        let tokens = new.digests().clone();
+        *self.digests.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+    }
+
+    fn digests(&self) -> std::sync::RwLockReadGuard<'_, Vec<[u8; 32]>> {
+        // A panic while holding the lock cannot leave a half-written Vec (the
+        // only write is one assignment), so a poisoned lock is still usable.
+        self.digests.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Tokens from a file: one per line; blank lines and lines starting with
@@ -87,13 +107,14 @@ impl ProxyAuth {
 
     /// Whether every request is let through.
     pub fn is_open(&self) -> bool {
-        self.digests.is_empty()
+        self.digests().is_empty()
     }
 
     /// Checks a request's header fields. With several `Proxy-Authorization`
     /// lines, each is tried.
     pub fn check(&self, headers: &http::HeaderMap) -> Result<(), AuthFailure> {
-        if self.is_open() {
+        let digests = self.digests();
+        if digests.is_empty() {
             return Ok(());
         }
         let mut presented = false;
@@ -103,7 +124,7 @@ impl ProxyAuth {
                 presented = true;
                 let d = sha256(token);
                 // Every digest, no early exit: the time does not tell which.
-                for known in &self.digests {
+                for known in digests.iter() {
                     matched |= constant_time_eq(&d, known);
                 }
             }
@@ -195,6 +216,19 @@ mod tests {
             ProxyAuth::parse_token_file("# none\n").unwrap_err(),
             AuthConfigError::NoTokens
         );
+    }
+
+    /// Clones share the token set: a replacement is seen by all of them.
+    #[test]
+    fn replace_reaches_every_clone() {
+        let node = ProxyAuth::bearer_tokens([A]).unwrap();
+        let listener = node.clone();
+        node.replace(&ProxyAuth::bearer_tokens([B]).unwrap());
+        assert_eq!(
+            listener.check(&with(&[&format!("Bearer {A}")])),
+            Err(AuthFailure::Invalid)
+        );
+        assert_eq!(listener.check(&with(&[&format!("Bearer {B}")])), Ok(()));
     }
 
     #[test]
