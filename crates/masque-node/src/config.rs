@@ -67,8 +67,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
     /// Require `Proxy-Authorization: Bearer <token>` with one of the tokens in
-    /// this file (one per line, # comments; at least 22 characters each)
-    /// [default: no authentication].
+    /// this file (one per line, # comments; at least 22 characters each;
+    /// SIGHUP reloads it) [default: no authentication].
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 }
