@@ -14,6 +14,7 @@ use std::{
     os::fd::AsRawFd,
     process::Command,
     sync::{
+        Mutex,
         atomic::{AtomicUsize, Ordering},
         mpsc,
     },
@@ -28,7 +29,9 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// `ip netns add` a namespace unique to this process, with `lo` up.
+    /// `ip netns add` a namespace unique to this process, with `lo` up. Also
+    /// deletes namespaces left by test processes that died before their
+    /// `Drop` ran (`mq-*-<pid>-*` of a pid that is gone).
     pub fn create(tag: &str) -> Result<Self> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
@@ -36,7 +39,14 @@ impl NetNs {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        ip(&["netns", "add", &name]).context("creating a network namespace (root needed)")?;
+        {
+            // iproute2 makes /run/netns a shared mount on first use; two first
+            // users at once can race there, so this process adds one at a time.
+            let _one_at_a_time = NETNS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            remove_stale();
+            ip(&["netns", "add", &name])
+                .context("creating a network namespace (root and iproute2 needed)")?;
+        }
         let ns = Self { name };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -98,7 +108,31 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
+        let _one_at_a_time = NETNS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let _ = ip(&["netns", "delete", &self.name]);
+    }
+}
+
+/// Serialises `ip netns add` / `delete` within this process.
+static NETNS_LOCK: Mutex<()> = Mutex::new(());
+
+/// Deletes `mq-<tag>-<pid>-<n>` namespaces whose process no longer exists.
+fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let mut parts = name.rsplitn(3, '-');
+        let (Some(_n), Some(pid), Some(prefix)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if prefix.starts_with("mq-")
+            && pid.parse::<u32>().is_ok()
+            && !std::path::Path::new("/proc").join(pid).exists()
+        {
+            let _ = ip(&["netns", "delete", &name]);
+        }
     }
 }
 

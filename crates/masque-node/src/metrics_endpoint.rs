@@ -3,9 +3,10 @@
 //!
 //! A deliberately small server: one request per connection (`Connection:
 //! close`), a request head of at most [`MAX_HEAD`] bytes read within
-//! [`DEADLINE`], at most [`MAX_CONNECTIONS`] connections at once (the next
-//! accept waits for a free slot). Bad input gets a status, never a hang:
-//! 400 for a malformed request line, 404 for another path, 405 for another
+//! [`HEAD_TIMEOUT`], at most [`MAX_CONNECTIONS`] connections at once (the next
+//! accept waits for a free slot), each connection ended after [`DEADLINE`].
+//! Bad input gets a status, never a hang: 400 for a malformed request line or
+//! an HTTP/1.1 request without `Host`, 404 for another path, 405 for another
 //! method, 408 for a head that does not arrive in time, 431 for one too large.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -21,8 +22,11 @@ use tokio::{
 
 /// Largest request head read (request line and header fields).
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Time a client has to send its head and take the response.
-pub const DEADLINE: Duration = Duration::from_secs(5);
+/// Time a client has to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a connection may last in all: the head, then writing the response and
+/// the lingering close.
+pub const DEADLINE: Duration = Duration::from_secs(7);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
 
@@ -80,7 +84,7 @@ impl MetricsEndpoint {
 async fn serve(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    let read = tokio::time::timeout(DEADLINE, async {
+    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
         loop {
             if let Some(end) = find_head_end(&head) {
                 head.truncate(end);
@@ -123,11 +127,18 @@ async fn serve(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> 
 /// Input read and dropped after the response before closing.
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// The index just past the blank line ending the head.
+/// The index just past the blank line ending the head (CRLF CRLF, or bare
+/// LF LF, which RFC 9112 §2.2 lets a server accept).
 fn find_head_end(head: &[u8]) -> Option<usize> {
-    head.windows(4)
+    let crlf = head
+        .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
+        .map(|i| i + 4);
+    let lf = head.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// A response to one request.
@@ -194,6 +205,15 @@ pub fn respond(head: &[u8], body: impl FnOnce() -> String) -> Response {
     {
         return Response::status(400);
     }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+    let has_host = head.split(|&b| b == b'\n').skip(1).any(|l| {
+        l.iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| l[..colon].eq_ignore_ascii_case(b"host"))
+    });
+    if version == "HTTP/1.1" && !has_host {
+        return Response::status(400);
+    }
     let path = target.split('?').next().unwrap_or_default();
     if path != "/metrics" {
         return Response::status(404);
@@ -227,6 +247,8 @@ mod tests {
     use super::*;
 
     fn status(head: &str) -> u16 {
+        // Every test request names a Host unless the test is about that.
+        let head = head.replacen("\r\n", "\r\nHost: x\r\n", 1);
         respond(head.as_bytes(), || "x 1\n".into()).status
     }
 
@@ -242,6 +264,7 @@ mod tests {
         assert!(text.ends_with("\r\n\r\nmasque_x 1\n"));
         assert!(text.contains("content-length: 11\r\n"));
         let head = respond(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n", || "abc".into());
+        assert_eq!(head.status, 200, "HTTP/1.0 needs no Host");
         let text = String::from_utf8(head.encode()).unwrap();
         assert!(text.contains("content-length: 3\r\n") && text.ends_with("\r\n\r\n"));
     }
@@ -261,6 +284,16 @@ mod tests {
             respond(&[0xff, 0xfe, b'\r', b'\n'], String::new).status,
             400
         );
+        assert_eq!(
+            respond(b"GET /metrics HTTP/1.1\r\n\r\n", String::new).status,
+            400,
+            "HTTP/1.1 without Host"
+        );
+        assert_eq!(
+            respond(b"GET /metrics HTTP/1.1\nhost: x\n\n", String::new).status,
+            200,
+            "bare LF line ends, host in lower case"
+        );
         let r = Response::status(405);
         assert!(
             String::from_utf8(r.encode())
@@ -273,5 +306,6 @@ mod tests {
     fn head_end() {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nrest"), Some(16));
     }
 }

@@ -71,7 +71,12 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         .await
         .context("starting the node")?;
     let metrics = match cfg.metrics_listen {
-        Some(addr) => Some(MetricsEndpoint::start(addr, Arc::clone(node.metrics())).await?),
+        Some(addr) => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "the metrics endpoint has no authentication: keep it on a management network");
+            }
+            Some(MetricsEndpoint::start(addr, Arc::clone(node.metrics())).await?)
+        }
         None => None,
     };
     // Handlers first, banner second: whoever reads the banner may signal at once.

@@ -251,14 +251,19 @@ fn metrics_endpoint_serves_counters_to_curl() -> Result<()> {
         Ok(r.lines().next().unwrap_or_default().to_owned())
     };
     assert_eq!(
-        status_of(b"POST /metrics HTTP/1.1\r\n\r\n")?,
+        status_of(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?,
         "HTTP/1.1 405 Method Not Allowed"
     );
     assert_eq!(
-        status_of(b"GET /nope HTTP/1.1\r\n\r\n")?,
+        status_of(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")?,
         "HTTP/1.1 404 Not Found"
     );
     assert_eq!(status_of(b"NOT HTTP\r\n\r\n")?, "HTTP/1.1 400 Bad Request");
+    assert_eq!(
+        status_of(b"GET /metrics HTTP/1.1\r\n\r\n")?,
+        "HTTP/1.1 400 Bad Request",
+        "HTTP/1.1 without Host"
+    );
     let mut huge = b"GET /metrics HTTP/1.1\r\nx: ".to_vec();
     huge.resize(16 * 1024, b'a');
     assert_eq!(
@@ -354,7 +359,10 @@ fn out_of_file_descriptors_is_503_connection_limit_reached() -> Result<()> {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match client.open_udp(&target).await {
+            let opened = tokio::time::timeout(Duration::from_secs(10), client.open_udp(&target))
+                .await
+                .context("a tunnel request got no answer")?;
+            match opened {
                 Ok(s) => {
                     s.close().await;
                     break;
@@ -409,6 +417,7 @@ fn auth_token_file_guards_the_node() -> Result<()> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             bail!("a node with a weak token did not exit");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -500,11 +509,16 @@ fn sighup_reloads_the_bearer_tokens() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(!open_with(OLD).await?, "the old token after the reload");
-        // A broken file: the node keeps what it has.
+        // A broken file: the node keeps what it has (and does not fall back to
+        // no authentication).
         std::fs::write(&tokens, "short\n")?;
         hup()?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(open_with(NEW).await?, "tokens kept after a failed reload");
+        assert!(
+            !open_with(OLD).await?,
+            "still no way in without a valid token"
+        );
         Ok(())
     })
 }

@@ -148,15 +148,18 @@ fn prohibited() -> Refusal {
 }
 
 /// Why a target socket could not be opened, as precisely as the error tells
-/// (PS-09). Out of file descriptors is a limit of this proxy, not a fault of the
-/// target: 503 `connection_limit_reached`, which a client may retry later. No
-/// route, no usable source address or address family: 502
-/// `destination_ip_unroutable`. A refused broadcast (`EACCES`) or a firewall's
-/// `EPERM`: the destination is prohibited. Anything else (out of memory or
-/// buffers): 500 `proxy_internal_error`.
+/// (PS-09). Out of file descriptors or of ephemeral ports is a limit of this
+/// proxy, not a fault of the target: 503 `connection_limit_reached`, which a
+/// client may retry later. No route, no usable source address or address
+/// family: 502 `destination_ip_unroutable`. `EACCES` (a broadcast address
+/// without `SO_BROADCAST`): the destination is prohibited. Anything else,
+/// including `EPERM` from this host's own security policy and out of memory or
+/// buffers: 500 `proxy_internal_error`.
 fn socket_failure(e: &std::io::Error) -> TunnelFailure {
     match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE) => TunnelFailure::ConnectionLimitReached,
+        Some(libc::EMFILE | libc::ENFILE | libc::EADDRINUSE | libc::EAGAIN) => {
+            TunnelFailure::ConnectionLimitReached
+        }
         Some(
             libc::ENETUNREACH
             | libc::EHOSTUNREACH
@@ -164,7 +167,7 @@ fn socket_failure(e: &std::io::Error) -> TunnelFailure {
             | libc::EADDRNOTAVAIL
             | libc::EAFNOSUPPORT,
         ) => TunnelFailure::DestinationUnroutable,
-        Some(libc::EACCES | libc::EPERM) => TunnelFailure::DestinationProhibited,
+        Some(libc::EACCES) => TunnelFailure::DestinationProhibited,
         _ => TunnelFailure::ProxyInternalError,
     }
 }
@@ -297,6 +300,10 @@ mod tests {
         let cases = [
             (libc::EMFILE, TunnelFailure::ConnectionLimitReached),
             (libc::ENFILE, TunnelFailure::ConnectionLimitReached),
+            (libc::EADDRINUSE, TunnelFailure::ConnectionLimitReached),
+            (libc::EAGAIN, TunnelFailure::ConnectionLimitReached),
+            (libc::ENETDOWN, TunnelFailure::DestinationUnroutable),
+            (libc::EPERM, TunnelFailure::ProxyInternalError),
             (libc::ENETUNREACH, TunnelFailure::DestinationUnroutable),
             (libc::EHOSTUNREACH, TunnelFailure::DestinationUnroutable),
             (libc::EADDRNOTAVAIL, TunnelFailure::DestinationUnroutable),

@@ -30,10 +30,17 @@ pub fn is_token68(t: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
-/// The challenge sent with 407: `Bearer realm="<realm>"` (`realm` must be a
-/// token68-safe name; quotes and backslashes are dropped).
+/// The challenge sent with 407: `Bearer realm="<realm>"`, always a valid field
+/// value. The realm is a quoted-string: only visible ASCII and spaces are kept,
+/// without `"` and `\`; with nothing left the challenge is a bare `Bearer`.
 pub fn bearer_challenge(realm: &str) -> String {
-    let realm: String = realm.chars().filter(|c| *c != '"' && *c != '\\').collect();
+    let realm: String = realm
+        .chars()
+        .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
+        .collect();
+    if realm.trim().is_empty() {
+        return "Bearer".into();
+    }
     format!("Bearer realm=\"{realm}\"")
 }
 
@@ -57,6 +64,8 @@ mod tests {
         assert_eq!(bearer_token(b"Bearer a=b"), None);
         assert_eq!(bearer_token("Bearer é".as_bytes()), None);
         assert_eq!(bearer_challenge("mas\"que"), "Bearer realm=\"masque\"");
+        assert_eq!(bearer_challenge("node\r\n1 é"), "Bearer realm=\"node1 \"");
+        assert_eq!(bearer_challenge("\u{7f}"), "Bearer");
     }
 
     proptest! {
