@@ -89,21 +89,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         cfg.auth_token_file.as_deref(),
     );
     while signals.wait().await == Signal::Reload {
-        match &cfg.auth_token_file {
-            Some(path) => match load_tokens(path) {
-                Ok(new) => {
-                    auth.replace(&new);
-                    tracing::info!(file = %path.display(), "SIGHUP: bearer tokens reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "SIGHUP: tokens not reloaded, the old ones stay"
-                    )
-                }
-            },
-            None => tracing::info!("SIGHUP: nothing to reload (no --auth-token-file)"),
-        }
+        reload_tokens(cfg.auth_token_file.as_deref(), &auth);
     }
     tracing::info!("shutting down: GOAWAY, draining open tunnels");
     node.shutdown().await;
@@ -143,6 +129,24 @@ fn print_banner(
         "  masque-node udp-forward --proxy https://{host}:{} --listen 127.0.0.1:5353 --target 9.9.9.9:53 --pin {pin}{auth}",
         addr.port()
     );
+}
+
+/// SIGHUP: the token file again; a file that does not load keeps the old set.
+fn reload_tokens(file: Option<&std::path::Path>, auth: &ProxyAuth) {
+    let Some(path) = file else {
+        tracing::info!("SIGHUP: nothing to reload (no --auth-token-file)");
+        return;
+    };
+    match load_tokens(path) {
+        Ok(new) => {
+            auth.replace(&new);
+            tracing::info!(file = %path.display(), "SIGHUP: bearer tokens reloaded");
+        }
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "SIGHUP: tokens not reloaded, the old ones stay"
+        ),
+    }
 }
 
 /// The bearer tokens of `--auth-token-file`.
