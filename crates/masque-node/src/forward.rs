@@ -58,10 +58,8 @@ pub async fn run(args: UdpForwardArgs) -> Result<()> {
     if let Some(path) = &args.auth_token_file {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let token = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
+        let token = masque_server::auth::token_lines(&text)
+            .next()
             .with_context(|| format!("no token in {}", path.display()))?;
         options = options.with_bearer_token(token)?;
     }

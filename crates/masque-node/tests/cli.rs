@@ -102,6 +102,29 @@ struct Banner {
     metrics: Option<String>,
 }
 
+impl Banner {
+    /// The proxy URL a client uses.
+    fn url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// Client options that trust exactly the node's certificate.
+    fn pinned_options(&self) -> Result<masque_client::ClientOptions> {
+        let pin = masque_transport::tls::parse_pin(&self.pin)?;
+        Ok(masque_client::ClientOptions {
+            verification: masque_transport::tls::ServerVerification::PinnedSha256(pin),
+            ..Default::default()
+        })
+    }
+}
+
+fn udp_target(addr: std::net::SocketAddr) -> masque_client::Target {
+    masque_client::Target::Udp {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
 fn udp_echo() -> Result<std::net::SocketAddr> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     let addr = sock.local_addr()?;
@@ -171,7 +194,7 @@ fn forward_one_exchange(banner: &Banner, extra: &[&str]) -> Result<()> {
     let fwd = Proc(
         Command::new(BIN)
             .args(["udp-forward", "--proxy"])
-            .arg(format!("https://localhost:{}", banner.addr.port()))
+            .arg(banner.url())
             .args([
                 "--listen",
                 &listen.to_string(),
@@ -299,8 +322,7 @@ fn counter(text: &str, name: &str) -> Option<u64> {
 /// closed ones have freed descriptors.
 #[test]
 fn out_of_file_descriptors_is_503_connection_limit_reached() -> Result<()> {
-    use masque_client::{ClientError, ClientOptions, ProxyClient, Target};
-    use masque_transport::tls::{ServerVerification, parse_pin};
+    use masque_client::{ClientError, ProxyClient};
 
     let state = temp_dir("fds");
     let (_node, banner) = start_node_with(&state, &["--allow-private"], Some(64))?;
@@ -309,16 +331,8 @@ fn out_of_file_descriptors_is_503_connection_limit_reached() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let options = ClientOptions {
-            verification: ServerVerification::PinnedSha256(parse_pin(&banner.pin)?),
-            ..Default::default()
-        };
-        let url = format!("https://localhost:{}", banner.addr.port());
-        let client = ProxyClient::connect(&url, options).await?;
-        let target = Target::Udp {
-            host: echo.ip().to_string(),
-            port: echo.port(),
-        };
+        let client = ProxyClient::connect(&banner.url(), banner.pinned_options()?).await?;
+        let target = udp_target(echo);
         let mut open = Vec::new();
         let refusal = loop {
             if open.len() >= 200 {
@@ -438,8 +452,7 @@ fn auth_token_file_guards_the_node() -> Result<()> {
 /// parses keeps the tokens in force.
 #[test]
 fn sighup_reloads_the_bearer_tokens() -> Result<()> {
-    use masque_client::{ClientError, ClientOptions, ProxyClient, Target};
-    use masque_transport::tls::{ServerVerification, parse_pin};
+    use masque_client::{ClientError, ClientOptions, ProxyClient};
 
     const OLD: &str = "old-token-0123456789abcdef";
     const NEW: &str = "new-token-0123456789abcdef";
@@ -467,15 +480,11 @@ fn sighup_reloads_the_bearer_tokens() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let url = format!("https://localhost:{}", banner.addr.port());
-        let target = Target::Udp {
-            host: echo.ip().to_string(),
-            port: echo.port(),
-        };
+        let url = banner.url();
+        let target = udp_target(echo);
         let base = ClientOptions {
-            verification: ServerVerification::PinnedSha256(parse_pin(&banner.pin)?),
             close_timeout: Duration::from_millis(100),
-            ..Default::default()
+            ..banner.pinned_options()?
         };
         // Ok(true): a tunnel; Ok(false): 407.
         let open_with = |token: &'static str| {

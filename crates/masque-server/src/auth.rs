@@ -95,14 +95,9 @@ impl ProxyAuth {
         self.digests.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tokens from a file: one per line; blank lines and lines starting with
-    /// `#` are skipped, surrounding whitespace is ignored.
+    /// Tokens from a file, as [`token_lines`] reads it.
     pub fn parse_token_file(text: &str) -> Result<Self, AuthConfigError> {
-        Self::bearer_tokens(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#')),
-        )
+        Self::bearer_tokens(token_lines(text))
     }
 
     /// Whether every request is let through.
@@ -135,6 +130,15 @@ impl ProxyAuth {
             (false, _) => Err(AuthFailure::Missing),
         }
     }
+}
+
+/// The tokens of a token file: one per line; blank lines and lines starting
+/// with `#` are skipped, surrounding whitespace is ignored. The node's
+/// `--auth-token-file` and a client's (which sends the first) read it alike.
+pub fn token_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
