@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use masque_server::config::DEFAULT_QUIC_SOCKET_BUFFER;
+use masque_server::config::{DEFAULT_QUIC_SOCKET_BUFFER, TcpListen};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -28,6 +28,14 @@ pub struct ServeArgs {
     /// UDP address of the HTTP/3 listener [default: 127.0.0.1:4433].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// TCP address of the TLS listener serving HTTP/2 and HTTP/1.1 (by ALPN)
+    /// [default: the --listen address and port number; with port 0 the port
+    /// HTTP/3 got, if free on TCP].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_tcp")]
+    pub tcp_listen: Option<SocketAddr>,
+    /// Serve HTTP/3 only: no TLS/TCP listener (no HTTP/2, no HTTP/1.1).
+    #[arg(long)]
+    pub no_tcp: bool,
     /// PEM certificate chain; without it a self-signed development certificate
     /// is generated on first run in the state directory and reused.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -77,6 +85,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    tcp_listen: Option<SocketAddr>,
+    no_tcp: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     allow_private: Option<bool>,
@@ -95,6 +105,7 @@ struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
+    pub tcp_listen: TcpListen,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub allow_private: bool,
     pub max_tunnels_per_connection: usize,
@@ -129,6 +140,19 @@ impl NodeConfig {
         if max_tunnels == 0 {
             bail!("max_tunnels_per_connection must be at least 1");
         }
+        if file.no_tcp == Some(true) && file.tcp_listen.is_some() {
+            bail!("tcp_listen and no_tcp = true contradict each other");
+        }
+        // Either flag beats the file.
+        let tcp_listen = if args.no_tcp {
+            TcpListen::Off
+        } else if let Some(addr) = args.tcp_listen {
+            TcpListen::At(addr)
+        } else if file.no_tcp == Some(true) {
+            TcpListen::Off
+        } else {
+            file.tcp_listen.map_or(TcpListen::SameAsH3, TcpListen::At)
+        };
         let idle = args.idle_timeout.or(file.idle_timeout).unwrap_or(300);
         if idle == 0 {
             bail!("idle_timeout must be at least 1 second");
@@ -138,6 +162,7 @@ impl NodeConfig {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4433))),
+            tcp_listen,
             tls,
             allow_private: args.allow_private || file.allow_private.unwrap_or(false),
             max_tunnels_per_connection: max_tunnels,
@@ -192,6 +217,7 @@ mod tests {
     fn defaults() {
         let c = NodeConfig::resolve(&ServeArgs::default()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
+        assert_eq!(c.tcp_listen, TcpListen::SameAsH3, "TCP on the same port");
         assert_eq!(c.max_tunnels_per_connection, 100);
         assert!(!c.allow_private);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
@@ -233,6 +259,39 @@ mod tests {
                 .max_tunnels_per_connection,
             3
         );
+        assert_eq!(c.tcp_listen, TcpListen::SameAsH3);
+        args.tcp_listen = Some("127.0.0.1:8443".parse().unwrap());
+        assert_eq!(
+            NodeConfig::resolve(&args).unwrap().tcp_listen,
+            TcpListen::At("127.0.0.1:8443".parse().unwrap())
+        );
+        args.tcp_listen = None;
+        args.no_tcp = true;
+        assert_eq!(NodeConfig::resolve(&args).unwrap().tcp_listen, TcpListen::Off);
+        args.no_tcp = false;
+        std::fs::write(&path, "tcp_listen = \"127.0.0.1:9443\"\n").unwrap();
+        assert_eq!(
+            NodeConfig::resolve(&args).unwrap().tcp_listen,
+            TcpListen::At("127.0.0.1:9443".parse().unwrap())
+        );
+        args.no_tcp = true;
+        assert_eq!(
+            NodeConfig::resolve(&args).unwrap().tcp_listen,
+            TcpListen::Off,
+            "the flag overrides the file"
+        );
+        args.no_tcp = false;
+        std::fs::write(&path, "no_tcp = true\n").unwrap();
+        assert_eq!(NodeConfig::resolve(&args).unwrap().tcp_listen, TcpListen::Off);
+        args.tcp_listen = Some("127.0.0.1:8443".parse().unwrap());
+        assert_eq!(
+            NodeConfig::resolve(&args).unwrap().tcp_listen,
+            TcpListen::At("127.0.0.1:8443".parse().unwrap()),
+            "the flag overrides the file"
+        );
+        args.tcp_listen = None;
+        std::fs::write(&path, "no_tcp = true\ntcp_listen = \"127.0.0.1:9443\"\n").unwrap();
+        assert!(NodeConfig::resolve(&args).is_err(), "contradiction refused");
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
         assert!(
             NodeConfig::resolve(&args).is_err(),

@@ -1,6 +1,7 @@
-//! masque-node: a MASQUE proxy (CONNECT-UDP over HTTP/3) that works out of the
-//! box on loopback with a generated development certificate, plus client
-//! commands (`udp-forward`).
+//! masque-node: a MASQUE proxy (HTTP/3 on UDP; HTTP/2 and HTTP/1.1 over TLS
+//! on TCP, by default on the same port number) that works out of the box on
+//! loopback with a generated development certificate, plus client commands
+//! (`udp-forward`).
 
 mod config;
 mod forward;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "masque-node",
     version,
-    about = "MASQUE proxy node (CONNECT-UDP over HTTP/3)"
+    about = "MASQUE proxy node (HTTP/3 on UDP; HTTP/2 and HTTP/1.1 over TLS on TCP, same port)"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -1,11 +1,12 @@
 //! The proxy: resolve configuration, load or generate the certificate, start
 //! the node, print how to use it, and shut down gracefully on SIGINT/SIGTERM.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use anyhow::{Context, Result};
 use masque_server::{
-    Node, ProxyAuth, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig, policy::AddressPolicy,
+    Node, ProxyAuth, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig, config::TcpListen,
+    policy::AddressPolicy,
 };
 use masque_transport::tls::{DevCert, ServerTls, format_fingerprint_colon};
 
@@ -33,11 +34,23 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
             (dev.server_tls(), path)
         }
     };
-    let own = (!cfg.listen.ip().is_unspecified()).then_some(cfg.listen.ip());
+    // The node's own addresses, never a target (both listeners').
+    let tcp_ip = match cfg.tcp_listen {
+        TcpListen::SameAsH3 => Some(cfg.listen.ip()),
+        TcpListen::At(addr) => Some(addr.ip()),
+        TcpListen::Off => None,
+    };
+    let mut own: Vec<IpAddr> = [Some(cfg.listen.ip()), tcp_ip]
+        .into_iter()
+        .flatten()
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    own.dedup();
+    let on_loopback = cfg.listen.ip().is_loopback() && tcp_ip.is_none_or(|ip| ip.is_loopback());
     let proxy = UdpProxy::new(UdpProxyConfig {
         policy: AddressPolicy {
             allow_private: cfg.allow_private,
-            own_addresses: own.into_iter().collect(),
+            own_addresses: own,
         },
         ..Default::default()
     });
@@ -45,9 +58,10 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         Some(path) => load_tokens(path)?,
         None => ProxyAuth::default(),
     };
-    if auth.is_open() && !cfg.listen.ip().is_loopback() {
+    if auth.is_open() && !on_loopback {
         tracing::warn!(
             listen = %cfg.listen,
+            tcp_listen = ?tcp_ip,
             "no proxy authentication (--auth-token-file): anyone who reaches this address can use the proxy"
         );
     } else if !auth.is_open() {
@@ -55,6 +69,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     }
     let server = ServerConfig {
         listen: cfg.listen,
+        tcp_listen: cfg.tcp_listen,
         // A clone shares the token set: SIGHUP replaces it for the listener.
         auth: auth.clone(),
         max_tunnels_per_connection: cfg.max_tunnels_per_connection,
@@ -70,6 +85,10 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     let node = Node::start(server, &tls, Arc::new(proxy))
         .await
         .context("starting the node")?;
+    match node.tcp_addr() {
+        Some(tcp) => tracing::info!(udp = %node.local_addr(), %tcp, "serving HTTP/3 on UDP, HTTP/2 and HTTP/1.1 on TLS/TCP"),
+        None => tracing::info!(udp = %node.local_addr(), "serving HTTP/3 on UDP (TCP off)"),
+    }
     let metrics = match cfg.metrics_listen {
         Some(addr) => {
             if !addr.ip().is_loopback() {
@@ -112,8 +131,13 @@ fn print_banner(
         addr.ip().to_string()
     };
     let pin = fingerprint.replace(':', "").to_lowercase();
+    // One line, UDP first: scripts take the first address after "listening on".
+    let tcp = node
+        .tcp_addr()
+        .map(|t| format!(" and {t} (HTTP/2 + HTTP/1.1, TLS over TCP)"))
+        .unwrap_or_default();
     println!(
-        "masque-node {} listening on {addr} (HTTP/3, UDP)",
+        "masque-node {} listening on {addr} (HTTP/3, UDP){tcp}",
         env!("CARGO_PKG_VERSION")
     );
     println!("certificate: {}", cert.display());

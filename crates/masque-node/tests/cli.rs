@@ -49,8 +49,11 @@ fn start_node_with(
         }
         None => Command::new(BIN),
     };
+    if !extra.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
     let mut child = command
-        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg("--state-dir")
         .arg(state)
         .args(extra)
         .stdout(Stdio::piped())
@@ -70,6 +73,7 @@ fn start_node_with(
     });
     let mut banner = Banner {
         addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        tcp: None,
         cert: Default::default(),
         pin: String::new(),
         metrics: None,
@@ -82,7 +86,11 @@ fn start_node_with(
             Err(RecvTimeoutError::Disconnected) => bail!("node exited before its banner"),
         };
         if let Some(rest) = line.split(" listening on ").nth(1) {
+            // `UDP (HTTP/3, UDP)[ and TCP (HTTP/2 + HTTP/1.1, TLS over TCP)]`
             banner.addr = rest.split_whitespace().next().context("addr")?.parse()?;
+            if let Some(tcp) = rest.split(" and ").nth(1) {
+                banner.tcp = Some(tcp.split_whitespace().next().context("tcp")?.parse()?);
+            }
         } else if let Some(p) = line.strip_prefix("certificate: ") {
             banner.cert = p.into();
         } else if let Some(m) = line.strip_prefix("metrics: ") {
@@ -95,7 +103,10 @@ fn start_node_with(
 }
 
 struct Banner {
+    /// UDP, HTTP/3.
     addr: std::net::SocketAddr,
+    /// TCP, HTTP/2 and HTTP/1.1 over TLS (unless `--no-tcp`).
+    tcp: Option<std::net::SocketAddr>,
     cert: std::path::PathBuf,
     pin: String,
     /// `http://ADDR/metrics` with `--metrics-listen`.
@@ -148,6 +159,86 @@ fn dev_certificate_generated_once_and_reused() -> Result<()> {
     let (_p2, b2) = start_node(&state, &[])?;
     assert_eq!(b1.pin, b2.pin, "certificate reused");
     assert_eq!(b1.pin.len(), 32 * 3 - 1, "colon hex SHA-256");
+    Ok(())
+}
+
+/// A port number free on both UDP and TCP on 127.0.0.1 (just now).
+fn free_port() -> Result<u16> {
+    for _ in 0..20 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no port free on both UDP and TCP")
+}
+
+/// A TLS handshake with the node's TCP listener offering `alpn`, trusting
+/// exactly its certificate; the protocol it chose.
+fn tls_alpn(banner: &Banner, alpn: &[u8]) -> Result<Option<Vec<u8>>> {
+    use std::sync::Arc;
+    use tokio_rustls::{TlsConnector, rustls::pki_types::ServerName};
+    let addr = banner.tcp.context("no TCP listener in the banner")?;
+    let pin = masque_transport::tls::parse_pin(&banner.pin)?;
+    let config = masque_transport::tls::client_config(
+        &masque_transport::tls::ServerVerification::PinnedSha256(pin),
+        &[alpn],
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let limit = Duration::from_secs(10);
+        let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
+            .await
+            .context("TCP connect")??;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost")?, tcp);
+        let tls = tokio::time::timeout(limit, tls)
+            .await
+            .context("TLS handshake")??;
+        Ok(tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec))
+    })
+}
+
+/// By default the node serves HTTP/2 and HTTP/1.1 over TLS on TCP beside
+/// HTTP/3 on UDP, on the same port number, and the banner names both; ALPN
+/// picks the protocol.
+#[test]
+fn tls_over_tcp_on_the_same_port_by_default() -> Result<()> {
+    let state = temp_dir("tcp");
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let (_node, banner) = start_node(&state, &["--listen", &listen.to_string()])?;
+    assert_eq!(banner.addr, listen);
+    assert_eq!(banner.tcp, Some(listen), "TCP on the HTTP/3 port number");
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        assert_eq!(tls_alpn(&banner, alpn)?.as_deref(), Some(alpn));
+    }
+    // The usual `--listen 127.0.0.1:0` (start_node's) gets a TCP listener too.
+    let (_node, banner) = start_node(&state, &[])?;
+    assert_eq!(tls_alpn(&banner, b"h2")?.as_deref(), Some(&b"h2"[..]));
+    Ok(())
+}
+
+/// `--tcp-listen` moves the TLS listener; `--no-tcp` removes it.
+#[test]
+fn tcp_listen_and_no_tcp_flags() -> Result<()> {
+    let state = temp_dir("tcpflags");
+    let tcp_port = free_port()?;
+    let tcp: std::net::SocketAddr = format!("127.0.0.1:{tcp_port}").parse()?;
+    let (_node, banner) = start_node(&state, &["--tcp-listen", &tcp.to_string()])?;
+    assert_eq!(banner.tcp, Some(tcp));
+    assert_ne!(banner.addr.port(), tcp_port);
+    assert_eq!(tls_alpn(&banner, b"http/1.1")?.as_deref(), Some(&b"http/1.1"[..]));
+    drop(_node);
+
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let (_node, banner) = start_node(&state, &["--listen", &listen.to_string(), "--no-tcp"])?;
+    assert_eq!(banner.addr, listen);
+    assert_eq!(banner.tcp, None, "no TCP in the banner");
+    let refused = TcpStream::connect_timeout(&listen, Duration::from_secs(5));
+    assert!(refused.is_err(), "nothing listens on TCP with --no-tcp");
     Ok(())
 }
 

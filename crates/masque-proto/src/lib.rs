@@ -14,6 +14,8 @@ pub mod icmp;
 pub mod packet;
 pub mod proxy_status;
 pub mod reader;
+pub mod request;
 pub mod tcp;
 pub mod template;
+pub mod tunnel;
 pub mod varint;

@@ -463,6 +463,12 @@ pub enum TunnelFailure {
     ProxyLoopDetected,
     /// Malformed request or invalid template variables (R9298-25, CTCP-11).
     MalformedRequest,
+    /// A tunnel request whose path matches no template of its protocol: 404
+    /// (`template::MatchError::NoMatch`).
+    NotFound,
+    /// An upgrade token or extension this node does not serve: 501 (XC-10;
+    /// connect-udp-bind without a bind session).
+    NotImplemented,
     /// Internal failure, e.g. out of memory or socket buffers.
     ProxyInternalError,
     /// The tunnel's handler failed while setting it up (a panic in `init`).
@@ -491,6 +497,10 @@ impl TunnelFailure {
             Self::ConnectionLimitReached => (503, E::ConnectionLimitReached),
             Self::ProxyLoopDetected => (502, E::ProxyLoopDetected),
             Self::MalformedRequest => (400, E::HttpRequestError),
+            // RFC 9209 §2.3.16: `http_request_error` carries "the 4xx used".
+            Self::NotFound => (404, E::HttpRequestError),
+            // RFC 9209 §2.3.29: answered locally, "most fitting" status.
+            Self::NotImplemented => (501, E::ProxyInternalResponse),
             Self::ProxyInternalError => (500, E::ProxyInternalError),
             // Our choice (decisions.md §16): 502, the tunnel toward the target
             // could not be set up; the error type says the fault is ours.
@@ -654,6 +664,8 @@ mod tests {
             (T::ConnectionLimitReached, 503, E::ConnectionLimitReached),
             (T::ProxyLoopDetected, 502, E::ProxyLoopDetected),
             (T::MalformedRequest, 400, E::HttpRequestError),
+            (T::NotFound, 404, E::HttpRequestError),
+            (T::NotImplemented, 501, E::ProxyInternalResponse),
             (T::ProxyInternalError, 500, E::ProxyInternalError),
             (T::HandlerFailed, 502, E::ProxyInternalError),
             (T::ProxyConfigurationError, 500, E::ProxyConfigurationError),
@@ -673,6 +685,14 @@ mod tests {
         assert_eq!(
             T::MalformedRequest.proxy_status("n").to_header_value(),
             "n; error=http_request_error; status-code=400"
+        );
+        assert_eq!(
+            T::NotFound.proxy_status("n").to_header_value(),
+            "n; error=http_request_error; status-code=404"
+        );
+        assert_eq!(
+            T::NotImplemented.proxy_status("n").to_header_value(),
+            "n; error=proxy_internal_response"
         );
     }
 

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use masque_proto::{capsule::DEFAULT_MAX_CAPSULE_SIZE, template};
+use masque_transport::{H1Config, H2Config, TunnelLimits};
 
 /// Limits applied to every tunnel session.
 #[derive(Debug, Clone)]
@@ -32,12 +33,33 @@ impl Default for SessionConfig {
     }
 }
 
-/// One HTTP/3 listener and the policy of the tunnels it accepts.
+/// Where the TLS/TCP listener (HTTP/2 and HTTP/1.1, chosen by ALPN) binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpListen {
+    /// The address and port number of the HTTP/3 listener (`listen`), so one
+    /// port number serves all three HTTP versions (the default). When
+    /// `listen` has port 0, TCP takes the port the UDP socket actually got
+    /// if that port is free on TCP, else an ephemeral port of its own
+    /// (`Node::tcp_addr` tells which). With an explicit port, a TCP port
+    /// already in use is a start-up error.
+    #[default]
+    SameAsH3,
+    /// This address (port 0: an ephemeral port).
+    At(SocketAddr),
+    /// No TLS/TCP listener: HTTP/3 only.
+    Off,
+}
+
+/// The listeners of one node and the policy of the tunnels they accept.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Name in the ListenerRegistry.
+    /// Name of the HTTP/3 listener in the ListenerRegistry; the TLS/TCP
+    /// listener registers as [`tls_name`](Self::tls_name) (`"{name}/tls"`).
     pub name: String,
+    /// UDP address of the HTTP/3 listener.
     pub listen: SocketAddr,
+    /// TCP address of the TLS listener (HTTP/2 and HTTP/1.1).
+    pub tcp_listen: TcpListen,
     /// `Proxy-Status` member name (RFC 9209 §2).
     pub node_name: String,
     /// Tunnels one connection may hold; more get 503 + `connection_limit_reached`.
@@ -51,6 +73,17 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub session: SessionConfig,
     pub h3: masque_h3::Config,
+    /// HTTP/2 settings. `Node::start` sets `max_concurrent_streams` to
+    /// `max_tunnels_per_connection`, whatever it was.
+    pub h2: H2Config,
+    /// HTTP/1.1 request head bounds.
+    pub h1: H1Config,
+    /// Per-tunnel limits every transport applies.
+    pub tunnel_limits: TunnelLimits,
+    /// Time a TCP client has to complete the TLS handshake; a client that
+    /// stalls (half a ClientHello, then silence) is cut off after it. The
+    /// HTTP/2 preface and SETTINGS exchange then has `h2.handshake_timeout`.
+    pub tls_handshake_timeout: Duration,
     /// QUIC path MTU: where quinn starts (PMTUD raises it) and the floor its
     /// black-hole detection never goes below. Both are clamped to
     /// 1200..=65527 and `min <= initial`. The defaults assume nothing about
@@ -99,6 +132,7 @@ impl Default for ServerConfig {
         Self {
             name: "h3".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            tcp_listen: TcpListen::SameAsH3,
             node_name: "masque-node".into(),
             max_tunnels_per_connection: 100,
             auth: crate::auth::ProxyAuth::default(),
@@ -106,9 +140,43 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             session: SessionConfig::default(),
             h3: masque_h3::Config::default(),
+            h2: H2Config {
+                max_concurrent_streams: 100,
+                ..H2Config::default()
+            },
+            h1: H1Config::default(),
+            tunnel_limits: TunnelLimits::default(),
+            tls_handshake_timeout: Duration::from_secs(10),
             quic_mtu: QuicMtu::default(),
             quic_recv_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
             quic_send_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Name of the TLS/TCP listener in the ListenerRegistry.
+    pub fn tls_name(&self) -> String {
+        format!("{}/tls", self.name)
+    }
+
+    /// The TCP address asked for, resolved against `listen` (port 0 not yet
+    /// resolved); `None` when the TLS listener is off.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self.tcp_listen {
+            TcpListen::SameAsH3 => Some(self.listen),
+            TcpListen::At(addr) => Some(addr),
+            TcpListen::Off => None,
+        }
+    }
+
+    /// The HTTP/2 settings in force: SETTINGS_MAX_CONCURRENT_STREAMS is the
+    /// tunnel limit of a connection.
+    pub fn effective_h2(&self) -> H2Config {
+        H2Config {
+            max_concurrent_streams: u32::try_from(self.max_tunnels_per_connection)
+                .unwrap_or(u32::MAX),
+            ..self.h2.clone()
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use masque_proto::template::UdpTemplate;
+use masque_proto::{
+    request::Templates,
+    template::{IpTemplate, TcpTemplate, TemplateError, UdpTemplate},
+};
 
 use crate::{config::ServerConfig, handler::Handler, metrics::Metrics};
 
@@ -11,6 +14,30 @@ pub(crate) struct ListenerContext {
     pub session: Arc<crate::config::SessionConfig>,
     pub handler: Arc<dyn Handler>,
     pub metrics: Arc<Metrics>,
-    pub udp_template: UdpTemplate,
+    /// The URI templates requests are classified against.
+    pub templates: Templates,
     pub node_name: Arc<str>,
+}
+
+impl ListenerContext {
+    /// Parses the configured templates; the one place that builds a context.
+    pub fn new(
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, TemplateError> {
+        let templates = Templates {
+            udp: UdpTemplate::parse_path(&config.udp_template)?,
+            ip: IpTemplate::well_known(),
+            tcp: TcpTemplate::well_known(),
+        };
+        Ok(Self {
+            session: Arc::new(config.session.clone()),
+            node_name: config.node_name.as_str().into(),
+            handler,
+            metrics,
+            templates,
+            config,
+        })
+    }
 }

@@ -1,6 +1,7 @@
 //! Node counters (atomics, read without an actor hop) and their Prometheus text
 //! exposition. Every drop on the data plane has a counter here.
 
+use masque_transport::Transport;
 use std::{
     fmt::Write,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
@@ -12,6 +13,8 @@ macro_rules! metrics {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $(#[doc = $help] pub $name: AtomicU64,)*
+            /// The same traffic split by the HTTP version it came on.
+            pub by_transport: ByTransport,
         }
 
         /// A copy of [`Metrics`] at one instant.
@@ -37,6 +40,7 @@ macro_rules! metrics {
                 let _ = writeln!(out, "# HELP masque_sessions_active session runtimes running now");
                 let _ = writeln!(out, "# TYPE masque_sessions_active gauge");
                 let _ = writeln!(out, "masque_sessions_active {}", self.active_sessions());
+                self.by_transport.render(&mut out);
                 out
             }
         }
@@ -69,7 +73,76 @@ metrics! {
     idle_timeouts: "tunnels closed by the idle timeout",
 }
 
+macro_rules! transport_counters {
+    ($($name:ident: $help:literal,)*) => {
+        /// Counters of one transport (HTTP/3, HTTP/2 or HTTP/1.1).
+        #[derive(Debug, Default)]
+        pub struct TransportCounters {
+            $(#[doc = $help] pub $name: AtomicU64,)*
+        }
+
+        /// A copy of [`TransportCounters`] at one instant.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct TransportSnapshot {
+            $(#[doc = $help] pub $name: u64,)*
+        }
+
+        impl TransportCounters {
+            pub fn snapshot(&self) -> TransportSnapshot {
+                TransportSnapshot { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+
+        impl ByTransport {
+            /// `masque_transport_<name>{transport="h3"}` for each counter.
+            fn render(&self, out: &mut String) {
+                $(
+                    let _ = writeln!(out, "# HELP masque_transport_{} {} (by transport)", stringify!($name), $help);
+                    let _ = writeln!(out, "# TYPE masque_transport_{} counter", stringify!($name));
+                    for t in Transport::ALL {
+                        let v = self.get(t).$name.load(Relaxed);
+                        let _ = writeln!(out, "masque_transport_{}{{transport=\"{}\"}} {}", stringify!($name), t.as_str(), v);
+                    }
+                )*
+            }
+        }
+    };
+}
+
+transport_counters! {
+    connections: "connections accepted",
+    requests: "requests received",
+    tunnels: "tunnels that got their 2xx (101 on HTTP/1.1)",
+    datagrams_from_client: "HTTP datagrams received from clients (QUIC DATAGRAM or DATAGRAM capsule)",
+    datagrams_to_client: "HTTP datagrams sent to clients",
+    capsules_from_client: "capsules received from clients (DATAGRAM capsules included)",
+    capsules_to_client: "capsules sent to clients (DATAGRAM capsules included)",
+}
+
+/// [`TransportCounters`] for each of the three transports.
+#[derive(Debug, Default)]
+pub struct ByTransport {
+    h3: TransportCounters,
+    h2: TransportCounters,
+    h1: TransportCounters,
+}
+
+impl ByTransport {
+    pub fn get(&self, t: Transport) -> &TransportCounters {
+        match t {
+            Transport::H3 => &self.h3,
+            Transport::H2 => &self.h2,
+            Transport::H1 => &self.h1,
+        }
+    }
+}
+
 impl Metrics {
+    /// The counters of transport `t`.
+    pub fn transport(&self, t: Transport) -> &TransportCounters {
+        self.by_transport.get(t)
+    }
+
     #[inline]
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Relaxed);
@@ -100,5 +173,9 @@ mod tests {
         assert!(text.contains("# TYPE masque_idle_timeouts counter"));
         assert!(text.contains("# TYPE masque_sessions_active gauge\nmasque_sessions_active 1\n"));
         assert_eq!(m.active_sessions(), 1);
+        Metrics::inc(&m.transport(Transport::H2).tunnels);
+        let text = m.render_prometheus();
+        assert!(text.contains("masque_transport_tunnels{transport=\"h2\"} 1\n"), "{text}");
+        assert!(text.contains("masque_transport_tunnels{transport=\"h1\"} 0\n"));
     }
 }

@@ -1,21 +1,35 @@
-//! `Node`: starts the supervision tree for one HTTP/3 listener and hands back
-//! its address, metrics and a graceful shutdown.
+//! `Node`: starts the supervision tree for one HTTP/3 listener and one TLS
+//! listener (HTTP/2 and HTTP/1.1 by ALPN), and hands back their addresses,
+//! the metrics and a graceful shutdown.
 //!
 //! ```text
 //! NodeSupervisor                 one-for-one, intensity-limited restarts
 //! ├── ListenerRegistry           permanent
-//! └── ListenerSupervisor         permanent
-//!     └── H3Listener             permanent (rebinds on restart)
+//! ├── ListenerSupervisor "h3"    permanent
+//! │   └── H3Listener             permanent (a clone of the node's UDP socket)
+//! │       └── ConnectionRouter   temporary, one per connection
+//! │           └── Session        temporary, one per tunnel
+//! └── ListenerSupervisor "tls"   permanent (unless TCP is off)
+//!     └── TlsListener            permanent (a clone of the node's TCP socket)
 //!         └── ConnectionRouter   temporary, one per connection
-//!             └── UdpSession     temporary, one per tunnel
+//!             └── Session        temporary, one per tunnel
 //! ```
+//!
+//! Both sockets are bound here, once, and shared by every incarnation of
+//! their listener (as ranch keeps its listen socket in the supervisor): a
+//! restarted listener never rebinds, so it cannot lose its port (port 0) or
+//! race the dying listener for it.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{SocketAddr, TcpListener},
+    sync::Arc,
+    time::Duration,
+};
 
-use masque_proto::template::{TemplateError, UdpTemplate};
+use masque_proto::template::TemplateError;
 use masque_transport::{
     socket_buffers::{BufferSizes, bind_udp},
-    tls::{ServerTls, TlsError},
+    tls::{ALPN_H2, ALPN_HTTP11, ServerTls, TlsError},
 };
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
@@ -24,8 +38,12 @@ use crate::{
     config::ServerConfig,
     context::ListenerContext,
     handler::Handler,
+    listener::{h3_listener, tls_listener},
     metrics::Metrics,
-    supervisor::{ListenerSupArgs, NodeMsg, NodeSupArgs, NodeSupervisor, RestartIntensity},
+    supervisor::{
+        RestartIntensity, Supervisor, SupervisorArgs, SupervisorMsg, listener_registry,
+        listener_supervisor,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,27 +59,37 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS listener failed to bind TCP {addr}: {source}")]
+    BindTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("listener failed to start on {addr}")]
     Listener { addr: SocketAddr },
 }
 
 /// A running node.
 pub struct Node {
-    supervisor: ActorRef<NodeMsg>,
+    supervisor: ActorRef<SupervisorMsg>,
     join: tokio::task::JoinHandle<()>,
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
     quic_buffers: BufferSizes,
+    /// True once the tree has drained (every listener's routers stopped).
+    drained: watch::Receiver<bool>,
 }
 
 impl Node {
-    /// Starts the tree and waits until the listener is bound.
+    /// Binds both sockets, starts the tree and waits until the listeners are up.
     pub async fn start(
-        config: ServerConfig,
+        mut config: ServerConfig,
         tls: &ServerTls,
         handler: Arc<dyn Handler>,
     ) -> Result<Node, NodeError> {
+        // SETTINGS_MAX_CONCURRENT_STREAMS is the tunnel limit.
+        config.h2 = config.effective_h2();
         let metrics = Arc::new(Metrics::default());
         // Room for the tunnels allowed plus a few more streams, so excess
         // requests get a 503 rather than waiting for stream credit
@@ -71,13 +99,11 @@ impl Node {
         config.quic_mtu.apply(&mut transport);
         let transport = Arc::new(transport);
         let server_config = tls.quic_server_config(&[b"h3"], transport)?;
-        let udp_template = UdpTemplate::parse_path(&config.udp_template)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+            tls.rustls_server_config(&[ALPN_H2, ALPN_HTTP11])?,
+        ));
         let drain_timeout = config.drain_timeout;
         let listen = config.listen;
-        // Bound once, here, and shared with every listener incarnation (as
-        // ranch keeps its listen socket in the supervisor): a restarted
-        // listener never rebinds, so it cannot lose its port (port 0) or
-        // race the dying listener for it.
         let (socket, quic_buffers) = bind_udp(
             listen,
             config.quic_recv_buffer,
@@ -88,32 +114,60 @@ impl Node {
             addr: listen,
             source,
         })?;
+        let udp_addr = socket.local_addr().map_err(|source| NodeError::Bind {
+            addr: listen,
+            source,
+        })?;
         tracing::info!(
             %listen,
             recv_buffer = quic_buffers.recv,
             send_buffer = quic_buffers.send,
             "QUIC listener socket bound"
         );
-        let ctx = Arc::new(ListenerContext {
-            session: Arc::new(config.session.clone()),
-            node_name: config.node_name.as_str().into(),
-            handler,
-            metrics: Arc::clone(&metrics),
-            udp_template,
-            config,
-        });
-        let (bound, mut bound_rx) = watch::channel(None);
-        let args = NodeSupArgs {
-            listeners: vec![ListenerSupArgs {
-                ctx,
-                server_config,
-                socket: Arc::new(socket),
-                bound,
-                intensity: RestartIntensity::default(),
-            }],
-            intensity: RestartIntensity::default(),
+        let tcp = match config.tcp_addr() {
+            Some(asked) => {
+                // Same address as HTTP/3 with port 0: follow the port UDP got.
+                let follow = matches!(config.tcp_listen, crate::config::TcpListen::SameAsH3)
+                    && asked.port() == 0;
+                let socket = bind_tcp(asked, follow.then_some(udp_addr.port()))
+                    .map_err(|source| NodeError::BindTcp {
+                        addr: asked,
+                        source,
+                    })?;
+                let addr = socket.local_addr().map_err(|source| NodeError::BindTcp {
+                    addr: asked,
+                    source,
+                })?;
+                tracing::info!(%addr, "TLS listener socket bound");
+                Some((Arc::new(socket), addr))
+            }
+            None => None,
         };
-        let (supervisor, join) = Actor::spawn(None, NodeSupervisor, args)
+        let ctx = Arc::new(ListenerContext::new(config, handler, Arc::clone(&metrics))?);
+        let (bound, mut bound_rx) = watch::channel(None);
+        let mut children = vec![
+            listener_registry(),
+            listener_supervisor(
+                "listener h3",
+                h3_listener(Arc::clone(&ctx), server_config, Arc::new(socket), bound),
+                RestartIntensity::default(),
+            ),
+        ];
+        if let Some((socket, _)) = &tcp {
+            children.push(listener_supervisor(
+                "listener tls",
+                tls_listener(Arc::clone(&ctx), acceptor, Arc::clone(socket)),
+                RestartIntensity::default(),
+            ));
+        }
+        let (drained_tx, drained) = watch::channel(false);
+        let args = SupervisorArgs {
+            label: "node".into(),
+            children,
+            intensity: RestartIntensity::default(),
+            drained: Some(drained_tx),
+        };
+        let (supervisor, join) = Actor::spawn(None, Supervisor, args)
             .await
             .map_err(|e| NodeError::Spawn(e.to_string()))?;
         let local_addr = match bound_rx.wait_for(Option::is_some).await {
@@ -124,15 +178,23 @@ impl Node {
             supervisor,
             join,
             local_addr,
+            tcp_addr: tcp.map(|(_, addr)| addr),
             metrics,
             drain_timeout,
             quic_buffers,
+            drained,
         })
     }
 
     /// The bound UDP address of the HTTP/3 listener (port 0 resolved).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound TCP address of the TLS listener (HTTP/2 and HTTP/1.1; port
+    /// 0 resolved); `None` when TCP is off.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -147,23 +209,64 @@ impl Node {
     }
 
     /// The root supervisor (for embedding the node in a larger actor tree).
-    pub fn supervisor(&self) -> &ActorRef<NodeMsg> {
+    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
         &self.supervisor
     }
 
     /// Graceful shutdown: stop accepting, GOAWAY on every connection, let open
-    /// tunnels drain up to the configured timeout, then stop the tree.
+    /// tunnels drain up to the configured timeout (the tree says when every
+    /// listener's connections are gone), then stop the tree.
     pub async fn shutdown(self) {
-        let _ = self.supervisor.cast(NodeMsg::Drain(self.drain_timeout));
-        let deadline = tokio::time::Instant::now() + self.drain_timeout + Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline {
-            let s = self.metrics.snapshot();
-            if s.connections_closed >= s.connections_accepted {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = self
+            .supervisor
+            .cast(SupervisorMsg::Drain(self.drain_timeout));
+        let mut drained = self.drained;
+        let bound = self.drain_timeout + Duration::from_secs(1);
+        // An error means the tree is already gone: nothing left to wait for.
+        if tokio::time::timeout(bound, drained.wait_for(|d| *d))
+            .await
+            .is_err()
+        {
+            tracing::debug!(timeout = ?bound, "drain did not finish in time; stopping the tree");
         }
         self.supervisor.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(Duration::from_secs(5), self.join).await;
+    }
+}
+
+/// Binds the TLS listener's TCP socket at `addr`. With `follow` (the UDP
+/// port, when `addr` asked for port 0 on the HTTP/3 address), the same port
+/// number if it is free on TCP, else an ephemeral one.
+fn bind_tcp(addr: SocketAddr, follow: Option<u16>) -> std::io::Result<TcpListener> {
+    let socket = match follow {
+        Some(port) => match TcpListener::bind(SocketAddr::new(addr.ip(), port)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(port, error = %e, "UDP port not free on TCP; an ephemeral one instead");
+                TcpListener::bind(addr)?
+            }
+        },
+        None => TcpListener::bind(addr)?,
+    };
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_follows_the_udp_port_when_free() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        // A port just seen free on TCP (as the UDP socket's port would be).
+        let port = TcpListener::bind(any).unwrap().local_addr().unwrap().port();
+        let same = bind_tcp(any, Some(port)).unwrap();
+        assert_eq!(same.local_addr().unwrap().port(), port, "the same number");
+        // Taken on TCP: an ephemeral port instead, no error.
+        let other = bind_tcp(any, Some(port)).unwrap();
+        assert_ne!(other.local_addr().unwrap().port(), port);
+        // An explicit port that is taken is an error.
+        assert!(bind_tcp(SocketAddr::new(any.ip(), port), None).is_err());
     }
 }

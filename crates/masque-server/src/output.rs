@@ -11,13 +11,10 @@ use std::{
     time::Instant,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use masque_h3::queue::{QueueTx, TrySendError};
-use masque_proto::{
-    capsule::{self, Capsule},
-    varint,
-};
-use masque_transport::{DatagramTx, OutDatagram};
+use masque_proto::{capsule::Capsule, varint};
+use masque_transport::{DatagramTx, OutDatagram, Transport, TunnelError};
 use tokio::sync::{Mutex, watch};
 
 use crate::{
@@ -31,8 +28,6 @@ use crate::{
 pub enum OutputError {
     #[error("the tunnel is closed")]
     Closed,
-    #[error("the tunnel has no datagram channel")]
-    NoDatagrams,
     #[error("output queue full; dropped")]
     QueueFull,
     /// Both sizes count the HTTP datagram payload: context id and data.
@@ -46,8 +41,6 @@ pub enum OutputError {
 #[derive(Debug)]
 pub(crate) enum Control {
     Capsule(Capsule),
-    /// A capsule already encoded (DATAGRAM capsules built in one buffer).
-    Encoded(Bytes),
     End(Action),
 }
 
@@ -91,6 +84,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// The client connection's task group, for [`TunnelOutput::spawn`].
     group: TaskGroup,
+    /// The transport's counters of the datagrams sent.
+    transport: Transport,
 }
 
 /// A handler's handle for sending to the client. Cheap to clone.
@@ -106,6 +101,7 @@ impl TunnelOutput {
         activity: Arc<Activity>,
         metrics: Arc<Metrics>,
         group: TaskGroup,
+        transport: Transport,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -117,6 +113,7 @@ impl TunnelOutput {
                 activity,
                 metrics,
                 group,
+                transport,
             }),
         }
     }
@@ -171,34 +168,21 @@ impl TunnelOutput {
 
     /// Sends one HTTP datagram (`context_id` + `payload`), waiting for room.
     /// Before the 2xx it is queued (bounded: beyond the limit it is dropped and
-    /// counted, `QueueFull`). On a tunnel whose peer takes no HTTP/3 datagrams
-    /// it goes as a DATAGRAM capsule on the stream (R9297-31), through the
-    /// bounded control queue (full: dropped and counted).
+    /// counted, `QueueFull`). The transport decides how it travels (a QUIC
+    /// DATAGRAM, or a DATAGRAM capsule on the stream, R9297-31).
     pub async fn send_datagram(&self, context_id: u64, payload: &[u8]) -> Result<(), OutputError> {
         self.touch();
         if let Some(tx) = self.shared.tx.get() {
-            return send_now(tx, context_id, payload).await;
+            return self.sent(send_now(tx, context_id, payload).await);
         }
         let mut early = self.shared.early.lock().await;
         // Re-check under the lock: the flush may have completed meanwhile.
         if let Some(tx) = self.shared.tx.get() {
             drop(early);
-            return send_now(tx, context_id, payload).await;
+            return self.sent(send_now(tx, context_id, payload).await);
         }
-        match *self.shared.state.borrow() {
-            Some(false) => return Err(OutputError::Closed),
-            Some(true) => {
-                drop(early);
-                let mut id = [0u8; 8];
-                let id_len = {
-                    let mut w = &mut id[..];
-                    varint::put(context_id, &mut w);
-                    8 - w.len()
-                };
-                let c = datagram_capsule(&[&id[..id_len], payload]);
-                return self.control(Control::Encoded(c));
-            }
-            None => {}
+        if *self.shared.state.borrow() == Some(false) {
+            return Err(OutputError::Closed);
         }
         if early.len() >= self.shared.early_limit {
             Metrics::inc(&self.shared.metrics.output_dropped);
@@ -214,8 +198,7 @@ impl TunnelOutput {
     /// Copies one HTTP datagram into its own buffer, ready for
     /// [`send_encoded`](Self::send_encoded): for data-plane tasks that must copy
     /// a batch out of a borrowed receive buffer before they can await. `None`
-    /// before the 2xx or on a transport without a datagram channel (use
-    /// [`send_datagram`](Self::send_datagram) there).
+    /// before the 2xx (wait for [`opened`](Self::opened) first).
     pub fn encode_datagram(&self, context_id: u64, payload: &[u8]) -> Option<OutDatagram> {
         let tx = self.shared.tx.get()?;
         Some(encode(tx, context_id, payload))
@@ -225,9 +208,18 @@ impl TunnelOutput {
     /// waiting for room.
     pub async fn send_encoded(&self, d: OutDatagram) -> Result<(), OutputError> {
         match self.shared.tx.get() {
-            Some(tx) => send_encoded(tx, d).await,
+            Some(tx) => self.sent(send_encoded(tx, d).await),
             None => Err(OutputError::Closed),
         }
+    }
+
+    /// Counts a datagram sent on this tunnel's transport.
+    fn sent(&self, r: Result<(), OutputError>) -> Result<(), OutputError> {
+        if r.is_ok() {
+            let counters = self.shared.metrics.transport(self.shared.transport);
+            Metrics::inc(&counters.datagrams_to_client);
+        }
+        r
     }
 
     /// Queues a capsule for the stream (bounded; a full queue drops and counts).
@@ -256,32 +248,17 @@ impl TunnelOutput {
     }
 
     /// After the 2xx: flush early datagrams in order, then switch to direct sends.
-    pub(crate) async fn open(&self, tx: Option<DatagramTx>) {
+    pub(crate) async fn open(&self, tx: DatagramTx) {
         let mut early = self.shared.early.lock().await;
-        match tx {
-            Some(tx) => {
-                while let Some(d) = early.pop_front() {
-                    let mut b = tx.buffer(d.len());
-                    b.payload_mut().extend_from_slice(&d);
-                    if tx.send(b).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = self.shared.tx.set(tx);
-            }
-            // No datagram channel: the early datagrams go as DATAGRAM capsules.
-            None => {
-                while let Some(d) = early.pop_front() {
-                    if self
-                        .control(Control::Encoded(datagram_capsule(&[&d])))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
+        while let Some(d) = early.pop_front() {
+            let mut b = tx.buffer(d.len());
+            b.payload_mut().extend_from_slice(&d);
+            if tx.send(b).await.is_err() {
+                Metrics::inc(&self.shared.metrics.output_dropped);
             }
         }
-        early.clear();
+        *early = VecDeque::new();
+        let _ = self.shared.tx.set(tx);
         self.shared.state.send_replace(Some(true));
     }
 
@@ -305,20 +282,12 @@ fn encode(tx: &DatagramTx, context_id: u64, payload: &[u8]) -> OutDatagram {
 
 async fn send_encoded(tx: &DatagramTx, d: OutDatagram) -> Result<(), OutputError> {
     let size = d.payload_len();
-    tx.send(d).await.map_err(|e| match e.datagram_limit() {
-        Some(max) => OutputError::TooLarge { size, max },
-        None => OutputError::Transport(e.to_string()),
+    tx.send(d).await.map_err(|e| match e {
+        TunnelError::QueueFull => OutputError::QueueFull,
+        TunnelError::Closed => OutputError::Closed,
+        e => match e.datagram_limit() {
+            Some(max) => OutputError::TooLarge { size, max },
+            None => OutputError::Transport(e.to_string()),
+        },
     })
-}
-
-/// An encoded DATAGRAM capsule (RFC 9297 §3.5) whose value is `parts` in
-/// order (context id, payload): one buffer, one copy of the payload.
-fn datagram_capsule(parts: &[&[u8]]) -> Bytes {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut buf = BytesMut::with_capacity(capsule::header_len(capsule::DATAGRAM, len) + len);
-    capsule::encode_header(capsule::DATAGRAM, len, &mut buf);
-    for p in parts {
-        buf.extend_from_slice(p);
-    }
-    buf.freeze()
 }

@@ -1,21 +1,21 @@
-//! `ConnectionRouter`: one actor per accepted HTTP/3 connection (Erlang:
-//! masque_server_connection). It owns the connection, takes its requests,
-//! parses and polices them, and spawns one linked session per tunnel. Datagrams
-//! never pass through it: masque-h3 demuxes them straight to each session's
-//! queue. When it stops, every session of its connection stops.
+//! `ConnectionRouter`: one actor per accepted connection, any transport
+//! (Erlang: masque_server_connection). It owns the connection, takes its
+//! requests, parses and polices them, and spawns one linked session per
+//! tunnel. Datagrams never pass through it: masque-h3 demuxes them straight
+//! to each session's queue, and on HTTP/2 and HTTP/1.1 they arrive in the
+//! tunnel's own body. When it stops, every session of its connection stops.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use masque_h3::{Connection, RequestHead, RequestStream};
 use masque_proto::{
     headers::{
         self,
         auth::{PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, bearer_challenge},
     },
     proxy_status::TunnelFailure,
-    template::{MatchError, UdpTarget},
+    request::{self, RequestHeaders, TunnelTarget},
 };
-use masque_transport::{PendingTunnel, TunnelRequest};
+use masque_transport::{PendingTunnel, ServerConnection};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 
@@ -29,7 +29,7 @@ use crate::{
 };
 
 pub enum RouterMsg {
-    Request(Box<(RequestHead, RequestStream)>),
+    Request(Box<PendingTunnel>),
     /// Policy passed: start the session (internal).
     Accepted(Box<(PendingTunnel, Target)>),
     /// Policy refused or the request failed before a session (internal).
@@ -43,14 +43,13 @@ pub enum RouterMsg {
 pub struct ConnectionRouter;
 
 pub struct RouterArgs {
-    pub(crate) conn: Connection,
+    pub(crate) conn: ServerConnection,
     pub(crate) ctx: Arc<ListenerContext>,
 }
 
 pub struct RouterState {
-    conn: Connection,
+    conn: ServerConnection,
     ctx: Arc<ListenerContext>,
-    peer: SocketAddr,
     /// Tunnels counted against the limit: in policy check or running.
     tunnels: usize,
     draining: bool,
@@ -63,7 +62,7 @@ pub struct RouterState {
 impl Drop for RouterState {
     fn drop(&mut self) {
         self.accept_task.abort();
-        self.conn.close(masque_h3::Code::NO_ERROR, b"");
+        self.conn.close();
     }
 }
 
@@ -78,6 +77,7 @@ impl Actor for ConnectionRouter {
         args: RouterArgs,
     ) -> Result<RouterState, ActorProcessingErr> {
         Metrics::inc(&args.ctx.metrics.connections_accepted);
+        Metrics::inc(&args.ctx.metrics.transport(args.conn.transport()).connections);
         let conn = args.conn.clone();
         let accept_task = tokio::spawn(async move {
             while let Some(req) = conn.accept().await {
@@ -88,7 +88,6 @@ impl Actor for ConnectionRouter {
             let _ = myself.cast(RouterMsg::ConnectionClosed);
         });
         Ok(RouterState {
-            peer: args.conn.quic().remote_address(),
             conn: args.conn,
             ctx: args.ctx,
             tunnels: 0,
@@ -130,7 +129,7 @@ impl Actor for ConnectionRouter {
             }
             RouterMsg::Drain(timeout) => {
                 state.draining = true;
-                let _ = state.conn.goaway().await;
+                state.conn.goaway().await;
                 if state.tunnels == 0 {
                     myself.stop(Some("drained".into()));
                 } else {
@@ -174,8 +173,11 @@ impl Actor for ConnectionRouter {
 
 fn release(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
     state.tunnels = state.tunnels.saturating_sub(1);
-    if state.draining && state.tunnels == 0 {
+    if state.tunnels == 0 && state.draining {
         myself.stop(Some("drained".into()));
+    } else if state.tunnels == 0 && state.conn.single_tunnel() {
+        // HTTP/1.1: the connection carried its one tunnel (or its refusal).
+        myself.stop(Some("tunnel done".into()));
     }
 }
 
@@ -192,24 +194,28 @@ async fn stop_sessions(myself: &ActorRef<RouterMsg>) {
         .await;
 }
 
-/// The request pipeline up to the session: credentials, limit, parse, policy.
-fn on_request(
-    myself: &ActorRef<RouterMsg>,
-    state: &mut RouterState,
-    req: (RequestHead, RequestStream),
-) {
-    let (head, stream) = req;
+/// The request pipeline up to the session: form, credentials, limit,
+/// classification, policy.
+fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending: PendingTunnel) {
     let ctx = &state.ctx;
     Metrics::inc(&ctx.metrics.tunnel_requests);
-    let mut pending = PendingTunnel::from_h3(&head, stream, state.peer);
+    Metrics::inc(&ctx.metrics.transport(pending.request.transport).requests);
+    let refuse = |pending, answer| {
+        tokio::spawn(reject(pending, answer, Arc::clone(&ctx.metrics)));
+    };
+    // Malformed pseudo-headers or request line: never a tunnel (RFC 9114
+    // §4.1.2, RFC 9113 §8.5, RFC 9112 §3), answered 400 (a stream error on
+    // HTTP/2 and HTTP/3 would say less).
+    let form = match &pending.request.form {
+        Ok(form) => form.clone(),
+        Err(refusal) => {
+            let answer = form_refusal(refusal, ctx);
+            return refuse(pending, answer);
+        }
+    };
     if let Err(failure) = ctx.config.auth.check(&pending.request.headers) {
         Metrics::inc(&ctx.metrics.tunnels_refused_auth);
-        tokio::spawn(reject(
-            pending,
-            auth_required(failure, ctx),
-            Arc::clone(&ctx.metrics),
-        ));
-        return;
+        return refuse(pending, auth_required(failure, ctx));
     }
     // Consumed here: handlers never see the credentials.
     pending.request.headers.remove(PROXY_AUTHORIZATION);
@@ -217,15 +223,11 @@ fn on_request(
         Metrics::inc(&ctx.metrics.tunnels_refused_limit);
         let answer =
             Refusal::new(TunnelFailure::ConnectionLimitReached).http_response(&ctx.node_name);
-        tokio::spawn(reject(pending, answer, Arc::clone(&ctx.metrics)));
-        return;
+        return refuse(pending, answer);
     }
-    let target = match parse_target(&pending.request, ctx) {
+    let target = match classify(&form, &pending.request.headers, ctx) {
         Ok(t) => t,
-        Err(answer) => {
-            tokio::spawn(reject(pending, answer, Arc::clone(&ctx.metrics)));
-            return;
-        }
+        Err(answer) => return refuse(pending, answer),
     };
     state.tunnels += 1;
     let me = myself.clone();
@@ -266,43 +268,41 @@ fn auth_required(failure: AuthFailure, ctx: &ListenerContext) -> Answer {
     (status, headers)
 }
 
-/// What the request asks for; errors carry the answer to send.
-fn parse_target(req: &TunnelRequest, ctx: &ListenerContext) -> Result<Target, Answer> {
-    let bare = |status| (status, http::HeaderMap::new());
-    // The status is ours; the Proxy-Status says why (RFC 9209 §2.3.16).
-    let explained = |status, details: String| {
-        let refusal = Refusal::new(TunnelFailure::MalformedRequest).with_details(details);
-        (status, refusal.http_response(&ctx.node_name).1)
+/// What the request asks for (the pure classifier in masque-proto), or the
+/// answer to send. Tunnel kinds without a session yet get 501.
+fn classify(
+    form: &request::RequestForm,
+    fields: &http::HeaderMap,
+    ctx: &ListenerContext,
+) -> Result<Target, Answer> {
+    let lines = |name| fields.get_all(name).iter().map(|v| v.as_bytes());
+    let h = RequestHeaders {
+        capsule_protocol: headers::capsule_protocol(lines(headers::CAPSULE_PROTOCOL)),
+        connect_udp_bind: headers::connect_udp_bind(lines(headers::CONNECT_UDP_BIND)),
     };
-    if req.method != http::Method::CONNECT {
-        return Err(bare(http::StatusCode::METHOD_NOT_ALLOWED));
+    let target = request::classify(form, &h, &ctx.templates).map_err(|r| form_refusal(&r, ctx))?;
+    let unsupported = match target {
+        TunnelTarget::Udp(t) => return Ok(Target::Udp(t.into())),
+        TunnelTarget::UdpBind => "connect-udp-bind",
+        TunnelTarget::Ip(_) => "connect-ip",
+        TunnelTarget::Tcp { .. } => "connect-tcp",
+        TunnelTarget::Classic(_) => "CONNECT",
+    };
+    let refusal = Refusal::new(TunnelFailure::ProxyConfigurationError)
+        .with_details(format!("{unsupported} is not supported by this node yet"));
+    Err((http::StatusCode::NOT_IMPLEMENTED, refusal.http_response(&ctx.node_name).1))
+}
+
+/// The answer to a refusal of the classifier: its status, and its
+/// Proxy-Status error with the details.
+fn form_refusal(r: &request::Refusal, ctx: &ListenerContext) -> Answer {
+    let failure = r.failure.unwrap_or(TunnelFailure::MalformedRequest);
+    let mut refusal = Refusal::new(failure);
+    if !r.details.is_empty() {
+        refusal = refusal.with_details(r.details.clone());
     }
-    if req.protocol.as_deref() != Some("connect-udp") {
-        // XC-10: an upgrade token we do not serve (yet): 501.
-        return Err(bare(http::StatusCode::NOT_IMPLEMENTED));
-    }
-    let path = req.path.as_deref().unwrap_or_default();
-    let target = ctx.udp_template.match_path(path).map_err(|e| match e {
-        MatchError::NoMatch => bare(http::StatusCode::NOT_FOUND),
-        // R9298-25: malformed template variables -> 400.
-        _ => explained(http::StatusCode::BAD_REQUEST, e.to_string()),
-    })?;
-    if matches!(target, UdpTarget::Wildcard) {
-        let lines = req.headers.get_all(headers::CONNECT_UDP_BIND).iter();
-        return Err(if headers::connect_udp_bind(lines.map(|v| v.as_bytes())) {
-            explained(
-                http::StatusCode::NOT_IMPLEMENTED,
-                "connect-udp-bind is not supported by this node".into(),
-            )
-        } else {
-            // BIND-01/-03: a wildcard target only makes sense with the bind header.
-            explained(
-                http::StatusCode::BAD_REQUEST,
-                "wildcard target without connect-udp-bind".into(),
-            )
-        });
-    }
-    Ok(Target::Udp(target))
+    let status = http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    (status, refusal.http_response(&ctx.node_name).1)
 }
 
 /// Answers a request that never becomes a session.

@@ -240,17 +240,17 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
     let metrics = Arc::clone(out.metrics());
     // One allocation per received batch, released after it: a tunnel that
     // went quiet holds none.
-    let mut batch: Vec<Outgoing> = Vec::new();
+    let mut batch: Vec<OutDatagram> = Vec::new();
     loop {
         let received = socket
             .recv_shared(|datagrams| {
                 batch.reserve_exact(datagrams.len());
-                for d in datagrams {
-                    batch.push(match out.encode_datagram(UDP_CONTEXT_ID, d) {
-                        Some(d) => Outgoing::Encoded(d),
-                        None => Outgoing::Copied(Bytes::copy_from_slice(d)),
-                    });
-                }
+                // Opened: the encoder is there, whatever the transport.
+                batch.extend(
+                    datagrams
+                        .iter()
+                        .filter_map(|d| out.encode_datagram(UDP_CONTEXT_ID, d)),
+                );
             })
             .await;
         match received {
@@ -258,11 +258,7 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
                 out.touch();
                 Metrics::add(&metrics.datagrams_from_target, batch.len() as u64);
                 for d in batch.drain(..) {
-                    let sent = match d {
-                        Outgoing::Encoded(d) => out.send_encoded(d).await,
-                        Outgoing::Copied(b) => out.send_datagram(UDP_CONTEXT_ID, &b).await,
-                    };
-                    if sent.is_err() {
+                    if out.send_encoded(d).await.is_err() {
                         // Too large for the tunnel (R9298-50: drop) or closing.
                         Metrics::inc(&metrics.datagrams_to_client_dropped);
                     }
@@ -279,14 +275,6 @@ async fn target_to_client(socket: Arc<TargetSocket>, out: TunnelOutput) {
             }
         }
     }
-}
-
-/// A target datagram copied out of the shared receive buffers.
-enum Outgoing {
-    /// Ready for the transport's datagram channel.
-    Encoded(OutDatagram),
-    /// For a transport without one: handed to `TunnelOutput::send_datagram`.
-    Copied(Bytes),
 }
 
 #[cfg(test)]

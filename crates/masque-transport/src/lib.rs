@@ -1,12 +1,16 @@
-//! Transport layer of masque: one [`tunnel`] abstraction that sessions use on any
-//! HTTP version, and [`tls`] configuration (rustls with an explicit ring provider,
-//! development certificates, client verification options).
+//! Transport layer of masque: one [`tunnel`] abstraction that sessions use on
+//! any HTTP version, the [`server`] face of the three transports (one
+//! connection type over HTTP/3, HTTP/2 and HTTP/1.1), and [`tls`]
+//! configuration (rustls with an explicit ring provider, development
+//! certificates, client verification options).
 
+pub mod server;
 pub mod socket_buffers;
 pub mod tls;
 pub mod tunnel;
 
+pub use server::{H1Config, H2Config, PendingTunnel, ServerConnection, TunnelLimits};
 pub use tunnel::{
-    BodyRx, BodyTx, DatagramRx, DatagramTx, OpenTunnel, OutDatagram, PendingTunnel, ResetReason,
-    Transport, TunnelError, TunnelRequest,
+    BodyRx, BodyTx, CapsuleQueue, CapsuleSender, DatagramRx, DatagramTx, OpenTunnel, OutDatagram,
+    ResetReason, Transport, TunnelError, TunnelRequest,
 };

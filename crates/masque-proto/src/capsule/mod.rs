@@ -1,8 +1,9 @@
 //! RFC 9297 §3 Capsule Protocol: capsule framing, type codepoints and errors.
 //!
 //! A capsule is `Type (i) | Length (i) | Value (Length bytes)` (RFC 9297 §3.2). This
-//! module encodes capsules ([`encode`], [`encode_header`]) and decodes a capsule
-//! stream incrementally ([`CapsuleDecoder`]). It only frames: the value of each
+//! module encodes capsules ([`encode`], [`encode_header`]; for DATAGRAM capsules
+//! [`encode_datagram_capsule`] and the in-place [`write_datagram_capsule_header`])
+//! and decodes a capsule stream incrementally ([`CapsuleDecoder`]). It only frames: the value of each
 //! capsule type is parsed by the module that owns the type (`datagram`, `bind`,
 //! `tcp`, `connect_ip`).
 //!
@@ -15,8 +16,13 @@
 //! (R9297-22): HTTP/3 stream error `H3_MESSAGE_ERROR`, HTTP/2 stream error
 //! `PROTOCOL_ERROR`, HTTP/1.x close the connection.
 
+mod datagram_encode;
 mod decoder;
 
+pub use datagram_encode::{
+    HeaderRoomError, encode_datagram_capsule, max_datagram_capsule_header_len,
+    write_datagram_capsule_header,
+};
 pub use decoder::{CapsuleDecoder, OversizePolicy};
 
 use bytes::{BufMut, Bytes};

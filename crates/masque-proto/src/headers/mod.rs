@@ -7,6 +7,7 @@
 //! field line and treat more than one as "absent" (R9297-25, BIND-05).
 
 pub mod auth;
+pub mod list;
 pub mod sf;
 
 use std::net::{IpAddr, SocketAddr};

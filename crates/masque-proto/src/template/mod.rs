@@ -42,7 +42,9 @@ pub use target::{
     DnsName, Host, HostPort, IpPrefix, IpProto, IpScope, IpTarget, TcpTarget, UdpTarget,
 };
 
+pub(crate) use syntax::{is_authority_byte, is_scheme_byte};
 use target::DECODE_BUF_LEN;
+pub(crate) use target::parse_port;
 
 /// Default connect-udp template path (R9298 §1, R9298-09).
 pub const DEFAULT_UDP_PATH: &str = "/.well-known/masque/udp/{target_host}/{target_port}/";

@@ -83,12 +83,12 @@ const fn is_delimiter(c: u8) -> bool {
     )
 }
 
-const fn is_scheme_byte(c: u8) -> bool {
+pub(crate) const fn is_scheme_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')
 }
 
 /// RFC 3986 §3.2 authority characters (userinfo, host incl. IP-literal, port).
-const fn is_authority_byte(c: u8) -> bool {
+pub(crate) const fn is_authority_byte(c: u8) -> bool {
     is_unreserved(c)
         || matches!(
             c,

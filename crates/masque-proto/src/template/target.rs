@@ -395,7 +395,7 @@ fn validate_dns_name(b: &[u8]) -> Result<(), HostError> {
 }
 
 /// R9298-12: decimal 1-65535, digits only, no leading zero (our choice).
-pub(super) fn parse_port(b: &[u8]) -> Result<NonZeroU16, PortError> {
+pub(crate) fn parse_port(b: &[u8]) -> Result<NonZeroU16, PortError> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return Err(PortError::NotDecimal);
     }

@@ -1,12 +1,15 @@
 //! The session runtime for datagram tunnels (CONNECT-UDP now, CONNECT-IP next):
 //! one task per tunnel that runs the handler's setup, answers the request, then
 //! relays until either side ends. Written once against the transport-generic
-//! `Tunnel` types, so HTTP/2 and HTTP/1.1 reuse it unchanged.
+//! `Tunnel` types: HTTP/3, HTTP/2 and HTTP/1.1 run this same code, and the
+//! capsule, context-id and FIN rules are masque-proto's `TunnelCore`, shared
+//! with the client.
 //!
 //! Data plane: client datagrams arrive from the connection's demultiplexer on a
-//! bounded queue and go straight to the handler's synchronous callback; the
-//! handler's own tasks send to the client through `TunnelOutput`. No actor hop
-//! per packet.
+//! bounded queue (HTTP/3) or as DATAGRAM capsules in the body, and go straight
+//! to the handler's synchronous callback; the handler's own tasks send to the
+//! client through `TunnelOutput`, whose capsule datagrams this task writes to
+//! the body. No actor hop per packet.
 
 use std::{panic::AssertUnwindSafe, sync::Arc};
 
@@ -14,12 +17,14 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use masque_h3::queue::{self, QueueRx};
 use masque_proto::{
-    capsule::{self, CapsuleDecoder},
-    datagram::{self, UDP_CONTEXT_ID},
+    capsule,
     headers,
     proxy_status::TunnelFailure,
+    tunnel::{DatagramEvent, DatagramRules, DropReason, TunnelCore, TunnelEvent},
 };
-use masque_transport::{BodyRx, BodyTx, OpenTunnel, PendingTunnel, ResetReason};
+use masque_transport::{
+    BodyRx, BodyTx, CapsuleQueue, OpenTunnel, PendingTunnel, ResetReason, Transport,
+};
 
 use crate::{
     config::SessionConfig,
@@ -49,6 +54,12 @@ pub(crate) struct SessionEnv {
     pub group: TaskGroup,
 }
 
+/// What one relay loop counts with: the node's counters and its transport.
+struct Counters<'a> {
+    metrics: &'a Metrics,
+    transport: &'a crate::metrics::TransportCounters,
+}
+
 /// Counts the session open on creation and closed on drop: exactly once on
 /// every path, including an aborted task.
 struct OpenGuard(Arc<Metrics>);
@@ -75,6 +86,8 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         env: mut s,
     } = setup;
     let _open = OpenGuard::new(&s.metrics);
+    let transport = pending.request.transport;
+    let rules = rules_for(&target);
     let (control_tx, mut control_rx) = queue::channel(s.config.output_queue);
     let activity = Arc::new(Activity::new());
     let out = TunnelOutput::new(
@@ -83,6 +96,7 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         Arc::clone(&activity),
         Arc::clone(&s.metrics),
         s.group.clone(),
+        transport,
     );
     // The set-up phase runs once: boxed, so the task's future, which lives as
     // long as the tunnel, is sized for the relay only (measured 5.8 -> 4.5 KiB).
@@ -92,12 +106,28 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         Err(reason) => return reason,
     };
     Metrics::inc(&s.metrics.tunnels_established);
+    Metrics::inc(&s.metrics.transport(transport).tunnels);
     Box::pin(out.open(tunnel.datagram_tx.clone())).await;
     activity.touch();
-    let reason = relay(&mut s, tunnel, &mut *handler, &mut control_rx, &activity).await;
+    let core = TunnelCore::new(rules, s.config.max_capsule_size);
+    let relay = Relay {
+        core,
+        transport,
+        activity: &activity,
+    };
+    let reason = relay
+        .run(&mut s, tunnel, &mut *handler, &mut control_rx)
+        .await;
     out.fail();
     call_terminate(&mut *handler, &reason, &s.metrics);
     reason
+}
+
+/// The datagram rules of a target's protocol.
+fn rules_for(target: &Target) -> DatagramRules {
+    match target {
+        Target::Udp(_) => DatagramRules::udp(),
+    }
 }
 
 /// The handler's `init` (bounded in time, panics contained), then the answer:
@@ -168,98 +198,127 @@ fn call_terminate(handler: &mut dyn TunnelHandler, reason: &CloseReason, metrics
     }
 }
 
-/// Relays until either side ends; then closes our side as the reason demands.
-async fn relay(
-    s: &mut SessionEnv,
-    tunnel: OpenTunnel,
-    handler: &mut dyn TunnelHandler,
-    control: &mut QueueRx<Control>,
-    activity: &Activity,
-) -> CloseReason {
-    let OpenTunnel {
-        mut body_tx,
-        mut body_rx,
-        datagram_rx,
-        ..
-    } = tunnel;
-    let mut datagrams = datagram_rx;
-    let mut capsules = CapsuleDecoder::with_max_size(s.config.max_capsule_size);
-    let idle = s.config.idle_timeout;
-    // One timer per idle period, re-armed from the last activity when it fires
-    // early: an idle tunnel costs no periodic wake-ups.
-    let idle_timer = tokio::time::sleep(idle);
-    tokio::pin!(idle_timer);
-    let mut body_open = true;
-    let reason = loop {
-        tokio::select! {
-            d = recv_datagram(&mut datagrams) => match d {
-                Some(d) => {
-                    activity.touch();
-                    if let Some(r) = on_burst(handler, d, &mut datagrams, &s.metrics) {
-                        break r;
+/// The relay of one established tunnel.
+struct Relay<'a> {
+    core: TunnelCore,
+    transport: Transport,
+    activity: &'a Activity,
+}
+
+impl Relay<'_> {
+    /// Relays until either side ends; then closes our side as the reason demands.
+    async fn run(
+        mut self,
+        s: &mut SessionEnv,
+        tunnel: OpenTunnel,
+        handler: &mut dyn TunnelHandler,
+        control: &mut QueueRx<Control>,
+    ) -> CloseReason {
+        let OpenTunnel {
+            mut body_tx,
+            mut body_rx,
+            datagram_rx,
+            capsules,
+            ..
+        } = tunnel;
+        let mut datagrams = datagram_rx;
+        let mut capsules = capsules;
+        let n = Counters {
+            metrics: &s.metrics,
+            transport: s.metrics.transport(self.transport),
+        };
+        let idle = s.config.idle_timeout;
+        // One timer per idle period, re-armed from the last activity when it
+        // fires early: an idle tunnel costs no periodic wake-ups.
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
+        let mut body_open = true;
+        let reason = loop {
+            tokio::select! {
+                d = recv_datagram(&mut datagrams) => match d {
+                    Some(d) => {
+                        self.activity.touch();
+                        if let Some(r) = on_burst(handler, &self.core, d, &mut datagrams, &n) {
+                            break r;
+                        }
+                    }
+                    // The connection ended under us.
+                    None => break CloseReason::ClientAborted,
+                },
+                chunk = body_rx.recv(), if body_open => match chunk {
+                    Ok(Some(bytes)) => {
+                        self.activity.touch();
+                        self.core.push_body(bytes);
+                        if let Some(r) = drain_events(handler, &mut self.core, &n) {
+                            break r;
+                        }
+                    }
+                    Ok(None) => {
+                        body_open = false;
+                        // R9297-24: a FIN inside a capsule is malformed.
+                        if let Err(e) = self.core.on_fin() {
+                            Metrics::inc(&n.metrics.capsules_malformed);
+                            break CloseReason::ProtocolError(e.to_string());
+                        }
+                        break CloseReason::ClientClosed;
+                    }
+                    Err(_) => break CloseReason::ClientAborted,
+                },
+                c = recv_capsule(&mut capsules) => match c {
+                    Some(first) => {
+                        if write_capsules(&mut body_tx, first, capsules.as_mut(), &n).await.is_err() {
+                            break CloseReason::ClientAborted;
+                        }
+                    }
+                    None => capsules = None,
+                },
+                c = control.recv() => {
+                    let bytes = match c {
+                        Some(Control::Capsule(c)) => {
+                            let mut buf = BytesMut::with_capacity(capsule::header_len(c.ty, c.value.len()) + c.value.len());
+                            c.encode(&mut buf);
+                            buf.freeze()
+                        }
+                        Some(Control::End(action)) => break CloseReason::Handler(action),
+                        // Only `TunnelOutput::spawn` closes the queue: a task of
+                        // the handler panicked (counted there).
+                        None => break CloseReason::HandlerPanic,
+                    };
+                    Metrics::inc(&n.transport.capsules_to_client);
+                    if body_tx.send(bytes).await.is_err() {
+                        break CloseReason::ClientAborted;
                     }
                 }
-                // The connection ended under us.
-                None => break CloseReason::ClientAborted,
-            },
-            chunk = body_rx.recv(), if body_open => match chunk {
-                Ok(Some(bytes)) => {
-                    activity.touch();
-                    capsules.push(bytes);
-                    if let Some(r) = drain_capsules(handler, &mut capsules, &s.metrics) {
-                        break r;
+                m = s.info.recv() => match m {
+                    Some(m) => {
+                        let action = catch(|| handler.info(m), n.metrics);
+                        if let Some(r) = after(action) {
+                            break r;
+                        }
                     }
-                }
-                Ok(None) => {
-                    body_open = false;
-                    // R9297-24: a FIN inside a capsule is malformed.
-                    if capsules.finish().is_err() {
-                        Metrics::inc(&s.metrics.capsules_malformed);
-                        break CloseReason::ProtocolError("capsule truncated at end of stream".into());
+                    // Closed by the actor (stop, node shutdown) or the actor is gone.
+                    None => break CloseReason::Shutdown,
+                },
+                _ = &mut idle_timer => {
+                    let quiet = self.activity.idle_for();
+                    if quiet >= idle {
+                        Metrics::inc(&n.metrics.idle_timeouts);
+                        break CloseReason::IdleTimeout;
                     }
-                    break CloseReason::ClientClosed;
-                }
-                Err(_) => break CloseReason::ClientAborted,
-            },
-            c = control.recv() => {
-                let bytes = match c {
-                    Some(Control::Capsule(c)) => {
-                        let mut buf = BytesMut::with_capacity(capsule::header_len(c.ty, c.value.len()) + c.value.len());
-                        c.encode(&mut buf);
-                        buf.freeze()
-                    }
-                    Some(Control::Encoded(bytes)) => bytes,
-                    Some(Control::End(action)) => break CloseReason::Handler(action),
-                    // Only `TunnelOutput::spawn` closes the queue: a task of
-                    // the handler panicked (counted there).
-                    None => break CloseReason::HandlerPanic,
-                };
-                if body_tx.send(bytes).await.is_err() {
-                    break CloseReason::ClientAborted;
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - quiet));
                 }
             }
-            m = s.info.recv() => match m {
-                Some(m) => {
-                    let action = catch(|| handler.info(m), &s.metrics);
-                    if let Some(r) = after(action) {
-                        break r;
-                    }
-                }
-                // Closed by the actor (stop, node shutdown) or the actor is gone.
-                None => break CloseReason::Shutdown,
-            },
-            _ = &mut idle_timer => {
-                let quiet = activity.idle_for();
-                if quiet >= idle {
-                    Metrics::inc(&s.metrics.idle_timeouts);
-                    break CloseReason::IdleTimeout;
-                }
-                idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - quiet));
-            }
+        };
+        // Queued output goes out before a clean end (FIN after the data).
+        if reset_for(&reason).is_none()
+            && let Some(q) = capsules.as_mut()
+            && let Some(first) = q.try_recv()
+        {
+            let _ = write_capsules(&mut body_tx, first, Some(q), &n).await;
         }
-    };
-    close_stream(&reason, &mut body_tx, &mut body_rx, body_open);
-    reason
+        close_stream(&reason, &mut body_tx, &mut body_rx, body_open).await;
+        reason
+    }
 }
 
 async fn recv_datagram(rx: &mut Option<masque_transport::DatagramRx>) -> Option<Bytes> {
@@ -270,6 +329,34 @@ async fn recv_datagram(rx: &mut Option<masque_transport::DatagramRx>) -> Option<
     }
 }
 
+async fn recv_capsule(rx: &mut Option<CapsuleQueue>) -> Option<Bytes> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes `first` and the capsules queued behind it (at most a burst), then
+/// flushes once: one TLS record and one system call for a burst on HTTP/1.1.
+async fn write_capsules(
+    body: &mut BodyTx,
+    first: Bytes,
+    mut rest: Option<&mut CapsuleQueue>,
+    n: &Counters<'_>,
+) -> Result<(), masque_transport::TunnelError> {
+    let mut next = Some(first);
+    let mut written = 0u64;
+    while let Some(c) = next.take() {
+        body.feed(c).await?;
+        written += 1;
+        if written < BURST as u64 {
+            next = rest.as_mut().and_then(|q| q.try_recv());
+        }
+    }
+    Metrics::add(&n.transport.capsules_to_client, written);
+    body.flush().await
+}
+
 /// Most datagrams taken from the queue per wake-up before the handler flushes.
 const BURST: usize = 64;
 
@@ -277,14 +364,15 @@ const BURST: usize = 64;
 /// one `flush`. Never waits for more (R9298-46).
 fn on_burst(
     handler: &mut dyn TunnelHandler,
+    core: &TunnelCore,
     first: Bytes,
     rx: &mut Option<masque_transport::DatagramRx>,
-    metrics: &Metrics,
+    n: &Counters<'_>,
 ) -> Option<CloseReason> {
     let mut next = Some(first);
     let mut taken = 0;
     while let Some(d) = next.take() {
-        if let Some(r) = on_datagram(handler, d, metrics) {
+        if let Some(r) = on_datagram(handler, core, d, n) {
             return Some(r);
         }
         taken += 1;
@@ -292,60 +380,83 @@ fn on_burst(
             next = rx.as_mut().and_then(|rx| rx.try_recv());
         }
     }
-    after(catch(|| handler.flush(), metrics))
+    after(catch(|| handler.flush(), n.metrics))
 }
 
 /// A datagram from the client (QUIC DATAGRAM or DATAGRAM capsule, R9297-31).
 fn on_datagram(
     handler: &mut dyn TunnelHandler,
+    core: &TunnelCore,
     d: Bytes,
-    metrics: &Metrics,
+    n: &Counters<'_>,
 ) -> Option<CloseReason> {
-    let (ctx, payload) = match datagram::parse_context(d) {
-        Ok(v) => v,
-        Err(_) => {
-            // Our choice (RFC 9297 digest §6): too short for a context id -> drop.
-            Metrics::inc(&metrics.datagrams_dropped_malformed);
-            return None;
+    match core.on_datagram(d) {
+        Ok(event) => on_datagram_event(handler, event, n),
+        Err(e) => {
+            // R9298-41: a context-0 payload over 65527 bytes aborts the stream.
+            Metrics::inc(&n.metrics.datagrams_dropped_oversize);
+            Some(CloseReason::ProtocolError(e.to_string()))
         }
-    };
-    if ctx != UDP_CONTEXT_ID {
-        // R9298-38: unknown context ids are dropped (and counted), never an error.
-        Metrics::inc(&metrics.datagrams_dropped_unknown_context);
-        return None;
     }
-    if datagram::check_udp_payload(ctx, payload.len()).is_err() {
-        // R9298-41: a context-0 payload over 65527 bytes aborts the stream.
-        Metrics::inc(&metrics.datagrams_dropped_oversize);
-        return Some(CloseReason::ProtocolError(
-            "UDP payload over 65527 bytes".into(),
-        ));
-    }
-    Metrics::inc(&metrics.datagrams_from_client);
-    after(catch(|| handler.datagram(ctx, payload), metrics))
 }
 
-fn drain_capsules(
+fn on_datagram_event(
     handler: &mut dyn TunnelHandler,
-    decoder: &mut CapsuleDecoder,
-    metrics: &Metrics,
+    event: DatagramEvent,
+    n: &Counters<'_>,
+) -> Option<CloseReason> {
+    match event {
+        DatagramEvent::Payload {
+            context_id,
+            payload,
+        } => {
+            Metrics::inc(&n.metrics.datagrams_from_client);
+            Metrics::inc(&n.transport.datagrams_from_client);
+            after(catch(|| handler.datagram(context_id, payload), n.metrics))
+        }
+        // R9298-38: unknown context ids are dropped (and counted), never an error.
+        DatagramEvent::Dropped(DropReason::UnknownContext) => {
+            Metrics::inc(&n.metrics.datagrams_dropped_unknown_context);
+            None
+        }
+        // Our choice (RFC 9297 digest §6): too short for a context id -> drop.
+        DatagramEvent::Dropped(DropReason::NoContextId) => {
+            Metrics::inc(&n.metrics.datagrams_dropped_malformed);
+            None
+        }
+    }
+}
+
+/// Every complete event in the body, then one `flush`.
+fn drain_events(
+    handler: &mut dyn TunnelHandler,
+    core: &mut TunnelCore,
+    n: &Counters<'_>,
 ) -> Option<CloseReason> {
     loop {
-        match decoder.next_capsule() {
-            Ok(Some(c)) if c.ty == capsule::DATAGRAM => {
-                if let Some(r) = on_datagram(handler, c.value, metrics) {
+        match core.next_event() {
+            Ok(Some(TunnelEvent::Datagram(event))) => {
+                Metrics::inc(&n.transport.capsules_from_client);
+                if let Some(r) = on_datagram_event(handler, event, n) {
                     return Some(r);
                 }
             }
-            Ok(Some(c)) => {
-                if let Some(r) = after(catch(|| handler.capsule(c), metrics)) {
+            Ok(Some(TunnelEvent::Capsule(c))) => {
+                Metrics::inc(&n.transport.capsules_from_client);
+                if let Some(r) = after(catch(|| handler.capsule(c), n.metrics)) {
                     return Some(r);
                 }
             }
-            Ok(None) => return after(catch(|| handler.flush(), metrics)),
+            Ok(None) => return after(catch(|| handler.flush(), n.metrics)),
             Err(e) => {
-                // R9297-22: a capsule error is a malformed message.
-                Metrics::inc(&metrics.capsules_malformed);
+                // R9297-22: a capsule error is a malformed message; R9298-41
+                // an oversize payload aborts the stream as well.
+                match e {
+                    masque_proto::tunnel::TunnelCoreError::PayloadTooLarge(_) => {
+                        Metrics::inc(&n.metrics.datagrams_dropped_oversize)
+                    }
+                    _ => Metrics::inc(&n.metrics.capsules_malformed),
+                }
                 return Some(CloseReason::ProtocolError(e.to_string()));
             }
         }
@@ -367,11 +478,9 @@ fn after(action: Result<Action, ()>) -> Option<CloseReason> {
     }
 }
 
-/// Ends our side of the stream as `reason` demands. A clean end finishes it;
-/// errors reset it. Either way our side is closed, so the connection's stream
-/// credit is never leaked.
-fn close_stream(reason: &CloseReason, tx: &mut BodyTx, rx: &mut BodyRx, body_open: bool) {
-    let reset = match reason {
+/// How `reason` ends our side: `None` is a clean end (FIN).
+fn reset_for(reason: &CloseReason) -> Option<ResetReason> {
+    match reason {
         CloseReason::ClientClosed
         | CloseReason::IdleTimeout
         | CloseReason::Shutdown
@@ -380,9 +489,16 @@ fn close_stream(reason: &CloseReason, tx: &mut BodyTx, rx: &mut BodyRx, body_ope
         CloseReason::Handler(Action::Abort) => Some(ResetReason::ConnectError),
         CloseReason::HandlerPanic => Some(ResetReason::Internal),
         CloseReason::ClientAborted => Some(ResetReason::Cancelled),
-    };
+    }
+}
+
+/// Ends our side of the stream as `reason` demands. A clean end finishes it;
+/// errors reset it. Either way our side is closed, so the connection's stream
+/// credit is never leaked (HTTP/1.1: the connection closes with its tunnel).
+async fn close_stream(reason: &CloseReason, tx: &mut BodyTx, rx: &mut BodyRx, body_open: bool) {
+    let reset = reset_for(reason);
     match reset {
-        None => tx.finish(),
+        None => tx.finish().await,
         Some(r) => tx.reset(r),
     }
     if body_open {
@@ -403,21 +519,33 @@ mod tests {
         }
     }
 
+    fn counters(m: &Metrics) -> Counters<'_> {
+        Counters {
+            metrics: m,
+            transport: m.transport(Transport::H2),
+        }
+    }
+
+    fn udp_core(max: usize) -> TunnelCore {
+        TunnelCore::new(DatagramRules::udp(), max)
+    }
+
     /// R9298-38 / R9297-31: context 0 reaches the handler (also from a DATAGRAM
     /// capsule); unknown contexts and context-less datagrams are counted drops.
     #[test]
     fn r9298_38_contexts_and_datagram_capsules() {
         let m = Metrics::default();
+        let n = counters(&m);
         let mut h = Recorder(Vec::new());
-        assert!(on_datagram(&mut h, Bytes::from_static(b"\x00abc"), &m).is_none());
-        assert!(on_datagram(&mut h, Bytes::from_static(b"\x06abc"), &m).is_none());
-        assert!(on_datagram(&mut h, Bytes::new(), &m).is_none());
-        let mut dec = CapsuleDecoder::new();
+        let mut core = udp_core(capsule::DEFAULT_MAX_CAPSULE_SIZE);
+        assert!(on_datagram(&mut h, &core, Bytes::from_static(b"\x00abc"), &n).is_none());
+        assert!(on_datagram(&mut h, &core, Bytes::from_static(b"\x06abc"), &n).is_none());
+        assert!(on_datagram(&mut h, &core, Bytes::new(), &n).is_none());
         // DATAGRAM capsule ctx 0 "xy", GREASE capsule, DATAGRAM capsule ctx 0 "z".
-        dec.push(Bytes::from_static(&[
+        core.push_body(Bytes::from_static(&[
             0, 3, 0, b'x', b'y', 0x17, 1, 0xaa, 0, 2, 0, b'z',
         ]));
-        assert!(drain_capsules(&mut h, &mut dec, &m).is_none());
+        assert!(drain_events(&mut h, &mut core, &n).is_none());
         let got: Vec<_> = h.0.iter().map(|(c, p)| (*c, p.clone())).collect();
         assert_eq!(
             got,
@@ -431,22 +559,24 @@ mod tests {
         assert_eq!(s.datagrams_dropped_unknown_context, 1);
         assert_eq!(s.datagrams_dropped_malformed, 1);
         assert_eq!(s.datagrams_from_client, 3);
+        let t = m.transport(Transport::H2).snapshot();
+        assert_eq!((t.datagrams_from_client, t.capsules_from_client), (3, 3));
     }
 
     /// R9298-41: a context-0 payload of 65528 bytes in a capsule aborts.
     #[test]
     fn r9298_41_oversize_capsule_payload_aborts() {
         let m = Metrics::default();
+        let n = counters(&m);
         let mut h = Recorder(Vec::new());
-        let mut d = vec![0u8; 65529];
-        d[0] = 0;
+        let core = udp_core(capsule::DEFAULT_MAX_CAPSULE_SIZE);
+        let d = vec![0u8; 65529];
         assert!(matches!(
-            on_datagram(&mut h, Bytes::from(d), &m),
+            on_datagram(&mut h, &core, Bytes::from(d), &n),
             Some(CloseReason::ProtocolError(_))
         ));
-        let mut ok = vec![0u8; 65528];
-        ok[0] = 0;
-        assert!(on_datagram(&mut h, Bytes::from(ok), &m).is_none());
+        let ok = vec![0u8; 65528];
+        assert!(on_datagram(&mut h, &core, Bytes::from(ok), &n).is_none());
     }
 
     struct Panicker;
@@ -461,7 +591,8 @@ mod tests {
     #[test]
     fn handler_panic_is_contained() {
         let m = Metrics::default();
-        let r = on_datagram(&mut Panicker, Bytes::from_static(b"\x00x"), &m);
+        let core = udp_core(64);
+        let r = on_datagram(&mut Panicker, &core, Bytes::from_static(b"\x00x"), &counters(&m));
         assert_eq!(r, Some(CloseReason::HandlerPanic));
         assert_eq!(m.snapshot().handler_panics, 1);
     }
@@ -470,9 +601,9 @@ mod tests {
     #[test]
     fn r9297_22_malformed_capsule() {
         let m = Metrics::default();
-        let mut dec = CapsuleDecoder::with_max_size(4);
-        dec.push(Bytes::from_static(&[0, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
-        let r = drain_capsules(&mut Recorder(Vec::new()), &mut dec, &m);
+        let mut core = udp_core(4);
+        core.push_body(Bytes::from_static(&[0, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
+        let r = drain_events(&mut Recorder(Vec::new()), &mut core, &counters(&m));
         assert!(matches!(r, Some(CloseReason::ProtocolError(_))));
         assert_eq!(m.snapshot().capsules_malformed, 1);
     }

@@ -1,0 +1,611 @@
+#!/usr/bin/env python3
+"""Python `h2` (hyper-h2 4.x, an independent HTTP/2 implementation) over the
+standard `ssl` module as a CONNECT-UDP client (RFC 9298 over RFC 8441
+extended CONNECT, datagrams as DATAGRAM capsules, RFC 9297 §3.5) against
+masque-node's TLS/TCP listener.
+
+Scenarios (one per run, so the Rust test can run and count them separately):
+
+  settings     the server's first SETTINGS: ENABLE_CONNECT_PROTOCOL (0x8) = 1,
+               SETTINGS_MAX_CONCURRENT_STREAMS reported
+  echo         one tunnel: 200 + capsule-protocol, 100 DATAGRAM capsules of
+               1..1200 bytes echoed, GREASE capsules in between skipped,
+               capsules split across DATA frames, END_STREAM answered
+  concurrent   50 tunnels on one connection, each echoing only its own
+               payloads
+  malformed    an oversized DATAGRAM capsule (length > 65536) and a truncated
+               capsule followed by END_STREAM: each gets RST_STREAM
+               PROTOCOL_ERROR while the connection's other tunnels keep working
+  requests     malformed requests get 400 or a stream reset (never 2xx);
+               connect-ip, connect-tcp, an unknown token and classic CONNECT
+               get 501 + proxy-status; the connection survives all of them
+
+Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
+1 with the reason in `"error"` on the first failed check. Every wait is
+bounded (socket timeouts, TIMEOUT per step).
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import ssl
+import sys
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+TIMEOUT = 10.0
+PROTOCOL_ERROR = 0x1
+ENABLE_CONNECT_PROTOCOL = 0x8
+MAX_CONCURRENT_STREAMS = 0x3
+DATAGRAM = 0x00
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+# ---------------------------------------------------------------- capsules
+
+
+def varint(v):
+    """QUIC variable-length integer (RFC 9000 §16)."""
+    if v < 0x40:
+        return bytes([v])
+    if v < 0x4000:
+        return (0x4000 | v).to_bytes(2, "big")
+    if v < 0x40000000:
+        return (0x80000000 | v).to_bytes(4, "big")
+    return (0xC000000000000000 | v).to_bytes(8, "big")
+
+
+def read_varint(buf, off):
+    """(value, next offset), or None when `buf` ends inside the varint."""
+    if off >= len(buf):
+        return None
+    n = 1 << (buf[off] >> 6)
+    if off + n > len(buf):
+        return None
+    v = buf[off] & 0x3F
+    for b in buf[off + 1 : off + n]:
+        v = (v << 8) | b
+    return v, off + n
+
+
+def capsule(ctype, value):
+    return varint(ctype) + varint(len(value)) + value
+
+
+def datagram_capsule(payload, context_id=0):
+    return capsule(DATAGRAM, varint(context_id) + payload)
+
+
+def grease_capsule(rng):
+    """A capsule of a reserved type 0x29 * N + 0x17 (RFC 9297 §5.4) with random content."""
+    n = rng.randrange(0, 1 << 20)
+    return capsule(0x29 * n + 0x17, os.urandom(rng.randrange(0, 48)))
+
+
+class CapsuleParser:
+    """Reassembles capsules from DATA frames (they may split anywhere)."""
+
+    def __init__(self):
+        self.buf = b""
+        self.datagrams = []  # payloads of context id 0
+        self.other = []  # (type, value) of every other capsule
+        self.bad = []  # DATAGRAM capsules with another context id / none
+
+    def feed(self, data):
+        self.buf += data
+        while True:
+            t = read_varint(self.buf, 0)
+            if t is None:
+                return
+            ln = read_varint(self.buf, t[1])
+            if ln is None:
+                return
+            end = ln[1] + ln[0]
+            if end > len(self.buf):
+                return
+            ctype, value = t[0], self.buf[ln[1] : end]
+            self.buf = self.buf[end:]
+            if ctype == DATAGRAM:
+                ctx = read_varint(value, 0)
+                if ctx is None or ctx[0] != 0:
+                    self.bad.append(value)
+                else:
+                    self.datagrams.append(value[ctx[1] :])
+            else:
+                self.other.append((ctype, value))
+
+
+# ---------------------------------------------------------------- HTTP/2 client
+
+
+class Stream:
+    def __init__(self, sid):
+        self.sid = sid
+        self.headers = None  # final response headers, {name: value} (bytes)
+        self.status = None
+        self.ended = False
+        self.reset = None  # RST_STREAM error code from the server
+        self.caps = CapsuleParser()
+        self.data_bytes = 0
+
+
+class Client:
+    def __init__(self, port, ca, pin, validate=True):
+        check(ca or pin, "neither --ca nor --pin: the server would be unauthenticated")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts only --ca
+        if ca:
+            ctx.load_verify_locations(ca)
+        else:
+            # No CA: the pinned fingerprint below is the only check.
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.sock.settimeout(TIMEOUT)
+        alpn = self.sock.selected_alpn_protocol()
+        check(alpn == "h2", f"ALPN: server selected {alpn!r}, not h2")
+        cert = self.sock.getpeercert(binary_form=True)
+        self.fingerprint = hashlib.sha256(cert).hexdigest()
+        if pin:
+            want = pin.replace(":", "").lower()
+            check(self.fingerprint == want, f"certificate fingerprint {self.fingerprint} != pinned {want}")
+        cfg = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=validate,
+            normalize_outbound_headers=validate,
+        )
+        self.conn = h2.connection.H2Connection(config=cfg)
+        self.conn.initiate_connection()
+        self.flush()
+        self.streams = {}
+        self.server_settings = None  # the server's first SETTINGS, {id: value}
+        self.terminated = None  # (error code, last stream id) of a GOAWAY
+        self.closed = False
+        self.pump_until(lambda: self.server_settings is not None, "the server's SETTINGS")
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def close(self):
+        try:
+            self.conn.close_connection()
+            self.flush()
+        except Exception:
+            pass
+        try:
+            self.sock.close()
+        except Exception:
+            pass
+
+    def _on_event(self, ev):
+        if isinstance(ev, h2.events.RemoteSettingsChanged):
+            if self.server_settings is None:
+                self.server_settings = {int(k): v.new_value for k, v in ev.changed_settings.items()}
+        elif isinstance(ev, h2.events.ResponseReceived):
+            s = self.streams[ev.stream_id]
+            s.headers = {}
+            for k, v in ev.headers:
+                s.headers.setdefault(bytes(k).lower(), bytes(v))
+            s.status = int(s.headers.get(b":status", b"0"))
+        elif isinstance(ev, h2.events.DataReceived):
+            s = self.streams.get(ev.stream_id)
+            if s is not None:
+                s.data_bytes += len(ev.data)
+                s.caps.feed(ev.data)
+            # Hand the window back so the server's sends never stall.
+            self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):
+            self.streams[ev.stream_id].ended = True
+        elif isinstance(ev, h2.events.StreamReset):
+            s = self.streams.get(ev.stream_id)
+            if s is not None and ev.remote_reset:
+                s.reset = int(ev.error_code)
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.terminated = (int(ev.error_code), ev.last_stream_id, ev.additional_data)
+
+    def pump_once(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout()
+        self.sock.settimeout(remaining)
+        data = self.sock.recv(65536)
+        if not data:
+            self.closed = True
+            return
+        for ev in self.conn.receive_data(data):
+            self._on_event(ev)
+        self.flush()
+
+    def pump_until(self, pred, what, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if self.terminated is not None:
+                raise Fail(f"{what}: the server closed the connection (GOAWAY {self.terminated})")
+            if self.closed:
+                raise Fail(f"{what}: the server closed the TCP connection")
+            try:
+                self.pump_once(deadline)
+            except (socket.timeout, TimeoutError):
+                raise Fail(f"{what}: not within {timeout}s") from None
+            except ssl.SSLError as e:
+                raise Fail(f"{what}: TLS error {e}") from None
+
+    def request(self, headers, end_stream=False):
+        sid = self.conn.get_next_available_stream_id()
+        self.streams[sid] = Stream(sid)
+        self.conn.send_headers(sid, [(k.encode(), v.encode()) for k, v in headers], end_stream=end_stream)
+        self.flush()
+        return sid
+
+    def response(self, sid, what):
+        s = self.streams[sid]
+        self.pump_until(lambda: s.headers is not None or s.reset is not None, what)
+        return s
+
+    def send(self, sid, data, end=False, chunk=None):
+        """Sends `data` as DATA frames of at most `chunk` bytes (and the flow
+        control windows), waiting for WINDOW_UPDATE when they are exhausted."""
+        data = bytes(data)
+        while data:
+            def window():
+                return min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+
+            if window() <= 0:
+                self.pump_until(lambda: window() > 0, f"stream {sid}: flow-control credit")
+            n = min(window(), len(data), chunk or len(data))
+            self.conn.send_data(sid, data[:n])
+            data = data[n:]
+            self.flush()
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
+
+    def open_udp(self, host, port, authority, label):
+        sid = self.request(connect_udp_headers(authority, host, port))
+        s = self.response(sid, f"{label}: response")
+        check(s.reset is None, f"{label}: stream reset (code {s.reset}) instead of a response")
+        check(s.status == 200, f"{label}: status {s.status}, headers {s.headers}")
+        check(s.headers.get(b"capsule-protocol") == b"?1", f"{label}: no capsule-protocol: ?1 in {s.headers}")
+        check(b"content-length" not in s.headers, f"{label}: content-length on a 2xx to CONNECT")
+        return sid
+
+    def echo_round(self, sids_payloads, label, rng=None, grease=0):
+        """Sends one DATAGRAM capsule per (sid, payload), waits for all echoes;
+        each stream must get back exactly what it sent."""
+        before = {sid: len(self.streams[sid].caps.datagrams) for sid, _ in sids_payloads}
+        want = {}
+        for sid, p in sids_payloads:
+            want.setdefault(sid, []).append(p)
+        for sid, p in sids_payloads:
+            blob = datagram_capsule(p)
+            for _ in range(grease):
+                blob = grease_capsule(rng) + blob
+            self.send(sid, blob)
+
+        def done():
+            return all(len(self.streams[sid].caps.datagrams) - before[sid] >= len(ps) for sid, ps in want.items())
+
+        try:
+            self.pump_until(done, f"{label}: echoes")
+        except Fail as e:
+            got = {sid: len(self.streams[sid].caps.datagrams) - before[sid] for sid in want}
+            raise Fail(f"{e} (echoes per stream {got}, wanted {({k: len(v) for k, v in want.items()})})") from None
+        for sid, ps in want.items():
+            s = self.streams[sid]
+            got = s.caps.datagrams[before[sid] :]
+            check(sorted(got) == sorted(ps), f"{label}: stream {sid} echoed other payloads than it sent (cross-talk or corruption)")
+            check(not s.caps.bad, f"{label}: stream {sid}: DATAGRAM capsule with a context id other than 0")
+
+    def finish(self, sid, label):
+        """END_STREAM from us must be answered with END_STREAM."""
+        self.send(sid, b"", end=True)
+        s = self.streams[sid]
+        self.pump_until(lambda: s.ended or s.reset is not None, f"{label}: END_STREAM answered")
+        check(s.reset is None, f"{label}: END_STREAM answered with RST_STREAM {s.reset}")
+
+
+def connect_udp_headers(authority, host, port):
+    return [
+        (":method", "CONNECT"),
+        (":protocol", "connect-udp"),
+        (":scheme", "https"),
+        (":authority", authority),
+        (":path", f"/.well-known/masque/udp/{host}/{port}/"),
+        ("capsule-protocol", "?1"),
+    ]
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def scenario_settings(a, out):
+    c = Client(a.port, a.ca, a.pin)
+    try:
+        st = c.server_settings
+        check(st.get(ENABLE_CONNECT_PROTOCOL) == 1, f"SETTINGS_ENABLE_CONNECT_PROTOCOL is {st.get(ENABLE_CONNECT_PROTOCOL)}, not 1: {st}")
+        out["enable_connect_protocol"] = st[ENABLE_CONNECT_PROTOCOL]
+        check(MAX_CONCURRENT_STREAMS in st, f"no SETTINGS_MAX_CONCURRENT_STREAMS in {st}")
+        out["max_concurrent_streams"] = st[MAX_CONCURRENT_STREAMS]
+        out["server_settings"] = {hex(k): v for k, v in sorted(st.items())}
+        out["fingerprint"] = c.fingerprint
+    finally:
+        c.close()
+
+
+def scenario_echo(a, out):
+    rng = random.Random(a.seed)
+    c = Client(a.port, a.ca, a.pin)
+    try:
+        check(c.server_settings.get(ENABLE_CONNECT_PROTOCOL) == 1, "extended CONNECT not enabled")
+        sid = c.open_udp("127.0.0.1", a.target_port, f"localhost:{a.port}", "echo")
+        out["status"] = 200
+        sizes = [1 + (i * 1199) // 99 for i in range(100)]
+        payloads = [os.urandom(n) for n in sizes]
+        grease_sent = 0
+        sent = 0
+        frames = 0
+        s = c.streams[sid]
+        for b in range(0, len(payloads), 10):
+            batch = payloads[b : b + 10]
+            # GREASE before and between the DATAGRAM capsules; the whole batch
+            # goes out in DATA frames of random sizes, splitting capsules.
+            blob = grease_capsule(rng)
+            grease_sent += 1
+            for p in batch:
+                blob += datagram_capsule(p)
+                for _ in range(rng.randrange(1, 3)):
+                    blob += grease_capsule(rng)
+                    grease_sent += 1
+            before = len(s.caps.datagrams)
+            while blob:
+                n = rng.randrange(1, 1500)
+                c.send(sid, blob[:n])
+                blob = blob[n:]
+                frames += 1
+            sent += len(batch)
+            c.pump_until(lambda: len(s.caps.datagrams) - before >= len(batch), f"echo batch {b // 10}")
+            got = s.caps.datagrams[before:]
+            check(sorted(got) == sorted(batch), f"echo batch {b // 10}: payloads differ from those sent")
+        check(len(s.caps.datagrams) == len(payloads), f"{len(s.caps.datagrams)} echoes for {len(payloads)} datagrams")
+        check(not s.caps.bad, "a DATAGRAM capsule with a context id other than 0")
+        out["datagrams_sent"] = sent
+        out["datagrams_echoed"] = len(s.caps.datagrams)
+        out["grease_sent"] = grease_sent
+        out["data_frames_sent"] = frames
+        out["min_size"] = min(sizes)
+        out["max_size"] = max(sizes)
+        out["server_other_capsules"] = len(s.caps.other)
+        c.finish(sid, "echo")
+        out["fin_answered"] = True
+        check(c.terminated is None, f"connection terminated: {c.terminated}")
+    finally:
+        c.close()
+
+
+def scenario_concurrent(a, out):
+    n, rounds = a.tunnels, 4
+    c = Client(a.port, a.ca, a.pin)
+    try:
+        mcs = c.server_settings.get(MAX_CONCURRENT_STREAMS)
+        out["max_concurrent_streams"] = mcs
+        check(mcs is None or mcs >= n, f"SETTINGS_MAX_CONCURRENT_STREAMS {mcs} < {n} tunnels")
+        # All requests first, then all responses: the tunnels are concurrent.
+        sids = [c.request(connect_udp_headers(f"localhost:{a.port}", "127.0.0.1", a.target_port)) for _ in range(n)]
+        for i, sid in enumerate(sids):
+            s = c.response(sid, f"tunnel {i}: response")
+            check(s.reset is None, f"tunnel {i}: reset {s.reset}")
+            check(s.status == 200, f"tunnel {i}: status {s.status}")
+            check(s.headers.get(b"capsule-protocol") == b"?1", f"tunnel {i}: capsule-protocol missing")
+        out["tunnels_open"] = len(sids)
+        total = 0
+        for r in range(rounds):
+            pairs = [(sid, b"tunnel-%02d-round-%d-" % (i, r) + os.urandom(16 + 37 * i % 700)) for i, sid in enumerate(sids)]
+            c.echo_round(pairs, f"round {r}")
+            total += len(pairs)
+        for i, sid in enumerate(sids):
+            s = c.streams[sid]
+            check(len(s.caps.datagrams) == rounds, f"tunnel {i}: {len(s.caps.datagrams)} echoes, wanted {rounds}")
+            tag = b"tunnel-%02d-" % i
+            check(all(d.startswith(tag) for d in s.caps.datagrams), f"tunnel {i}: cross-talk")
+        out["datagrams_sent"] = total
+        out["datagrams_echoed"] = sum(len(c.streams[s].caps.datagrams) for s in sids)
+        out["cross_talk"] = 0
+        for i, sid in enumerate(sids):
+            c.finish(sid, f"tunnel {i}")
+        out["tunnels_finished"] = len(sids)
+        check(c.terminated is None, f"connection terminated: {c.terminated}")
+    finally:
+        c.close()
+
+
+def scenario_malformed(a, out):
+    auth = f"localhost:{a.port}"
+    c = Client(a.port, a.ca, a.pin)
+    try:
+        good = c.open_udp("127.0.0.1", a.target_port, auth, "control tunnel")
+        c.echo_round([(good, b"control-0")], "control before")
+        # 1. A DATAGRAM capsule announcing 70000 bytes (> the 65536 limit).
+        big = c.open_udp("127.0.0.1", a.target_port, auth, "oversize tunnel")
+        c.send(big, varint(DATAGRAM) + varint(70000) + b"\x00" + os.urandom(1000))
+        sb = c.streams[big]
+        c.pump_until(lambda: sb.reset is not None, "oversized capsule: RST_STREAM")
+        check(sb.reset == PROTOCOL_ERROR, f"oversized capsule: RST_STREAM code {sb.reset:#x}, wanted PROTOCOL_ERROR (0x1)")
+        out["oversize_reset_code"] = sb.reset
+        c.echo_round([(good, b"control-1")], "control after the oversized capsule")
+        # 2. A capsule cut short, then END_STREAM.
+        trunc = c.open_udp("127.0.0.1", a.target_port, auth, "truncated tunnel")
+        c.echo_round([(trunc, b"before-truncation")], "truncated tunnel before")
+        c.send(trunc, varint(DATAGRAM) + varint(100) + b"\x00" + b"only ten b", end=True)
+        st = c.streams[trunc]
+        c.pump_until(lambda: st.reset is not None, "truncated capsule + END_STREAM: RST_STREAM")
+        check(st.reset == PROTOCOL_ERROR, f"truncated capsule: RST_STREAM code {st.reset:#x}, wanted PROTOCOL_ERROR (0x1)")
+        out["truncated_reset_code"] = st.reset
+        c.echo_round([(good, b"control-2")], "control after the truncated capsule")
+        # 3. The connection still opens new tunnels.
+        fresh = c.open_udp("127.0.0.1", a.target_port, auth, "tunnel after the resets")
+        c.echo_round([(fresh, b"fresh"), (good, b"control-3")], "fresh and control tunnels")
+        out["other_tunnels_kept"] = True
+        c.finish(good, "control tunnel")
+        c.finish(fresh, "fresh tunnel")
+        check(c.terminated is None, f"connection terminated: {c.terminated}")
+        out["connection_kept"] = True
+    finally:
+        c.close()
+
+
+MALFORMED = {
+    # name: the rule that makes it malformed (headers: `malformed_headers`)
+    "ext_connect_without_path": "XC-07",
+    "ext_connect_without_scheme": "XC-07",
+    "ext_connect_without_authority": "RFC 9298 §3.5 / RFC 9113 §8.3.1",
+    "protocol_with_get": "XC-11",
+    "classic_connect_with_path": "CC-13",
+}
+
+
+def malformed_headers(name, auth, target_port):
+    udp_path = f"/.well-known/masque/udp/127.0.0.1/{target_port}/"
+    base = {
+        ":method": "CONNECT",
+        ":protocol": "connect-udp",
+        ":scheme": "https",
+        ":authority": auth,
+        ":path": udp_path,
+    }
+    if name == "ext_connect_without_path":
+        del base[":path"]
+    elif name == "ext_connect_without_scheme":
+        del base[":scheme"]
+    elif name == "ext_connect_without_authority":
+        del base[":authority"]
+    elif name == "protocol_with_get":
+        base[":method"] = "GET"
+    elif name == "classic_connect_with_path":
+        base = {":method": "CONNECT", ":authority": f"127.0.0.1:{target_port}", ":path": "/"}
+    return list(base.items()) + [("capsule-protocol", "?1")]
+
+
+def not_implemented_headers(name, auth):
+    ext = lambda proto, path: [  # noqa: E731
+        (":method", "CONNECT"),
+        (":protocol", proto),
+        (":scheme", "https"),
+        (":authority", auth),
+        (":path", path),
+        ("capsule-protocol", "?1"),
+    ]
+    return {
+        "connect_ip": ext("connect-ip", "/.well-known/masque/ip/*/*/"),
+        "connect_tcp": ext("connect-tcp", "/.well-known/masque/tcp/127.0.0.1/9/"),
+        "unknown_protocol": ext("x-masque-unknown", "/.well-known/masque/udp/127.0.0.1/9/"),
+        "classic_connect": [(":method", "CONNECT"), (":authority", "127.0.0.1:9")],
+    }[name]
+
+
+def scenario_requests(a, out):
+    auth = f"localhost:{a.port}"
+    # Outbound validation off: the malformed requests must reach the wire.
+    c = Client(a.port, a.ca, a.pin, validate=False)
+    detail = {}
+    try:
+        refused = 0
+        for name in MALFORMED:
+            sid = c.request(malformed_headers(name, auth, a.target_port))
+            s = c.response(sid, f"{name}: 400 or RST_STREAM")
+            outcome = {"status": s.status, "reset": s.reset}
+            detail[name] = outcome
+            if s.status is not None:
+                check(s.status == 400, f"{name} ({MALFORMED[name]}): status {s.status}, wanted 400 or a stream reset")
+                # Done with it either way.
+                if not s.ended and s.reset is None:
+                    c.conn.reset_stream(sid, 0x8)
+                    c.flush()
+            refused += 1
+        out["malformed_refused"] = refused
+        n501 = 0
+        for name in ["connect_ip", "connect_tcp", "unknown_protocol", "classic_connect"]:
+            sid = c.request(not_implemented_headers(name, auth))
+            s = c.response(sid, f"{name}: 501")
+            detail[name] = {"status": s.status, "reset": s.reset, "proxy_status": (s.headers or {}).get(b"proxy-status", b"").decode()}
+            check(s.reset is None, f"{name}: stream reset {s.reset} instead of 501")
+            check(s.status == 501, f"{name}: status {s.status}, wanted 501")
+            check(b"proxy-status" in s.headers, f"{name}: 501 without proxy-status: {s.headers}")
+            if not s.ended and s.reset is None:
+                c.conn.reset_stream(sid, 0x8)
+                c.flush()
+            n501 += 1
+        out["not_implemented_501"] = n501
+        # The connection survived every refusal: a tunnel still works on it.
+        sid = c.open_udp("127.0.0.1", a.target_port, auth, "tunnel after the refusals")
+        c.echo_round([(sid, b"still-alive")], "tunnel after the refusals")
+        c.finish(sid, "tunnel after the refusals")
+        check(c.terminated is None, f"connection terminated: {c.terminated}")
+        out["connection_kept"] = True
+    finally:
+        out["detail"] = detail
+        c.close()
+
+
+SCENARIOS = {
+    "settings": scenario_settings,
+    "echo": scenario_echo,
+    "concurrent": scenario_concurrent,
+    "malformed": scenario_malformed,
+    "requests": scenario_requests,
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("scenario", choices=sorted(SCENARIOS) + ["all"])
+    p.add_argument("--port", type=int, required=True, help="the node's TLS/TCP port")
+    p.add_argument("--target-port", type=int, default=9, help="UDP echo target on 127.0.0.1")
+    p.add_argument("--ca", help="PEM file of the node's certificate (trusted as a CA)")
+    p.add_argument("--pin", help="SHA-256 of the node's certificate (hex, colons allowed)")
+    p.add_argument("--tunnels", type=int, default=50)
+    p.add_argument("--seed", type=int, default=9298)
+    a = p.parse_args()
+    names = sorted(SCENARIOS) if a.scenario == "all" else [a.scenario]
+    ok = True
+    for name in names:
+        out = {"peer": "python-h2", "h2_version": h2.__version__, "scenario": name, "ok": False}
+        started = time.monotonic()
+        try:
+            SCENARIOS[name](a, out)
+            out["ok"] = True
+        except Fail as e:
+            out["error"] = str(e)
+        except (OSError, h2.exceptions.H2Error) as e:
+            out["error"] = f"{type(e).__name__}: {e}"
+        out["seconds"] = round(time.monotonic() - started, 3)
+        # Nested detail last, so the flat keys are easy to find.
+        if "detail" in out:
+            out["detail"] = out.pop("detail")
+        print(json.dumps(out), flush=True)
+        if not out["ok"]:
+            print(f"FAIL {name}: {out['error']}", file=sys.stderr, flush=True)
+            ok = False
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
