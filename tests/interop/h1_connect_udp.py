@@ -19,7 +19,8 @@ Scenarios (one per run):
                or close; `Upgrade: connect-ip` / `connect-tcp` and classic
                `CONNECT host:port` → 501 + Proxy-Status
   truncated    a capsule cut short, then the write side closed (TLS
-               close_notify + TCP FIN, and TCP FIN alone): the node closes
+               close_notify + TCP FIN, and TCP FIN alone; --variant picks
+               one): the node closes
 
 Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
 1 with the reason in `"error"` on the first failed check. Every wait is
@@ -480,6 +481,8 @@ def scenario_refusals(a, out):
 def scenario_truncated(a, out):
     variants = {}
     for name, tls in [("close_notify_and_fin", True), ("fin_only", False)]:
+        if a.variant not in ("both", name):
+            continue
         c = open_tunnel(a, name)
         try:
             c.tls.send(datagram_capsule(b"before-truncation"))
@@ -511,6 +514,12 @@ def main():
     p.add_argument("--ca", help="PEM file of the node's certificate (trusted as a CA)")
     p.add_argument("--pin", help="SHA-256 of the node's certificate (hex, colons allowed)")
     p.add_argument("--seed", type=int, default=9298)
+    p.add_argument(
+        "--variant",
+        choices=["both", "close_notify_and_fin", "fin_only"],
+        default="both",
+        help="truncated: how the write side ends (TLS close_notify then TCP FIN, or a bare FIN)",
+    )
     a = p.parse_args()
     names = sorted(SCENARIOS) if a.scenario == "all" else [a.scenario]
     ok = True

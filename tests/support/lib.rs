@@ -6,6 +6,7 @@ pub mod bench;
 pub mod echo;
 pub mod netns;
 pub mod run_cost;
+pub mod tls;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 

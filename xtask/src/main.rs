@@ -205,7 +205,7 @@ fn interop_env(root: &Path) -> Result<PathBuf> {
 fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all("target/bench")?;
     // In sequence, never in parallel: both measure the same 2 cores.
-    for name in ["h3_datagram_echo", "node_udp_echo"] {
+    for name in ["h3_datagram_echo", "node_udp_echo", "transport_echo"] {
         run(cargo()
             .args(["bench", "-p", "masque-tests", "--bench", name, "--"])
             .args(args))?;

@@ -1,18 +1,10 @@
-//! [`ProxyClient`]: one QUIC + HTTP/3 connection to a proxy that opens many
-//! tunnels, and the dialer behind it.
+//! [`ProxyClient`]: one connection to a proxy (HTTP/3, HTTP/2 or HTTP/1.1, see
+//! [`crate::TransportChoice`]) that opens many tunnels, and the dialer behind it.
 
-use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc};
 
-use masque_h3::Code;
 use masque_proto::template::UdpTemplate;
-use masque_transport::{
-    socket_buffers::{BufferSizes, bind_udp},
-    tls::{ALPN_H3, quic_client_config},
-};
+use masque_transport::{ClientConfig, ClientConnection, Transport, socket_buffers::BufferSizes};
 use tokio::time::timeout;
 
 use crate::{
@@ -21,36 +13,28 @@ use crate::{
     request,
 };
 
-/// Smallest QUIC MTU (RFC 9000 §14) and the largest UDP payload.
-const MTU_RANGE: (u16, u16) = (1200, 65527);
-
 /// Everything needed to (re)connect to one proxy, validated up front.
 #[derive(Debug, Clone)]
 pub(crate) struct Dialer {
     url: ProxyUrl,
     template: Arc<UdpTemplate>,
-    quic: quinn::ClientConfig,
+    config: ClientConfig,
     options: Arc<ClientOptions>,
 }
 
 impl Dialer {
-    /// Parses the URL and template (R9298-08) and builds TLS (ALPN h3, server
-    /// name = URL host) and transport settings. Only configuration errors here.
+    /// Parses the URL and template (R9298-08) and checks that the TLS
+    /// configuration builds (server name = URL host). Only configuration errors here.
     pub fn new(proxy_url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let url = proxy_url::parse(proxy_url)?;
         let explicit = options.template.as_deref().or(url.template.as_deref());
         let template = request::template(&url.authority, explicit)?;
-        let mut transport = masque_h3::transport_config(0);
-        let initial_mtu = options.initial_mtu.clamp(MTU_RANGE.0, MTU_RANGE.1);
-        transport
-            .initial_mtu(initial_mtu)
-            .min_mtu(options.min_mtu.clamp(MTU_RANGE.0, initial_mtu))
-            .max_idle_timeout(options.idle_timeout.try_into().ok());
-        let quic = quic_client_config(&options.verification, &[ALPN_H3], Arc::new(transport))?;
+        // A bad CA list or pin is a configuration error, found before dialing.
+        masque_transport::tls::client_config(&options.verification, &[])?;
         Ok(Self {
             url,
             template: Arc::new(template),
-            quic,
+            config: options.client_config(),
             options: Arc::new(options),
         })
     }
@@ -65,72 +49,56 @@ impl Dialer {
         .map(drop)
     }
 
-    /// Resolves the proxy, binds an endpoint and runs the QUIC handshake and
-    /// HTTP/3 start, all within `connect_timeout`.
+    /// Resolves the proxy and connects over the chosen transport, all within
+    /// `connect_timeout`.
     pub async fn connect(&self) -> Result<ProxyClient, ClientError> {
         let limit = self.options.connect_timeout;
-        let (endpoint, quic, socket_buffers) = timeout(limit, self.handshake())
+        let transport = self.options.transport.transport();
+        let dial = async {
+            let addr = self.resolve().await?;
+            ClientConnection::connect(transport, addr, &self.url.host, &self.config)
+                .await
+                .map_err(|e| ClientError::from_connect(e, limit))
+        };
+        let conn = timeout(limit, dial)
             .await
             .map_err(|_| ClientError::Timeout(limit))??;
-        let conn = masque_h3::Connection::client(quic, self.options.h3.clone()).await?;
         Ok(ProxyClient {
-            endpoint,
-            socket_buffers,
             conn,
             template: Arc::clone(&self.template),
             options: Arc::clone(&self.options),
         })
     }
 
-    async fn handshake(
-        &self,
-    ) -> Result<(quinn::Endpoint, quinn::Connection, BufferSizes), ClientError> {
+    async fn resolve(&self) -> Result<SocketAddr, ClientError> {
         let (host, port) = (self.url.host.as_str(), self.url.port);
         let resolve_err = |reason: String| ClientError::Resolve {
             host: host.to_owned(),
             reason,
         };
-        let addr = tokio::net::lookup_host((host, port))
+        tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| resolve_err(e.to_string()))?
             .next()
-            .ok_or_else(|| resolve_err("no address".to_owned()))?;
-        let bind = self.options.bind.unwrap_or(match addr {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        });
-        let (socket, buffers) = bind_udp(
-            bind,
-            self.options.socket_recv_buffer,
-            self.options.socket_send_buffer,
-            "client QUIC socket buffers",
-        )?;
-        let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            None,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
-        endpoint.set_default_client_config(self.quic.clone());
-        let quic = endpoint.connect(addr, host)?.await?;
-        Ok((endpoint, quic, buffers))
+            .ok_or_else(|| resolve_err("no address".to_owned()))
     }
 }
 
-/// One QUIC + HTTP/3 connection to a proxy; open any number of tunnels on it
-/// (up to the proxy's stream limit). Cheap to clone. The connection closes when
-/// every clone and every tunnel opened on it are gone, or on [`close`](Self::close).
+/// One connection to a proxy; open any number of tunnels on it (up to the
+/// proxy's stream limit). Cheap to clone. On HTTP/3 and HTTP/2 the connection
+/// closes when every clone and every tunnel opened on it are gone, or on
+/// [`close`](Self::close); on HTTP/1.1 each tunnel has its own connection.
 #[derive(Debug, Clone)]
 pub struct ProxyClient {
-    endpoint: quinn::Endpoint,
-    socket_buffers: BufferSizes,
-    conn: masque_h3::Connection,
+    conn: ClientConnection,
     template: Arc<UdpTemplate>,
     options: Arc<ClientOptions>,
 }
 
 impl ProxyClient {
-    /// Connects to `proxy_url` (see [`crate::connect`] for its forms).
+    /// Connects to `proxy_url` (see [`crate::connect`] for its forms) over
+    /// `options.transport`. On HTTP/1.1 this only resolves the proxy: each
+    /// tunnel dials its own connection.
     pub async fn connect(proxy_url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         Dialer::new(proxy_url, options)?.connect().await
     }
@@ -140,39 +108,57 @@ impl ProxyClient {
         UdpSession::open(&self.conn, &self.template, target, &self.options).await
     }
 
+    /// The HTTP version of this connection.
+    pub fn transport(&self) -> Transport {
+        self.conn.transport()
+    }
+
     /// The QUIC socket's buffer sizes as the kernel granted them
     /// ([`ClientOptions::socket_recv_buffer`] / `socket_send_buffer`; on
-    /// Linux twice the granted bytes, which include bookkeeping).
+    /// Linux twice the granted bytes, which include bookkeeping). Zero on
+    /// HTTP/2 and HTTP/1.1, which have no QUIC socket.
     pub fn socket_buffer_sizes(&self) -> BufferSizes {
-        self.socket_buffers
+        self.conn
+            .socket_buffers()
+            .unwrap_or(BufferSizes { recv: 0, send: 0 })
     }
 
     /// The HTTP/3 connection (e.g. for [`UdpSession::open_on`] or statistics).
+    ///
+    /// # Panics
+    ///
+    /// When this client runs HTTP/2 or HTTP/1.1: see
+    /// [`h3_connection`](Self::h3_connection) and
+    /// [`client_connection`](Self::client_connection).
     pub fn connection(&self) -> &masque_h3::Connection {
+        self.h3_connection()
+            .expect("ProxyClient::connection: the client is not on HTTP/3")
+    }
+
+    /// The HTTP/3 connection, if this client runs HTTP/3.
+    pub fn h3_connection(&self) -> Option<&masque_h3::Connection> {
+        self.conn.as_h3()
+    }
+
+    /// The connection, any transport (e.g. for [`UdpSession::open_with`]).
+    pub fn client_connection(&self) -> &ClientConnection {
         &self.conn
     }
 
-    /// The proxy's UDP address.
+    /// The proxy's address (UDP for HTTP/3, TCP otherwise).
     pub fn remote_addr(&self) -> SocketAddr {
-        self.conn.quic().remote_address()
+        self.conn.peer()
     }
 
-    /// Whether the QUIC connection has ended.
+    /// Whether the connection has ended (HTTP/1.1: whether it was closed).
     pub fn is_closed(&self) -> bool {
-        self.conn.quic().close_reason().is_some()
+        self.conn.is_closed()
     }
 
-    pub(crate) fn endpoint(&self) -> &quinn::Endpoint {
-        &self.endpoint
-    }
-
-    /// Graceful close: GOAWAY, up to `close_timeout` for open tunnels to end,
-    /// then CONNECTION_CLOSE (H3_NO_ERROR) and a bounded wait for the endpoint.
+    /// Graceful close: GOAWAY (HTTP/3; HTTP/2: no new streams), up to
+    /// `close_timeout` for open tunnels to end, then CONNECTION_CLOSE
+    /// (H3_NO_ERROR) or the TCP connection's end, and a bounded wait for it.
     pub async fn close(&self) {
-        let limit = self.options.close_timeout;
-        if self.conn.shutdown(limit).await.is_err() {
-            self.conn.close(Code::NO_ERROR, b"");
-        }
-        let _ = timeout(limit.min(Duration::from_secs(1)), self.endpoint.wait_idle()).await;
+        self.conn.shutdown(self.options.close_timeout).await;
     }
 }

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 use masque_proto::proxy_status::ProxyStatus;
+use masque_transport::{
+    TunnelError,
+    client::{ConnectError, OpenError},
+};
 
 /// Why a tunnel could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,22 @@ pub enum ClientError {
     /// An HTTP/3 failure (missing SETTINGS, stream reset, malformed response...).
     #[error("HTTP/3: {0}")]
     H3(#[from] masque_h3::Error),
+    /// An HTTP/2 or HTTP/1.1 failure (connection or stream error, reset).
+    #[error("{0}")]
+    Transport(masque_transport::TunnelError),
+    /// Setting up TLS over TCP failed (HTTP/2, HTTP/1.1): the certificate did
+    /// not verify (a wrong pin shows up here), or the proxy refused the HTTP
+    /// version (ALPN).
+    #[error("connecting to the proxy: {0}")]
+    Handshake(ConnectError),
+    /// The proxy does not enable extended CONNECT (HTTP/2 and HTTP/3
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL`, RFC 8441 §3, RFC 9220 §3); nothing was sent.
+    #[error("the proxy does not support extended CONNECT on this connection")]
+    ExtendedConnectUnsupported,
+    /// The connection is going away (GOAWAY, or closed locally): open the
+    /// tunnel on a new connection.
+    #[error("the connection to the proxy is going away")]
+    GoingAway,
     /// The proxy did not answer within the configured time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -93,9 +113,69 @@ impl ClientError {
         )
     }
 
-    /// Maps a datagram send failure of masque-h3. `prefix` is the Context ID
-    /// length, subtracted from the sizes masque-h3 reports.
-    pub(crate) fn from_send(e: masque_h3::Error, prefix: usize) -> Self {
+    /// Maps a datagram send failure. `prefix` is the Context ID length,
+    /// subtracted from the sizes the transport reports.
+    pub(crate) fn from_send(e: TunnelError, prefix: usize) -> Self {
+        match e {
+            TunnelError::H3(e) => Self::from_h3_send(e, prefix),
+            TunnelError::DatagramTooLarge { size, max } => Self::PayloadTooLarge {
+                size: size.saturating_sub(prefix),
+                max: max.saturating_sub(prefix),
+            },
+            TunnelError::QueueFull => Self::BufferFull,
+            TunnelError::Closed => Self::Closed,
+            other => Self::Transport(other),
+        }
+    }
+
+    /// Maps a failure to set up a connection; `limit` is the configured timeout.
+    pub(crate) fn from_connect(e: ConnectError, limit: Duration) -> Self {
+        match e {
+            ConnectError::Config(e) => Self::Tls(e),
+            ConnectError::ServerName(name) => Self::InvalidProxyUrl {
+                url: name,
+                reason: "the host is not a valid TLS server name",
+            },
+            ConnectError::Io(e) => Self::Io(e),
+            ConnectError::QuicStart(e) => Self::Connect(e),
+            ConnectError::Quic(e) => Self::Connection(e),
+            ConnectError::Http(e) => Self::from_tunnel(e),
+            ConnectError::Timeout(_) => Self::Timeout(limit),
+            other => Self::Handshake(other),
+        }
+    }
+
+    /// Maps a failure to open a tunnel (a refusal is [`ClientError::Refused`]).
+    pub(crate) fn from_open(e: OpenError, limit: Duration) -> Self {
+        match e {
+            OpenError::Refused(head) => crate::request::refused(&head),
+            OpenError::ExtendedConnectDisabled => Self::ExtendedConnectUnsupported,
+            OpenError::InvalidUpgrade { status, reason } => {
+                Self::InvalidResponse { status, reason }
+            }
+            OpenError::InvalidRequest(reason) => Self::InvalidTarget {
+                target: String::new(),
+                reason,
+            },
+            OpenError::GoingAway => Self::GoingAway,
+            OpenError::Connect(e) => Self::from_connect(e, limit),
+            OpenError::Tunnel(e) => Self::from_tunnel(e),
+            OpenError::Timeout(_) => Self::Timeout(limit),
+            _ => Self::Closed,
+        }
+    }
+
+    pub(crate) fn from_tunnel(e: TunnelError) -> Self {
+        match e {
+            TunnelError::H3(masque_h3::Error::GoingAway) => Self::GoingAway,
+            TunnelError::H3(masque_h3::Error::Connection(e)) => Self::Connection(e),
+            TunnelError::H3(e) => Self::H3(e),
+            TunnelError::Io(e) => Self::Io(e),
+            other => Self::Transport(other),
+        }
+    }
+
+    fn from_h3_send(e: masque_h3::Error, prefix: usize) -> Self {
         match e {
             masque_h3::Error::DatagramTooLarge { size, max } => Self::PayloadTooLarge {
                 size: size.saturating_sub(prefix),

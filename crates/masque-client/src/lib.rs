@@ -1,8 +1,13 @@
-//! MASQUE client: connect-udp tunnels (RFC 9298) through an HTTP/3 proxy.
+//! MASQUE client: connect-udp tunnels (RFC 9298) through a proxy over HTTP/3,
+//! HTTP/2 (extended CONNECT, RFC 8441) or HTTP/1.1 (`Upgrade: connect-udp`),
+//! chosen by [`ClientOptions::transport`]. The transports are
+//! `masque_transport::ClientConnection`; the capsule, context-id and FIN rules
+//! are masque-proto's `TunnelCore`, shared with the proxy.
 //!
 //! * [`connect`] opens one tunnel on its own connection; [`ProxyClient`] keeps a
 //!   connection and opens many ([`UdpSession::open_on`] does the same on any
-//!   `masque_h3::Connection`).
+//!   `masque_h3::Connection`, [`UdpSession::open_with`] on any
+//!   `masque_transport::ClientConnection`).
 //! * [`UdpSession`] sends and receives UDP payloads (Context ID 0), reports
 //!   [`SessionInfo`] and ends with [`UdpSession::close`]. [`UdpSession::into_events`]
 //!   (bounded channel) and [`UdpSession::forward_to`] (an owner actor) turn it
@@ -29,7 +34,7 @@ pub use close::{CloseInfo, CloseReason, SessionStats};
 pub use error::ClientError;
 pub use events::ClientEvent;
 pub use forward::udp_forward;
-pub use options::{ClientOptions, Target};
+pub use options::{ClientOptions, Target, TransportChoice, UnknownTransport};
 pub use proxy_url::DEFAULT_PORT;
 pub use sender::UdpSender;
 pub use session::{LATE_DATAGRAM_LINGER, SessionInfo, UdpSession};
@@ -41,11 +46,13 @@ pub use session::{LATE_DATAGRAM_LINGER, SessionInfo, UdpSession};
 /// RFC 9298's `/.well-known/masque/udp/{target_host}/{target_port}/` on that
 /// origin, R9298-09) or a whole URI template such as
 /// `https://proxy:4433/masque{?target_host,target_port}`; `options.template`
-/// overrides both. The request is extended CONNECT `:protocol connect-udp` with
-/// `capsule-protocol: ?1` and datagrams (R9298-29). Refused: non-2xx
-/// ([`ClientError::Refused`] with the status and `Proxy-Status`, R9298-22/32), a
-/// 2xx with content or without `capsule-protocol: ?1` (R9297-20/25..27). The
-/// returned session owns the connection: closing it closes the connection.
+/// overrides both. The request is extended CONNECT `:protocol connect-udp`
+/// (HTTP/1.1: `GET` + `Upgrade: connect-udp`) with `capsule-protocol: ?1` and
+/// datagrams (R9298-29, R9298-24). Refused on every transport: a status other
+/// than 2xx (101 on HTTP/1.1) ([`ClientError::Refused`] with the status and
+/// `Proxy-Status`, R9298-22/32), a success with content or without
+/// `capsule-protocol: ?1` (R9297-20/25..27). The returned session owns the
+/// connection: closing it closes the connection.
 pub async fn connect(
     proxy_url: &str,
     target: Target,
@@ -53,6 +60,6 @@ pub async fn connect(
 ) -> Result<UdpSession, ClientError> {
     let client = ProxyClient::connect(proxy_url, options).await?;
     let mut session = client.open_udp(&target).await?;
-    session.owned = Some(client.endpoint().clone());
+    session.owned = true;
     Ok(session)
 }

@@ -7,7 +7,11 @@ use masque_proto::{
     headers::auth::{PROXY_AUTHORIZATION, is_token68},
     template::{Host, HostPort, UdpTarget},
 };
-use masque_transport::tls::ServerVerification;
+use masque_transport::{
+    ClientConfig, Transport, TunnelLimits,
+    client::{H2ClientConfig, QuicClientConfig},
+    tls::ServerVerification,
+};
 
 use crate::ClientError;
 
@@ -59,9 +63,84 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Which HTTP version carries the tunnels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportChoice {
+    /// The best available; HTTP/3 for now (a racer h3 -> h2 -> h1 comes later).
+    #[default]
+    Auto,
+    /// HTTP/3 over QUIC: QUIC DATAGRAMs (DATAGRAM capsules if the proxy has none).
+    H3,
+    /// HTTP/2 over TLS (extended CONNECT, RFC 8441): DATAGRAM capsules.
+    H2,
+    /// HTTP/1.1 over TLS (`GET` + `Upgrade: connect-udp`, 101): DATAGRAM
+    /// capsules, one TLS connection per tunnel.
+    H1,
+}
+
+impl TransportChoice {
+    /// The transport this choice connects with.
+    pub fn transport(self) -> Transport {
+        match self {
+            Self::Auto | Self::H3 => Transport::H3,
+            Self::H2 => Transport::H2,
+            Self::H1 => Transport::H1,
+        }
+    }
+
+    /// `auto`, `h3`, `h2`, `h1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::H3 => "h3",
+            Self::H2 => "h2",
+            Self::H1 => "h1",
+        }
+    }
+}
+
+impl From<Transport> for TransportChoice {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::H3 => Self::H3,
+            Transport::H2 => Self::H2,
+            Transport::H1 => Self::H1,
+        }
+    }
+}
+
+impl std::fmt::Display for TransportChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Not one of `auto`, `h3`, `h2`, `h1`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown transport {0:?} (expected auto, h3, h2 or h1)")]
+pub struct UnknownTransport(pub String);
+
+impl std::str::FromStr for TransportChoice {
+    type Err = UnknownTransport;
+
+    /// Case-insensitive; `http/3`, `http/2`, `http/1.1` are accepted too.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => Self::Auto,
+            "h3" | "http/3" => Self::H3,
+            "h2" | "http/2" => Self::H2,
+            "h1" | "http/1.1" => Self::H1,
+            _ => return Err(UnknownTransport(s.to_owned())),
+        })
+    }
+}
+
 /// Client settings. Every field has a sane default ([`ClientOptions::default`]).
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
+    /// The HTTP version ([`TransportChoice::Auto`], i.e. HTTP/3, by default).
+    pub transport: TransportChoice,
     /// How the proxy's certificate is checked (Web PKI by default).
     pub verification: ServerVerification,
     /// A full connect-udp URI template, e.g.
@@ -71,8 +150,8 @@ pub struct ClientOptions {
     pub template: Option<String>,
     /// Extra request header fields (e.g. `proxy-authorization`).
     pub headers: http::HeaderMap,
-    /// Local address of the QUIC endpoint; `None`: `0.0.0.0:0` or `[::]:0` by the
-    /// proxy's address family.
+    /// Local address of the QUIC endpoint (TCP transports use its IP only);
+    /// `None`: `0.0.0.0:0` or `[::]:0` by the proxy's address family.
     pub bind: Option<SocketAddr>,
     /// QUIC initial MTU; clamped to 1200..=65527. 1452 lets 1200-byte payloads
     /// fit from the first packet on common paths; PMTUD raises it later.
@@ -86,15 +165,19 @@ pub struct ClientOptions {
     /// QUIC idle timeout (keep-alives every 15 s keep idle tunnels up).
     pub idle_timeout: Duration,
     /// Limit for the handshake, and separately for each tunnel request to get its
-    /// response.
+    /// response (on HTTP/1.1, which dials per tunnel, the dial included).
     pub connect_timeout: Duration,
     /// How long [`crate::UdpSession::close`] waits for the proxy's FIN.
     pub close_timeout: Duration,
     /// Capacity of the event channel of [`crate::UdpSession::into_events`] and of the
-    /// per-tunnel queue of DATAGRAM capsules read from the stream.
+    /// per-tunnel queue of DATAGRAM capsules read from the stream; also the queue of
+    /// DATAGRAM capsules waiting to be written (HTTP/2, HTTP/1.1), beyond which
+    /// sends fail with [`ClientError::BufferFull`].
     pub event_capacity: usize,
     /// HTTP/3 layer limits.
     pub h3: masque_h3::Config,
+    /// HTTP/2 windows and limits.
+    pub h2: H2ClientConfig,
     /// `SO_RCVBUF` / `SO_SNDBUF` asked for the QUIC endpoint's socket
     /// (default 4 MiB each). Best effort: the kernel caps them at
     /// `net.core.rmem_max` / `wmem_max` (a warning is logged once);
@@ -124,9 +207,36 @@ impl ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// The transport layer's view of these options.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            verification: self.verification.clone(),
+            connect_timeout: self.connect_timeout,
+            open_timeout: self.connect_timeout,
+            bind: self.bind,
+            quic: QuicClientConfig {
+                initial_mtu: self.initial_mtu,
+                min_mtu: self.min_mtu,
+                idle_timeout: self.idle_timeout,
+                socket_recv_buffer: self.socket_recv_buffer,
+                socket_send_buffer: self.socket_send_buffer,
+            },
+            h3: self.h3.clone(),
+            h2: self.h2.clone(),
+            limits: TunnelLimits {
+                capsule_queue: self.event_capacity.max(1),
+                ..TunnelLimits::default()
+            },
+            ..ClientConfig::default()
+        }
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
+            transport: TransportChoice::default(),
             verification: ServerVerification::default(),
             template: None,
             headers: http::HeaderMap::new(),
@@ -138,6 +248,7 @@ impl Default for ClientOptions {
             close_timeout: Duration::from_secs(2),
             event_capacity: 256,
             h3: masque_h3::Config::default(),
+            h2: H2ClientConfig::default(),
             socket_recv_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
             socket_send_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
         }
@@ -181,6 +292,26 @@ mod tests {
             .with_bearer_token("a b")
             .unwrap_err();
         assert!(err.is_config_error(), "{err}");
+    }
+
+    #[test]
+    fn transport_choice_parses_and_defaults_to_h3() {
+        assert_eq!(ClientOptions::default().transport, TransportChoice::Auto);
+        assert_eq!(TransportChoice::Auto.transport(), Transport::H3);
+        for (s, c) in [
+            ("auto", TransportChoice::Auto),
+            ("H3", TransportChoice::H3),
+            ("h2", TransportChoice::H2),
+            ("http/1.1", TransportChoice::H1),
+            ("h1", TransportChoice::H1),
+        ] {
+            assert_eq!(s.parse::<TransportChoice>(), Ok(c));
+        }
+        assert!("h4".parse::<TransportChoice>().is_err());
+        for t in Transport::ALL {
+            assert_eq!(TransportChoice::from(t).transport(), t);
+            assert_eq!(TransportChoice::from(t).to_string(), t.as_str());
+        }
     }
 
     #[test]

@@ -4,14 +4,19 @@
 use std::str::FromStr;
 
 use http::{
-    HeaderMap, HeaderValue,
+    HeaderMap, HeaderValue, StatusCode,
     uri::{Authority, PathAndQuery, Scheme},
 };
-use masque_h3::{RequestHead, ResponseHead, message::Protocol};
+use masque_h3::message::check_capsule_protocol_fields;
 use masque_proto::{
     headers::{self, CAPSULE_PROTOCOL, PROXY_STATUS, SF_TRUE},
     proxy_status,
+    request::CONNECT_UDP,
     template::{UdpTarget, UdpTemplate},
+};
+use masque_transport::{
+    Transport,
+    client::{ResponseHead, TunnelHead},
 };
 
 use crate::ClientError;
@@ -28,14 +33,15 @@ pub(crate) fn template(
     })
 }
 
-/// Extended CONNECT `:protocol connect-udp` with `:scheme`, `:authority` and
-/// `:path` from the expanded template (R9298-13, R9298-29) and
-/// `capsule-protocol: ?1` (R9297-30). `extra` fields are added first.
+/// Extended CONNECT `:protocol connect-udp` (HTTP/1.1: `GET` + `Upgrade:
+/// connect-udp`) with `:scheme`, `:authority` and `:path` from the expanded
+/// template (R9298-13, R9298-29, R9298-24) and `capsule-protocol: ?1`
+/// (R9297-30), with HTTP datagrams. `extra` fields are added first.
 pub(crate) fn build(
     template: &UdpTemplate,
     target: &UdpTarget,
     extra: &HeaderMap,
-) -> Result<RequestHead, ClientError> {
+) -> Result<TunnelHead, ClientError> {
     let e = template.expand(target);
     let bad = |reason: &'static str| ClientError::InvalidTarget {
         target: format!("{target:?}"),
@@ -46,42 +52,60 @@ pub(crate) fn build(
     let authority = Authority::from_str(e.authority.ok_or(bad("template has no authority"))?)
         .map_err(|_| bad("template authority is not a valid :authority"))?;
     let path = PathAndQuery::from_str(&e.path).map_err(|_| bad("expanded path is invalid"))?;
-    let mut head = RequestHead::extended_connect(Protocol::CONNECT_UDP, scheme, authority, path);
+    let mut head = TunnelHead::extended(CONNECT_UDP, authority.as_str(), path.as_str());
+    head.scheme = scheme;
+    head.datagrams = true;
     head.headers = extra.clone();
     head.headers
         .insert(CAPSULE_PROTOCOL, HeaderValue::from_static(SF_TRUE));
     Ok(head)
 }
 
-/// Accepts only a 2xx that follows the Capsule Protocol rules.
+/// Whether `status` opens the tunnel on `transport`: 2xx, or the 101 of an
+/// HTTP/1.1 upgrade (RFC 9298 §3.3 / §3.2).
+fn is_tunnel_status(status: StatusCode, transport: Transport) -> bool {
+    status.is_success() || (transport == Transport::H1 && status == StatusCode::SWITCHING_PROTOCOLS)
+}
+
+/// Accepts only a tunnel status that follows the Capsule Protocol rules, on
+/// every transport.
 ///
-/// * non-2xx (3xx too; redirects are not followed): [`ClientError::Refused`] with the
-///   status and the `Proxy-Status` value (R9298-22, R9298-32);
+/// * not 2xx (on HTTP/1.1 not 101 either; 3xx too, redirects are not followed):
+///   [`ClientError::Refused`] with the status and the `Proxy-Status` value
+///   (R9298-22, R9298-32);
 /// * Content-Length / Content-Type / Transfer-Encoding, or 204..206: invalid (R9297-20);
 /// * no `capsule-protocol: ?1` although we sent it: invalid (R9298-31, R9297-25..27;
 ///   `?0`, a non-Boolean or a repeated field mean "absent").
-pub(crate) fn check_response(head: &ResponseHead) -> Result<(), ClientError> {
+pub(crate) fn check_response(head: &ResponseHead, transport: Transport) -> Result<(), ClientError> {
     let status = head.status;
-    if !status.is_success() {
-        let proxy_status = joined(&head.headers, PROXY_STATUS);
-        let details = proxy_status
-            .as_deref()
-            .and_then(|v| proxy_status::parse(v.as_bytes()).ok())
-            .unwrap_or_default();
-        return Err(ClientError::Refused {
-            status,
-            proxy_status,
-            details,
-        });
+    if !is_tunnel_status(status, transport) {
+        return Err(refused(head));
     }
     let invalid = |reason: String| ClientError::InvalidResponse { status, reason };
-    head.check_capsule_protocol()
-        .map_err(|e| invalid(e.to_string()))?;
+    if matches!(status.as_u16(), 204..=206) {
+        return Err(invalid(format!("{status} cannot use the Capsule Protocol")));
+    }
+    check_capsule_protocol_fields(&head.headers).map_err(|e| invalid(e.to_string()))?;
     let lines = head.headers.get_all(CAPSULE_PROTOCOL);
     if !headers::capsule_protocol(lines.iter().map(HeaderValue::as_bytes)) {
-        return Err(invalid("2xx without capsule-protocol: ?1".to_owned()));
+        return Err(invalid(format!("{status} without capsule-protocol: ?1")));
     }
     Ok(())
+}
+
+/// A refusal: the status with the `Proxy-Status` value, raw and parsed
+/// (R9298-22, R9298-32).
+pub(crate) fn refused(head: &ResponseHead) -> ClientError {
+    let proxy_status = joined(&head.headers, PROXY_STATUS);
+    let details = proxy_status
+        .as_deref()
+        .and_then(|v| proxy_status::parse(v.as_bytes()).ok())
+        .unwrap_or_default();
+    ClientError::Refused {
+        status: head.status,
+        proxy_status,
+        details,
+    }
 }
 
 /// All lines of a field joined with `, ` (RFC 9110 §5.3), lossy for non-UTF-8.
@@ -96,24 +120,40 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use http::StatusCode;
     use masque_proto::{
         proxy_status::ProxyStatusError,
+        request::RequestForm,
         template::{Host, HostPort},
     };
 
     use super::*;
+
+    const ALL: [Transport; 3] = Transport::ALL;
 
     fn target(host: &str, port: u16) -> UdpTarget {
         UdpTarget::Host(HostPort::new(Host::parse(host).unwrap(), port).unwrap())
     }
 
     fn response(status: u16, fields: &[(&'static str, &'static str)]) -> ResponseHead {
-        let mut h = ResponseHead::new(StatusCode::from_u16(status).unwrap());
+        let mut headers = HeaderMap::new();
         for (k, v) in fields {
-            h.headers.append(*k, HeaderValue::from_static(v));
+            headers.append(*k, HeaderValue::from_static(v));
         }
-        h
+        ResponseHead {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+        }
+    }
+
+    fn extended(head: &TunnelHead) -> (&str, &str, &str) {
+        match &head.form {
+            RequestForm::Extended {
+                protocol,
+                authority,
+                path,
+            } => (protocol, authority, path),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// R9298-13/29 and the spec's test vectors (§12).
@@ -121,24 +161,24 @@ mod tests {
     fn r9298_29_request_from_default_and_query_templates() {
         let t = template("example.org", None).unwrap();
         let head = build(&t, &target("2001:db8::42", 443), &HeaderMap::new()).unwrap();
-        assert_eq!(head.method, http::Method::CONNECT);
-        assert_eq!(head.protocol, Some(Protocol::CONNECT_UDP));
-        assert_eq!(head.scheme, Some(Scheme::HTTPS));
-        assert_eq!(head.authority.unwrap().as_str(), "example.org");
         assert_eq!(
-            head.path.unwrap().as_str(),
-            "/.well-known/masque/udp/2001%3Adb8%3A%3A42/443/"
+            extended(&head),
+            (
+                "connect-udp",
+                "example.org",
+                "/.well-known/masque/udp/2001%3Adb8%3A%3A42/443/"
+            )
         );
+        assert_eq!(head.scheme, Scheme::HTTPS);
+        assert!(head.datagrams);
         assert_eq!(head.headers[CAPSULE_PROTOCOL], "?1");
 
         let q = "https://proxy.example.org:4443/masque{?target_host,target_port}";
         let t = template("ignored", Some(q)).unwrap();
         let head = build(&t, &target("example.com", 53), &HeaderMap::new()).unwrap();
-        assert_eq!(head.authority.unwrap().as_str(), "proxy.example.org:4443");
-        assert_eq!(
-            head.path.unwrap().as_str(),
-            "/masque?target_host=example.com&target_port=53"
-        );
+        let (_, authority, path) = extended(&head);
+        assert_eq!(authority, "proxy.example.org:4443");
+        assert_eq!(path, "/masque?target_host=example.com&target_port=53");
     }
 
     /// R9298-08: an invalid template is refused before sending.
@@ -167,86 +207,123 @@ mod tests {
         assert_eq!(head.headers[CAPSULE_PROTOCOL], "?1");
     }
 
-    /// R9298-31, R9297-25/26: any 2xx with `?1` (unknown parameters ignored).
+    /// R9298-31, R9297-25/26: any 2xx with `?1` (unknown parameters ignored),
+    /// on every transport.
     #[test]
     fn r9298_31_accepts_2xx_with_capsule_protocol() {
-        check_response(&response(200, &[("capsule-protocol", "?1")])).unwrap();
-        check_response(&response(202, &[("capsule-protocol", "?1;foo=bar")])).unwrap();
+        for t in ALL {
+            check_response(&response(200, &[("capsule-protocol", "?1")]), t).unwrap();
+            check_response(&response(202, &[("capsule-protocol", "?1;foo=bar")]), t).unwrap();
+        }
     }
 
-    /// R9298-22/32: non-2xx is a failure naming the status and Proxy-Status.
+    /// R9298-24 / RFC 9298 §3.3: on HTTP/1.1 the upgrade succeeds with a 101,
+    /// which carries the Capsule Protocol like a 2xx; HTTP/2 and HTTP/3 have
+    /// no 101.
+    #[test]
+    fn h1_101_is_the_success_status() {
+        let ok = response(101, &[("capsule-protocol", "?1")]);
+        check_response(&ok, Transport::H1).unwrap();
+        for t in [Transport::H2, Transport::H3] {
+            assert!(matches!(
+                check_response(&ok, t),
+                Err(ClientError::Refused { status, .. }) if status == 101
+            ));
+        }
+        let err = check_response(&response(101, &[]), Transport::H1).unwrap_err();
+        assert!(
+            matches!(&err, ClientError::InvalidResponse { reason, .. } if reason.contains("capsule-protocol")),
+            "{err}"
+        );
+        let err = check_response(
+            &response(101, &[("capsule-protocol", "?1"), ("content-length", "0")]),
+            Transport::H1,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ClientError::InvalidResponse { .. }), "{err}");
+    }
+
+    /// R9298-22/32: non-2xx is a failure naming the status and Proxy-Status,
+    /// on every transport (HTTP/1.1 included: a 502 to the upgrade).
     #[test]
     fn r9298_32_non_2xx_refused_with_proxy_status() {
-        let err = check_response(&response(
-            502,
-            &[(
-                "proxy-status",
-                "masque-node; error=destination_ip_prohibited",
-            )],
-        ))
-        .unwrap_err();
-        let ClientError::Refused {
-            status,
-            proxy_status,
-            details,
-        } = &err
-        else {
-            panic!("{err}");
-        };
-        assert_eq!(*status, StatusCode::BAD_GATEWAY);
-        assert_eq!(
-            proxy_status.as_deref(),
-            Some("masque-node; error=destination_ip_prohibited")
-        );
-        assert_eq!(details[0].name, "masque-node");
-        assert_eq!(
-            details[0].error,
-            Some(ProxyStatusError::DestinationIpProhibited)
-        );
-        let msg = err.to_string();
-        assert!(
-            msg.contains("502") && msg.contains("destination_ip_prohibited"),
-            "{msg}"
-        );
-        // 3xx is a failure too; an unparsable Proxy-Status keeps the raw value.
-        let err = check_response(&response(
-            302,
-            &[("capsule-protocol", "?1"), ("proxy-status", "((")],
-        ))
-        .unwrap_err();
-        assert!(matches!(
-            err,
-            ClientError::Refused { ref details, ref proxy_status, .. }
-                if details.is_empty() && proxy_status.as_deref() == Some("((")
-        ));
-        let err = check_response(&response(404, &[])).unwrap_err();
-        assert!(matches!(
-            err,
-            ClientError::Refused {
-                proxy_status: None,
-                ..
-            }
-        ));
+        for t in ALL {
+            let err = check_response(
+                &response(
+                    502,
+                    &[(
+                        "proxy-status",
+                        "masque-node; error=destination_ip_prohibited",
+                    )],
+                ),
+                t,
+            )
+            .unwrap_err();
+            let ClientError::Refused {
+                status,
+                proxy_status,
+                details,
+            } = &err
+            else {
+                panic!("{err}");
+            };
+            assert_eq!(*status, StatusCode::BAD_GATEWAY);
+            assert_eq!(
+                proxy_status.as_deref(),
+                Some("masque-node; error=destination_ip_prohibited")
+            );
+            assert_eq!(details[0].name, "masque-node");
+            assert_eq!(
+                details[0].error,
+                Some(ProxyStatusError::DestinationIpProhibited)
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("502") && msg.contains("destination_ip_prohibited"),
+                "{msg}"
+            );
+            // 3xx is a failure too; an unparsable Proxy-Status keeps the raw value.
+            let err = check_response(
+                &response(302, &[("capsule-protocol", "?1"), ("proxy-status", "((")]),
+                t,
+            )
+            .unwrap_err();
+            assert!(matches!(
+                err,
+                ClientError::Refused { ref details, ref proxy_status, .. }
+                    if details.is_empty() && proxy_status.as_deref() == Some("((")
+            ));
+            let err = check_response(&response(404, &[]), t).unwrap_err();
+            assert!(matches!(
+                err,
+                ClientError::Refused {
+                    proxy_status: None,
+                    ..
+                }
+            ));
+        }
     }
 
     /// R9297-20 and R9297-25..27.
     #[test]
     fn r9297_20_27_invalid_2xx_refused() {
-        for fields in [
-            &[("capsule-protocol", "?1"), ("content-length", "0")][..],
-            &[("capsule-protocol", "?1"), ("content-type", "text/plain")],
-            &[],
-            &[("capsule-protocol", "?0")],
-            &[("capsule-protocol", "1")],
-            &[("capsule-protocol", "?1"), ("capsule-protocol", "?1")],
-        ] {
-            let err = check_response(&response(200, fields)).unwrap_err();
-            assert!(
-                matches!(err, ClientError::InvalidResponse { .. }),
-                "{fields:?}: {err}"
-            );
+        for t in ALL {
+            for fields in [
+                &[("capsule-protocol", "?1"), ("content-length", "0")][..],
+                &[("capsule-protocol", "?1"), ("content-type", "text/plain")],
+                &[],
+                &[("capsule-protocol", "?0")],
+                &[("capsule-protocol", "1")],
+                &[("capsule-protocol", "?1"), ("capsule-protocol", "?1")],
+            ] {
+                let err = check_response(&response(200, fields), t).unwrap_err();
+                assert!(
+                    matches!(err, ClientError::InvalidResponse { .. }),
+                    "{fields:?}: {err}"
+                );
+            }
+            let err = check_response(&response(204, &[("capsule-protocol", "?1")]), t).unwrap_err();
+            assert!(matches!(err, ClientError::InvalidResponse { .. }));
         }
-        let err = check_response(&response(204, &[("capsule-protocol", "?1")])).unwrap_err();
-        assert!(matches!(err, ClientError::InvalidResponse { .. }));
     }
 }

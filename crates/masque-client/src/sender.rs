@@ -1,10 +1,15 @@
 //! The sending side of a tunnel: UDP payloads as HTTP datagrams with Context ID
-//! 0 (R9298-39), with backpressure or drop, and FIN.
+//! 0 (R9298-39) through the transport's `DatagramTx` (QUIC DATAGRAMs on HTTP/3,
+//! DATAGRAM capsules on HTTP/2, HTTP/1.1 and HTTP/3 without datagrams,
+//! R9297-31), with backpressure or drop, and FIN through the tunnel's writer.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicBool, Ordering},
+};
 
-use masque_h3::{Code, DatagramBuf, DatagramSender, SendHalf};
 use masque_proto::datagram::{self, MAX_UDP_PAYLOAD, UDP_CONTEXT_ID};
+use masque_transport::{DatagramTx, OutDatagram, ResetReason, TunnelWriter};
 
 use crate::{
     ClientError,
@@ -17,8 +22,11 @@ const CONTEXT_LEN: usize = datagram::prefix_len(None, UDP_CONTEXT_ID);
 /// State shared by a session, its senders and its stream reader.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub dg: DatagramSender,
-    send: Mutex<SendHalf>,
+    pub dg: DatagramTx,
+    writer: TunnelWriter,
+    /// False once our side is finished or reset: no datagram may follow
+    /// (R9297-05), even before the writer got to it.
+    open: AtomicBool,
     pub counters: Counters,
     close: Mutex<Option<CloseReason>>,
     pub stream_id: u64,
@@ -30,24 +38,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    pub fn new(dg: DatagramSender, send: SendHalf) -> Arc<Self> {
+    pub fn new(dg: DatagramTx, writer: TunnelWriter, stream_id: u64) -> Arc<Self> {
         Arc::new(Self {
-            stream_id: send.stream_id(),
             dg,
-            send: Mutex::new(send),
+            writer,
+            open: AtomicBool::new(true),
             counters: Counters::default(),
             close: Mutex::new(None),
+            stream_id,
         })
     }
 
-    /// FIN on our side; datagrams are refused from now on (R9297-05).
+    /// FIN on our side after the DATAGRAM capsules already queued; datagrams
+    /// are refused from now on (R9297-05).
     pub fn finish(&self) {
-        let _ = lock(&self.send).finish();
+        self.open.store(false, Ordering::Release);
+        self.writer.finish();
     }
 
-    /// RESET_STREAM with `code` (R9298-22, R9298-41).
-    pub fn abort(&self, code: Code) {
-        lock(&self.send).reset(code);
+    /// Resets our side (R9298-22, R9298-41; HTTP/1.1: the connection closes).
+    pub fn abort(&self, reason: ResetReason) {
+        self.open.store(false, Ordering::Release);
+        self.writer.abort(reason);
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
     }
 
     /// Records the first close reason.
@@ -68,9 +84,10 @@ pub struct UdpSender {
 }
 
 impl UdpSender {
-    /// Largest UDP payload one datagram can carry now: the path's QUIC datagram
-    /// size minus the quarter stream id and Context ID, never above 65527
-    /// (R9298-40). It grows as PMTUD raises the path MTU; 0 without datagram support.
+    /// Largest UDP payload one datagram can carry now, never above 65527
+    /// (R9298-40): on HTTP/3 the path's QUIC datagram size minus the quarter
+    /// stream id and Context ID (it grows as PMTUD raises the path MTU); with
+    /// DATAGRAM capsules what one capsule of the proxy's 64 KiB bound carries.
     pub fn max_payload_size(&self) -> usize {
         self.limit().unwrap_or(0)
     }
@@ -82,17 +99,20 @@ impl UdpSender {
             .map(|m| m.saturating_sub(CONTEXT_LEN).min(MAX_UDP_PAYLOAD))
     }
 
-    /// The request stream id of the tunnel.
+    /// The request stream id of the tunnel (HTTP/1.1: its sequence number).
     pub fn stream_id(&self) -> u64 {
         self.inner.stream_id
     }
 
     /// Builds the datagram. Only the protocol limit is checked here (R9298-40,
-    /// no lock); the path limit is enforced by quinn before queueing, and masque-h3
-    /// reports it as `DatagramTooLarge`, mapped to `PayloadTooLarge` naming the
-    /// limit. Asking for `max_payload_size` per packet would take quinn's
-    /// connection lock on every send.
-    fn buffer(&self, payload: &[u8]) -> Result<DatagramBuf, ClientError> {
+    /// no lock); the path or capsule limit is enforced by the transport before
+    /// queueing and reported as `PayloadTooLarge` naming the limit. Asking for
+    /// `max_payload_size` per packet would take quinn's connection lock on
+    /// every send.
+    fn buffer(&self, payload: &[u8]) -> Result<OutDatagram, ClientError> {
+        if !self.inner.is_open() {
+            return Err(ClientError::Closed);
+        }
         if payload.len() > MAX_UDP_PAYLOAD {
             return Err(ClientError::PayloadTooLarge {
                 size: payload.len(),
@@ -106,8 +126,10 @@ impl UdpSender {
         Ok(b)
     }
 
-    /// Sends one UDP payload (Context ID 0, R9298-39), waiting for room in the
-    /// datagram send buffer (backpressure). A payload over
+    /// Sends one UDP payload (Context ID 0, R9298-39). On HTTP/3 it waits for
+    /// room in the datagram send buffer (backpressure); a DATAGRAM capsule is
+    /// queued for the tunnel's writer, and a full queue is
+    /// [`ClientError::BufferFull`] (dropped). A payload over
     /// [`max_payload_size`](Self::max_payload_size) is [`ClientError::PayloadTooLarge`].
     pub async fn send(&self, payload: &[u8]) -> Result<(), ClientError> {
         let b = self.buffer(payload)?;
@@ -118,8 +140,9 @@ impl UdpSender {
             .map_err(|e| ClientError::from_send(e, CONTEXT_LEN))
     }
 
-    /// Sends without waiting: a full send buffer is [`ClientError::BufferFull`]
-    /// (the payload is dropped and counted by masque-h3).
+    /// Sends without waiting: a full send buffer or capsule queue is
+    /// [`ClientError::BufferFull`] (the payload is dropped; on HTTP/3 masque-h3
+    /// counts it).
     pub fn try_send(&self, payload: &[u8]) -> Result<(), ClientError> {
         let b = self.buffer(payload)?;
         self.inner
@@ -128,8 +151,9 @@ impl UdpSender {
             .map_err(|e| ClientError::from_send(e, CONTEXT_LEN))
     }
 
-    /// Finishes our side of the stream (FIN). The tunnel ends when the proxy
-    /// finishes its side; sending fails with [`ClientError::Closed`] from now on.
+    /// Finishes our side of the stream (FIN, after the capsules already
+    /// queued). The tunnel ends when the proxy finishes its side; sending fails
+    /// with [`ClientError::Closed`] from now on.
     pub fn close(&self) {
         self.inner.finish();
     }

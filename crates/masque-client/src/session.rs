@@ -4,8 +4,15 @@ use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use masque_h3::{Code, DatagramReceiver, RequestStream, ResponseHead};
-use masque_proto::template::UdpTemplate;
+use masque_proto::{
+    capsule::DEFAULT_MAX_CAPSULE_SIZE,
+    template::UdpTemplate,
+    tunnel::{DatagramEvent, DatagramRules, TunnelCore},
+};
+use masque_transport::{
+    ClientConnection, DatagramRx, OpenTunnel, Opened, ResetReason, TunnelWriter,
+    client::ResponseHead,
+};
 use tokio::{
     sync::mpsc,
     task::JoinHandle,
@@ -15,22 +22,25 @@ use tokio::{
 use crate::{
     ClientError, ClientOptions, Target,
     close::{CloseInfo, CloseReason, SessionStats},
-    reader::{self, Payload},
-    request,
+    reader, request,
     sender::{Inner, UdpSender},
 };
 
 /// How long [`UdpSession::recv`] keeps taking datagrams after the stream ended.
 pub const LATE_DATAGRAM_LINGER: Duration = Duration::from_millis(20);
 
+/// The datagram rules of connect-udp (Context ID 0, at most 65527 bytes).
+const RULES: DatagramRules = DatagramRules::udp();
+
 /// What is known about an open tunnel.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
-    /// The proxy's UDP address.
+    /// The proxy's address (UDP for HTTP/3, TCP otherwise).
     pub proxy: SocketAddr,
-    /// The tunnel's request stream id.
+    /// The tunnel's request stream id (HTTP/1.1, where each tunnel has its own
+    /// connection: its sequence number on the client).
     pub stream_id: u64,
-    /// The 2xx status the proxy answered with.
+    /// The status the proxy answered with: 2xx, or 101 on HTTP/1.1.
     pub status: StatusCode,
     /// The response header fields (e.g. `proxy-public-address`).
     pub headers: HeaderMap,
@@ -40,21 +50,23 @@ pub struct SessionInfo {
 
 /// An open connect-udp tunnel: send with [`send`](Self::send), receive with
 /// [`recv`](Self::recv), end with [`close`](Self::close). Dropping it stops
-/// reading (STOP_SENDING); the stream finishes once every [`UdpSender`] clone is
-/// dropped too.
+/// reading (STOP_SENDING on HTTP/3); the stream finishes once every
+/// [`UdpSender`] clone is dropped too.
 #[derive(Debug)]
 pub struct UdpSession {
     pub(crate) sender: UdpSender,
-    datagrams: DatagramReceiver,
-    datagrams_open: bool,
+    /// QUIC datagrams of this stream (HTTP/3 with datagrams); `None` where they
+    /// come as DATAGRAM capsules only, or once the connection ended.
+    datagrams: Option<DatagramRx>,
     /// Set when the stream ended: until then, late datagrams are still delivered.
     linger: Option<Instant>,
     capsules: mpsc::Receiver<Bytes>,
     reader: JoinHandle<()>,
     response: ResponseHead,
-    pub(crate) conn: masque_h3::Connection,
-    /// The endpoint, when this session owns its connection ([`crate::connect`]).
-    pub(crate) owned: Option<quinn::Endpoint>,
+    pub(crate) conn: ClientConnection,
+    /// This session owns its connection ([`crate::connect`]): closing it closes
+    /// the connection.
+    pub(crate) owned: bool,
     close_timeout: Duration,
     pub(crate) event_capacity: usize,
 }
@@ -70,55 +82,75 @@ impl UdpSession {
         target: &Target,
         options: &ClientOptions,
     ) -> Result<Self, ClientError> {
+        let conn = ClientConnection::from_h3(conn.clone(), &options.client_config());
+        Self::open_with(&conn, authority, target, options).await
+    }
+
+    /// Like [`open_on`](Self::open_on), on a connection of any transport.
+    pub async fn open_with(
+        conn: &ClientConnection,
+        authority: &str,
+        target: &Target,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError> {
         let template = request::template(authority, options.template.as_deref())?;
         Self::open(conn, &template, target, options).await
     }
 
     pub(crate) async fn open(
-        conn: &masque_h3::Connection,
+        conn: &ClientConnection,
         template: &UdpTemplate,
         target: &Target,
         options: &ClientOptions,
     ) -> Result<Self, ClientError> {
         let head = request::build(template, &target.to_udp_target()?, &options.headers)?;
-        let limit = options.connect_timeout;
-        // Datagrams requested: masque-h3 refuses a peer without H3_DATAGRAM or
-        // ENABLE_CONNECT_PROTOCOL (R9297-12, R9298-28) before sending.
-        let mut stream = timeout(limit, conn.open_request(&head, true))
+        // The transport refuses a proxy without extended CONNECT before
+        // sending (XC-04); on HTTP/3 it registers the stream for QUIC
+        // DATAGRAMs when the proxy supports them, else the tunnel's datagrams
+        // are DATAGRAM capsules (R9297-12, R9297-31).
+        let Opened {
+            response,
+            tunnel,
+            stream_id,
+        } = conn
+            .open(&head)
             .await
-            .map_err(|_| ClientError::Timeout(limit))??;
-        let response = match timeout(limit, stream.recv_response()).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(abort(stream, e.into())),
-            Err(_) => return Err(abort(stream, ClientError::Timeout(limit))),
-        };
-        if let Err(e) = request::check_response(&response) {
+            .map_err(|e| ClientError::from_open(e, options.connect_timeout))?;
+        if let Err(e) = request::check_response(&response, conn.transport()) {
             // R9298-22, R9298-27/32: a failed response aborts the request.
-            return Err(abort(stream, e));
+            let OpenTunnel {
+                mut body_tx,
+                mut body_rx,
+                ..
+            } = tunnel;
+            body_tx.reset(ResetReason::Cancelled);
+            body_rx.stop(ResetReason::Cancelled);
+            return Err(e);
         }
-        let Some(datagrams) = stream.take_datagrams() else {
-            return Err(abort(stream, ClientError::DatagramsUnsupported));
-        };
-        let dg = match stream.send.datagram_sender().await {
-            Ok(dg) => dg,
-            Err(e) => return Err(abort(stream, ClientError::from_send(e, 0))),
-        };
-        let (send, recv, _) = stream.into_parts();
-        let inner = Inner::new(dg, send);
+        let OpenTunnel {
+            body_tx,
+            body_rx,
+            datagram_tx,
+            datagram_rx,
+            capsules,
+        } = tunnel;
+        let writer = TunnelWriter::spawn(body_tx, capsules);
+        let inner = Inner::new(datagram_tx, writer, stream_id);
         let capacity = options.event_capacity.max(1);
         let (tx, capsules) = mpsc::channel(capacity);
-        let reader = tokio::spawn(reader::run(recv, inner.clone(), tx));
-        tracing::debug!(stream = inner.stream_id, %target, "tunnel open");
+        // R9297-34: capsules are bounded (64 KiB); larger ones are an error.
+        let core = TunnelCore::new(RULES, DEFAULT_MAX_CAPSULE_SIZE);
+        let reader = tokio::spawn(reader::run(body_rx, inner.clone(), tx, core));
+        tracing::debug!(stream = stream_id, %target, transport = %conn.transport(), "tunnel open");
         Ok(Self {
             sender: UdpSender { inner },
-            datagrams,
-            datagrams_open: true,
+            datagrams: datagram_rx,
             linger: None,
             capsules,
             reader,
             response,
             conn: conn.clone(),
-            owned: None,
+            owned: false,
             close_timeout: options.close_timeout,
             event_capacity: capacity,
         })
@@ -155,21 +187,19 @@ impl UdpSession {
     pub async fn recv(&mut self) -> Option<Bytes> {
         loop {
             let d = if let Some(deadline) = self.linger {
-                if !self.datagrams_open {
-                    return None;
-                }
+                let datagrams = self.datagrams.as_mut()?;
                 tokio::select! {
                     biased;
-                    d = self.datagrams.recv() => d,
+                    d = datagrams.recv() => d,
                     () = tokio::time::sleep_until(deadline) => {
-                        self.datagrams_open = false;
+                        self.datagrams = None;
                         return None;
                     }
                 }
             } else {
                 tokio::select! {
                     biased;
-                    d = self.datagrams.recv(), if self.datagrams_open => d,
+                    d = recv_datagram(&mut self.datagrams) => d,
                     c = self.capsules.recv() => match c {
                         Some(p) => return Some(p),
                         None => {
@@ -189,18 +219,21 @@ impl UdpSession {
     fn on_datagram(&mut self, d: Option<Bytes>) -> Option<Bytes> {
         let Some(d) = d else {
             // The connection ended; the stream reader reports why.
-            self.datagrams_open = false;
+            self.datagrams = None;
             return None;
         };
-        match reader::classify(d, &self.sender.inner.counters) {
-            Payload::Udp(p) => Some(p),
-            Payload::Dropped => None,
-            Payload::Abort(e) => {
+        match RULES.classify(d) {
+            Ok(DatagramEvent::Payload { payload, .. }) => Some(payload),
+            Ok(DatagramEvent::Dropped(reason)) => {
+                reader::count_drop(&self.sender.inner.counters, reason);
+                None
+            }
+            Err(e) => {
                 // R9298-41: abort the request stream.
-                self.sender.inner.abort(Code::MESSAGE_ERROR);
+                self.sender.inner.abort(ResetReason::Malformed);
                 let reason = CloseReason::ProtocolError(e.to_string());
                 self.sender.inner.set_close(reason);
-                self.datagrams_open = false;
+                self.datagrams = None;
                 self.capsules.close();
                 None
             }
@@ -210,7 +243,7 @@ impl UdpSession {
     /// Addresses, stream id, response and current payload limit.
     pub fn info(&self) -> SessionInfo {
         SessionInfo {
-            proxy: self.conn.quic().remote_address(),
+            proxy: self.conn.peer(),
             stream_id: self.sender.stream_id(),
             status: self.response.status,
             headers: self.response.headers.clone(),
@@ -232,7 +265,19 @@ impl UdpSession {
     }
 
     /// The HTTP/3 connection carrying this tunnel.
+    ///
+    /// # Panics
+    ///
+    /// When the tunnel runs on HTTP/2 or HTTP/1.1; see
+    /// [`client_connection`](Self::client_connection).
     pub fn connection(&self) -> &masque_h3::Connection {
+        self.conn
+            .as_h3()
+            .expect("UdpSession::connection: the tunnel is not on HTTP/3")
+    }
+
+    /// The connection carrying this tunnel, any transport.
+    pub fn client_connection(&self) -> &ClientConnection {
         &self.conn
     }
 
@@ -247,9 +292,9 @@ impl UdpSession {
         }
         // The reader ends promptly once its receiver is closed or the stream ended.
         let _ = timeout(Duration::from_secs(1), &mut self.reader).await;
-        if let Some(endpoint) = self.owned.take() {
-            self.conn.close(Code::NO_ERROR, b"");
-            let _ = timeout(self.close_timeout, endpoint.wait_idle()).await;
+        if self.owned {
+            self.conn.close();
+            self.conn.wait_closed(self.close_timeout).await;
         }
         self.close_info().unwrap_or(CloseInfo {
             reason: CloseReason::Local,
@@ -258,9 +303,10 @@ impl UdpSession {
     }
 }
 
-/// Aborts a request whose response we refuse (R9298-22) and returns `err`.
-fn abort(mut stream: RequestStream, err: ClientError) -> ClientError {
-    stream.send.reset(Code::REQUEST_CANCELLED);
-    stream.recv.stop(Code::REQUEST_CANCELLED);
-    err
+async fn recv_datagram(rx: &mut Option<DatagramRx>) -> Option<Bytes> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        // DATAGRAM capsules only.
+        None => std::future::pending().await,
+    }
 }

@@ -267,7 +267,10 @@ mod tests {
         );
         args.tcp_listen = None;
         args.no_tcp = true;
-        assert_eq!(NodeConfig::resolve(&args).unwrap().tcp_listen, TcpListen::Off);
+        assert_eq!(
+            NodeConfig::resolve(&args).unwrap().tcp_listen,
+            TcpListen::Off
+        );
         args.no_tcp = false;
         std::fs::write(&path, "tcp_listen = \"127.0.0.1:9443\"\n").unwrap();
         assert_eq!(
@@ -282,7 +285,10 @@ mod tests {
         );
         args.no_tcp = false;
         std::fs::write(&path, "no_tcp = true\n").unwrap();
-        assert_eq!(NodeConfig::resolve(&args).unwrap().tcp_listen, TcpListen::Off);
+        assert_eq!(
+            NodeConfig::resolve(&args).unwrap().tcp_listen,
+            TcpListen::Off
+        );
         args.tcp_listen = Some("127.0.0.1:8443".parse().unwrap());
         assert_eq!(
             NodeConfig::resolve(&args).unwrap().tcp_listen,

@@ -3,9 +3,34 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
-use masque_client::{ClientOptions, Target};
+use clap::{Args, ValueEnum};
+use masque_client::{ClientOptions, Target, TransportChoice};
 use masque_transport::tls::ServerVerification;
+
+/// `--transport`: the HTTP version of the tunnel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// The best available (HTTP/3 for now).
+    #[default]
+    Auto,
+    /// HTTP/3 over QUIC (UDP).
+    H3,
+    /// HTTP/2 over TLS (TCP), extended CONNECT.
+    H2,
+    /// HTTP/1.1 over TLS (TCP), Upgrade: connect-udp.
+    H1,
+}
+
+impl From<TransportArg> for TransportChoice {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Auto => TransportChoice::Auto,
+            TransportArg::H3 => TransportChoice::H3,
+            TransportArg::H2 => TransportChoice::H2,
+            TransportArg::H1 => TransportChoice::H1,
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct UdpForwardArgs {
@@ -31,6 +56,10 @@ pub struct UdpForwardArgs {
     /// sent as `Proxy-Authorization: Bearer <token>`.
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// HTTP version to the proxy: HTTP/3 on UDP, or HTTP/2 / HTTP/1.1 over
+    /// TLS on TCP at the same port.
+    #[arg(long, value_enum, default_value_t = TransportArg::Auto)]
+    pub transport: TransportArg,
 }
 
 pub async fn run(args: UdpForwardArgs) -> Result<()> {
@@ -53,6 +82,7 @@ pub async fn run(args: UdpForwardArgs) -> Result<()> {
     let target = parse_target(&args.target)?;
     let mut options = ClientOptions {
         verification,
+        transport: args.transport.into(),
         ..Default::default()
     };
     if let Some(path) = &args.auth_token_file {
@@ -64,8 +94,11 @@ pub async fn run(args: UdpForwardArgs) -> Result<()> {
         options = options.with_bearer_token(token)?;
     }
     eprintln!(
-        "udp-forward: {} -> {} via {}",
-        args.listen, args.target, args.proxy
+        "udp-forward: {} -> {} via {} ({})",
+        args.listen,
+        args.target,
+        args.proxy,
+        options.transport.transport()
     );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -99,6 +132,40 @@ fn parse_target(s: &str) -> Result<Target> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_flag() {
+        use clap::Parser;
+
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: UdpForwardArgs,
+        }
+        let base = [
+            "x",
+            "--proxy",
+            "https://p:1",
+            "--listen",
+            "127.0.0.1:1",
+            "--target",
+            "t:1",
+        ];
+        let cli = Cli::try_parse_from(base).unwrap();
+        assert_eq!(cli.args.transport, TransportArg::Auto);
+        for (flag, want) in [
+            ("auto", TransportChoice::Auto),
+            ("h3", TransportChoice::H3),
+            ("h2", TransportChoice::H2),
+            ("h1", TransportChoice::H1),
+        ] {
+            let argv = base.iter().copied().chain(["--transport", flag]);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert_eq!(TransportChoice::from(cli.args.transport), want);
+        }
+        let argv = base.iter().copied().chain(["--transport", "h4"]);
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
 
     #[test]
     fn targets() {

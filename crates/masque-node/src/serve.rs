@@ -86,7 +86,9 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         .await
         .context("starting the node")?;
     match node.tcp_addr() {
-        Some(tcp) => tracing::info!(udp = %node.local_addr(), %tcp, "serving HTTP/3 on UDP, HTTP/2 and HTTP/1.1 on TLS/TCP"),
+        Some(tcp) => {
+            tracing::info!(udp = %node.local_addr(), %tcp, "serving HTTP/3 on UDP, HTTP/2 and HTTP/1.1 on TLS/TCP")
+        }
         None => tracing::info!(udp = %node.local_addr(), "serving HTTP/3 on UDP (TCP off)"),
     }
     let metrics = match cfg.metrics_listen {

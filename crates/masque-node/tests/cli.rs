@@ -193,8 +193,8 @@ fn tls_alpn(banner: &Banner, alpn: &[u8]) -> Result<Option<Vec<u8>>> {
         let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
             .await
             .context("TCP connect")??;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost")?, tcp);
+        let tls =
+            TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost")?, tcp);
         let tls = tokio::time::timeout(limit, tls)
             .await
             .context("TLS handshake")??;
@@ -230,7 +230,10 @@ fn tcp_listen_and_no_tcp_flags() -> Result<()> {
     let (_node, banner) = start_node(&state, &["--tcp-listen", &tcp.to_string()])?;
     assert_eq!(banner.tcp, Some(tcp));
     assert_ne!(banner.addr.port(), tcp_port);
-    assert_eq!(tls_alpn(&banner, b"http/1.1")?.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(
+        tls_alpn(&banner, b"http/1.1")?.as_deref(),
+        Some(&b"http/1.1"[..])
+    );
     drop(_node);
 
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;

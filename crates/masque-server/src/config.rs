@@ -162,7 +162,7 @@ impl ServerConfig {
 
     /// The TCP address asked for, resolved against `listen` (port 0 not yet
     /// resolved); `None` when the TLS listener is off.
-    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn tcp_listen_addr(&self) -> Option<SocketAddr> {
         match self.tcp_listen {
             TcpListen::SameAsH3 => Some(self.listen),
             TcpListen::At(addr) => Some(addr),
@@ -172,7 +172,7 @@ impl ServerConfig {
 
     /// The HTTP/2 settings in force: SETTINGS_MAX_CONCURRENT_STREAMS is the
     /// tunnel limit of a connection.
-    pub fn effective_h2(&self) -> H2Config {
+    pub(crate) fn effective_h2(&self) -> H2Config {
         H2Config {
             max_concurrent_streams: u32::try_from(self.max_tunnels_per_connection)
                 .unwrap_or(u32::MAX),

@@ -124,15 +124,17 @@ impl Node {
             send_buffer = quic_buffers.send,
             "QUIC listener socket bound"
         );
-        let tcp = match config.tcp_addr() {
+        let tcp = match config.tcp_listen_addr() {
             Some(asked) => {
                 // Same address as HTTP/3 with port 0: follow the port UDP got.
                 let follow = matches!(config.tcp_listen, crate::config::TcpListen::SameAsH3)
                     && asked.port() == 0;
-                let socket = bind_tcp(asked, follow.then_some(udp_addr.port()))
-                    .map_err(|source| NodeError::BindTcp {
-                        addr: asked,
-                        source,
+                let socket =
+                    bind_tcp(asked, follow.then_some(udp_addr.port())).map_err(|source| {
+                        NodeError::BindTcp {
+                            addr: asked,
+                            source,
+                        }
                     })?;
                 let addr = socket.local_addr().map_err(|source| NodeError::BindTcp {
                     addr: asked,

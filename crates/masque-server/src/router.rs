@@ -288,21 +288,25 @@ fn classify(
         TunnelTarget::Tcp { .. } => "connect-tcp",
         TunnelTarget::Classic(_) => "CONNECT",
     };
-    let refusal = Refusal::new(TunnelFailure::ProxyConfigurationError)
-        .with_details(format!("{unsupported} is not supported by this node yet"));
-    Err((http::StatusCode::NOT_IMPLEMENTED, refusal.http_response(&ctx.node_name).1))
+    let refusal = request::Refusal::new(
+        TunnelFailure::NotImplemented,
+        format!("{unsupported} is not supported by this node yet"),
+    );
+    Err(form_refusal(&refusal, ctx))
 }
 
 /// The answer to a refusal of the classifier: its status, and its
-/// Proxy-Status error with the details.
+/// Proxy-Status with the details (none where the node answers as an origin
+/// server, PS-04: a request that is no tunnel request at all).
 fn form_refusal(r: &request::Refusal, ctx: &ListenerContext) -> Answer {
-    let failure = r.failure.unwrap_or(TunnelFailure::MalformedRequest);
-    let mut refusal = Refusal::new(failure);
-    if !r.details.is_empty() {
-        refusal = refusal.with_details(r.details.clone());
-    }
     let status = http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    (status, refusal.http_response(&ctx.node_name).1)
+    let mut headers = http::HeaderMap::new();
+    if let Some(ps) = r.proxy_status(&ctx.node_name)
+        && let Ok(v) = http::HeaderValue::from_str(&ps.to_header_value())
+    {
+        headers.insert(headers::PROXY_STATUS, v);
+    }
+    (status, headers)
 }
 
 /// Answers a request that never becomes a session.

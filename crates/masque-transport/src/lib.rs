@@ -4,11 +4,13 @@
 //! configuration (rustls with an explicit ring provider, development
 //! certificates, client verification options).
 
+pub mod client;
 pub mod server;
 pub mod socket_buffers;
 pub mod tls;
 pub mod tunnel;
 
+pub use client::{ClientConfig, ClientConnection, OpenError, Opened, TunnelHead, TunnelWriter};
 pub use server::{H1Config, H2Config, PendingTunnel, ServerConnection, TunnelLimits};
 pub use tunnel::{
     BodyRx, BodyTx, CapsuleQueue, CapsuleSender, DatagramRx, DatagramTx, OpenTunnel, OutDatagram,

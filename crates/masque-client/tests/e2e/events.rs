@@ -3,19 +3,25 @@
 use std::time::Duration;
 
 use masque_client::{ClientError, ClientEvent, CloseReason, Target, connect};
+use masque_transport::Transport;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
 use crate::{
+    per_transport,
     proxy::{Mode, Proxy},
     within,
 };
 
-#[tokio::test(flavor = "multi_thread")]
-async fn into_events_delivers_datagram_then_closed() -> anyhow::Result<()> {
+per_transport!(
+    into_events_delivers_datagram_then_closed,
+    forward_to_owner_actor_until_it_stops,
+);
+
+async fn into_events_delivers_datagram_then_closed(t: Transport) -> anyhow::Result<()> {
     let proxy = Proxy::start(Mode::CloseAfterFirst)?;
     let target = Target::udp("192.0.2.6", 443);
-    let s = within(connect(&proxy.url(), target, proxy.options())).await?;
+    let s = within(connect(&proxy.url(), target, proxy.options(t))).await?;
     let (sender, mut events) = s.into_events();
     sender.send(b"one").await?;
     let mut got = Vec::new();
@@ -61,11 +67,10 @@ impl Actor for Owner {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn forward_to_owner_actor_until_it_stops() -> anyhow::Result<()> {
+async fn forward_to_owner_actor_until_it_stops(t: Transport) -> anyhow::Result<()> {
     let proxy = Proxy::start(Mode::Echo)?;
     let target = Target::udp("192.0.2.6", 443);
-    let s = within(connect(&proxy.url(), target, proxy.options())).await?;
+    let s = within(connect(&proxy.url(), target, proxy.options(t))).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (owner, handle) = Actor::spawn(None, Owner, tx).await?;
     let sender = s.forward_to(owner.clone());

@@ -3,12 +3,19 @@
 use std::{net::SocketAddr, time::Duration};
 
 use masque_client::{ClientError, Target, udp_forward};
+use masque_transport::Transport;
 use tokio::{net::UdpSocket, sync::oneshot};
 
 use crate::{
+    per_transport,
     proxy::{Mode, Proxy},
     within,
 };
+
+per_transport!(
+    udp_forward_relays_exchange,
+    udp_forward_reopens_closed_tunnel
+);
 
 /// A free loopback port (bind, read, release).
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -41,20 +48,19 @@ type Forwarder = (
     tokio::task::JoinHandle<Result<(), ClientError>>,
 );
 
-fn start_forwarder(mode: Mode) -> anyhow::Result<Forwarder> {
+fn start_forwarder(mode: Mode, t: Transport) -> anyhow::Result<Forwarder> {
     let proxy = Proxy::start(mode)?;
     let listen = free_port()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let (url, options) = (proxy.url(), proxy.options());
+    let (url, options) = (proxy.url(), proxy.options(t));
     let target = Target::udp("192.0.2.6", 443);
     let fwd =
         tokio::spawn(async move { udp_forward(&url, listen, target, options, stopped).await });
     Ok((proxy, listen, stop, fwd))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn udp_forward_relays_exchange() -> anyhow::Result<()> {
-    let (proxy, listen, stop, fwd) = start_forwarder(Mode::Echo)?;
+async fn udp_forward_relays_exchange(t: Transport) -> anyhow::Result<()> {
+    let (proxy, listen, stop, fwd) = start_forwarder(Mode::Echo, t)?;
     let local = UdpSocket::bind("127.0.0.1:0").await?;
     within(ping(&local, listen, b"through the tunnel")).await?;
     within(ping(&local, listen, b"again")).await?;
@@ -67,9 +73,8 @@ async fn udp_forward_relays_exchange() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn udp_forward_reopens_closed_tunnel() -> anyhow::Result<()> {
-    let (proxy, listen, stop, fwd) = start_forwarder(Mode::CloseAfterFirst)?;
+async fn udp_forward_reopens_closed_tunnel(t: Transport) -> anyhow::Result<()> {
+    let (proxy, listen, stop, fwd) = start_forwarder(Mode::CloseAfterFirst, t)?;
     let local = UdpSocket::bind("127.0.0.1:0").await?;
     within(ping(&local, listen, b"first")).await?;
     within(ping(&local, listen, b"after reopen")).await?;

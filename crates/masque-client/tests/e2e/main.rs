@@ -1,8 +1,11 @@
-//! End-to-end tests of masque-client against an in-test masque-h3 proxy on
-//! loopback. Every wait is bounded.
+//! End-to-end tests of masque-client on loopback: against an in-test proxy
+//! on masque-transport's server face (every behaviour, including the ones a
+//! real proxy never shows), and against the real node. Each test body runs
+//! once per transport (HTTP/3, HTTP/2, HTTP/1.1). Every wait is bounded.
 
 mod events;
 mod forward;
+mod node;
 mod proxy;
 mod refusal;
 mod tls;
@@ -39,4 +42,30 @@ pub async fn exchange(
         }
     }
     Err(ClientError::Timeout(Duration::from_secs(10)))
+}
+
+/// One `#[tokio::test]` per transport for each named `async fn(Transport) ->
+/// anyhow::Result<()>`: `name::h3`, `name::h2`, `name::h1`.
+#[macro_export]
+macro_rules! per_transport {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use masque_transport::Transport;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn h3() -> anyhow::Result<()> {
+                super::$name(Transport::H3).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn h2() -> anyhow::Result<()> {
+                super::$name(Transport::H2).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn h1() -> anyhow::Result<()> {
+                super::$name(Transport::H1).await
+            }
+        }
+    )*};
 }

@@ -1,6 +1,8 @@
-//! A tiny in-test connect-udp proxy on masque-h3: it accepts extended CONNECT
-//! `connect-udp`, answers as its [`Mode`] says, records each request and echoes
-//! datagrams. Special payloads (after Context ID 0) trigger behaviours:
+//! A tiny in-test connect-udp proxy on masque-transport's server face:
+//! HTTP/3 on UDP and HTTP/2 + HTTP/1.1 (ALPN) on TCP, at the same port number.
+//! It accepts `connect-udp`, answers as its [`Mode`] says, records each request
+//! and echoes datagrams (QUIC DATAGRAMs on HTTP/3, DATAGRAM capsules otherwise).
+//! Special payloads (after Context ID 0) trigger behaviours:
 //! `capsule` -> the reply comes as a DATAGRAM capsule on the stream;
 //! `unknown` -> a Context ID 2 datagram, then `after` with Context ID 0;
 //! `oversize` -> a DATAGRAM capsule with a 65528-byte UDP payload (R9298-41).
@@ -11,21 +13,31 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use masque_client::ClientOptions;
-use masque_h3::{Connection, RequestHead, RequestStream, ResponseHead, SendHalf};
-use masque_proto::capsule;
-use masque_transport::tls::{ALPN_H3, DevCert, ServerVerification};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use masque_client::{ClientOptions, TransportChoice};
+use masque_proto::{
+    capsule,
+    request::RequestForm,
+    tunnel::{DatagramEvent, DatagramRules, TunnelCore, TunnelEvent},
+};
+use masque_transport::{
+    BodyTx, CapsuleQueue, DatagramRx, DatagramTx, H1Config, H2Config, OpenTunnel, PendingTunnel,
+    ServerConnection, Transport, TunnelRequest,
+    tls::{ALPN_H2, ALPN_H3, ALPN_HTTP11, DevCert, ServerVerification},
+};
+use tokio_rustls::TlsAcceptor;
 
 /// How the proxy answers tunnel requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// 200 + `capsule-protocol: ?1`, echo until the client's FIN, then FIN.
+    /// 2xx (101 on HTTP/1.1) + `capsule-protocol: ?1`, echo until the client's
+    /// FIN, then FIN.
     Echo,
     /// Echo the first datagram, then FIN (the tunnel ends).
     CloseAfterFirst,
-    /// 200 with `content-length: 0` (R9297-20).
+    /// Success with `content-length: 0` (R9297-20).
     ContentLength,
-    /// 200 without `capsule-protocol` (R9298-31).
+    /// Success without `capsule-protocol` (R9298-31).
     NoCapsuleProtocol,
     /// 502 with a `Proxy-Status` (R9298-32).
     Refuse,
@@ -36,51 +48,97 @@ pub const PROXY_STATUS: &str = "masque-test; error=destination_ip_prohibited";
 /// One request as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub transport: Transport,
     pub authority: String,
     pub path: String,
     pub capsule_protocol: Option<String>,
 }
 
 pub struct Proxy {
+    /// The UDP address; TCP listens on the same port number.
     pub addr: SocketAddr,
     pub cert: DevCert,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     endpoint: quinn::Endpoint,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         self.endpoint.close(0u32.into(), b"test over");
     }
 }
 
+type Log = Arc<Mutex<Vec<Seen>>>;
+
 impl Proxy {
     pub fn start(mode: Mode) -> anyhow::Result<Self> {
         let cert = DevCert::ephemeral()?;
+        let tls = cert.server_tls();
         let mut transport = masque_h3::transport_config(256);
         transport.initial_mtu(1452);
-        let cfg = cert
-            .server_tls()
-            .quic_server_config(&[ALPN_H3], Arc::new(transport))?;
-        let endpoint = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse()?)?;
+        let quic = tls.quic_server_config(&[ALPN_H3], Arc::new(transport))?;
+        // UDP first, then TCP on the same port (retry if that one is taken).
+        let (endpoint, tcp) = {
+            let mut tries = 0;
+            loop {
+                let endpoint = quinn::Endpoint::server(quic.clone(), "127.0.0.1:0".parse()?)?;
+                match std::net::TcpListener::bind(endpoint.local_addr()?) {
+                    Ok(tcp) => break (endpoint, tcp),
+                    Err(e) if tries < 20 => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "TCP port taken; retrying");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        tcp.set_nonblocking(true)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp)?;
         let addr = endpoint.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (ep, log) = (endpoint.clone(), Arc::clone(&seen));
-        let task = tokio::spawn(async move {
+        let h3 = tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
                 let log = Arc::clone(&log);
                 tokio::spawn(async move {
                     let Ok(quic) = incoming.await else { return };
-                    let Ok(conn) = Connection::server(quic, masque_h3::Config::default()).await
+                    let Ok(conn) =
+                        masque_h3::Connection::server(quic, masque_h3::Config::default()).await
                     else {
                         return;
                     };
-                    while let Some((head, stream)) = conn.accept().await {
-                        record(&log, &head);
-                        tokio::spawn(serve(mode, head, stream));
-                    }
+                    serve(ServerConnection::h3(conn, Default::default()), mode, log).await;
+                });
+            }
+        });
+        let acceptor =
+            TlsAcceptor::from(Arc::new(tls.rustls_server_config(&[ALPN_H2, ALPN_HTTP11])?));
+        let log = Arc::clone(&seen);
+        let tls_task = tokio::spawn(async move {
+            while let Ok((stream, peer)) = tcp.accept().await {
+                let (acceptor, log) = (acceptor.clone(), Arc::clone(&log));
+                tokio::spawn(async move {
+                    let Ok(io) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let limits = Default::default();
+                    let conn = if io.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
+                        let config = H2Config {
+                            max_concurrent_streams: 256,
+                            ..H2Config::default()
+                        };
+                        match ServerConnection::h2(io, peer, &config, limits).await {
+                            Ok(c) => c,
+                            Err(_) => return,
+                        }
+                    } else {
+                        ServerConnection::h1(io, peer, &H1Config::default(), limits)
+                    };
+                    serve(conn, mode, log).await;
                 });
             }
         });
@@ -89,7 +147,7 @@ impl Proxy {
             cert,
             seen,
             endpoint,
-            task,
+            tasks: vec![h3, tls_task],
         })
     }
 
@@ -98,9 +156,10 @@ impl Proxy {
         format!("https://localhost:{}", self.addr.port())
     }
 
-    /// Options trusting this proxy's certificate by its pin.
-    pub fn options(&self) -> ClientOptions {
+    /// Options trusting this proxy's certificate by its pin, over `t`.
+    pub fn options(&self, t: Transport) -> ClientOptions {
         ClientOptions {
+            transport: TransportChoice::from(t),
             verification: ServerVerification::PinnedSha256(self.cert.fingerprint_sha256()),
             ..ClientOptions::default()
         }
@@ -111,19 +170,32 @@ impl Proxy {
     }
 }
 
-fn record(log: &Mutex<Vec<Seen>>, head: &RequestHead) {
+/// Answers every request of one connection; the connection lives as long as
+/// any of its tunnels.
+async fn serve(conn: ServerConnection, mode: Mode, log: Log) {
+    while let Some(p) = conn.accept().await {
+        record(&log, &p.request);
+        let keep = conn.clone();
+        tokio::spawn(async move {
+            tunnel(mode, p).await;
+            drop(keep);
+        });
+    }
+}
+
+fn record(log: &Mutex<Vec<Seen>>, r: &TunnelRequest) {
+    let (authority, path) = match &r.form {
+        Ok(RequestForm::Extended {
+            authority, path, ..
+        }) => (authority.clone(), path.clone()),
+        Ok(RequestForm::Classic { authority }) => (authority.clone(), String::new()),
+        Err(_) => Default::default(),
+    };
     log.lock().unwrap().push(Seen {
-        authority: head
-            .authority
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        path: head
-            .path
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        capsule_protocol: head
+        transport: r.transport,
+        authority,
+        path,
+        capsule_protocol: r
             .headers
             .get("capsule-protocol")
             .and_then(|v| v.to_str().ok())
@@ -131,75 +203,163 @@ fn record(log: &Mutex<Vec<Seen>>, head: &RequestHead) {
     });
 }
 
-fn response(status: u16, fields: &[(&'static str, &'static str)]) -> ResponseHead {
-    let mut head = ResponseHead::new(http::StatusCode::from_u16(status).unwrap());
+fn fields(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
     for (k, v) in fields {
-        head.headers.append(*k, http::HeaderValue::from_static(v));
+        h.append(*k, HeaderValue::from_static(v));
     }
-    head
+    h
 }
 
-async fn serve(mode: Mode, head: RequestHead, mut stream: RequestStream) {
-    if head.protocol.as_ref().map(|p| p.as_str()) != Some("connect-udp") {
-        let _ = stream.send_response(&response(501, &[])).await;
-        let _ = stream.send.finish();
+async fn tunnel(mode: Mode, p: PendingTunnel) {
+    let udp = matches!(
+        &p.request.form,
+        Ok(RequestForm::Extended { protocol, .. }) if protocol == "connect-udp"
+    );
+    if !udp {
+        p.reject(StatusCode::NOT_IMPLEMENTED, HeaderMap::new())
+            .await;
         return;
     }
     let cp = ("capsule-protocol", "?1");
-    let head = match mode {
-        Mode::Echo | Mode::CloseAfterFirst => response(200, &[cp]),
-        Mode::ContentLength => response(200, &[cp, ("content-length", "0")]),
-        Mode::NoCapsuleProtocol => response(200, &[]),
-        Mode::Refuse => response(502, &[("proxy-status", PROXY_STATUS)]),
+    let headers = match mode {
+        Mode::Echo | Mode::CloseAfterFirst => fields(&[cp]),
+        Mode::ContentLength => fields(&[cp, ("content-length", "0")]),
+        Mode::NoCapsuleProtocol => HeaderMap::new(),
+        Mode::Refuse => {
+            let h = fields(&[("proxy-status", PROXY_STATUS)]);
+            p.reject(StatusCode::BAD_GATEWAY, h).await;
+            return;
+        }
     };
-    if stream.send_response(&head).await.is_err() {
+    let Ok(t) = p.accept(headers).await else {
         return;
-    }
-    if !matches!(mode, Mode::Echo | Mode::CloseAfterFirst) {
-        let _ = stream.send.finish();
+    };
+    if matches!(mode, Mode::Echo | Mode::CloseAfterFirst) {
+        echo(mode, t).await;
+    } else {
         // Keep reading so the client's abort is observed, not a connection error.
-        while let Ok(Some(_)) = stream.recv.recv_data().await {}
-        return;
+        let mut rx = t.body_rx;
+        while let Ok(Some(_)) = rx.recv().await {}
     }
-    echo(mode, stream).await;
 }
 
-async fn echo(mode: Mode, mut stream: RequestStream) {
-    let Some(mut rx) = stream.take_datagrams() else {
-        return;
-    };
-    let (send, mut recv, _) = stream.into_parts();
-    let Ok(tx) = send.datagram_sender().await else {
-        return;
-    };
-    let send = Arc::new(tokio::sync::Mutex::new(send));
-    let writer = Arc::clone(&send);
-    let dg_task = tokio::spawn(async move {
-        while let Some(d) = rx.recv_datagram().await {
-            let ok = match d.payload() {
-                b"\x00capsule" => write_capsule(&writer, b"\x00from-capsule").await,
-                b"\x00oversize" => write_capsule(&writer, &[0; 1 + 65528]).await,
-                b"\x00unknown" => {
-                    let unknown = tx.send_payload(b"\x02ignored").await.is_ok();
-                    unknown && tx.send_payload(b"\x00after").await.is_ok()
+/// Echoes datagrams, in whichever form they came, until the client ends.
+async fn echo(mode: Mode, t: OpenTunnel) {
+    let OpenTunnel {
+        mut body_tx,
+        mut body_rx,
+        datagram_tx,
+        mut datagram_rx,
+        mut capsules,
+    } = t;
+    let mut core = TunnelCore::new(DatagramRules::udp(), capsule::DEFAULT_MAX_CAPSULE_SIZE);
+    let mut finished = false;
+    loop {
+        let payloads = tokio::select! {
+            d = recv_datagram(&mut datagram_rx) => match d {
+                Some(d) => vec![d],
+                None => {
+                    datagram_rx = None;
+                    continue;
                 }
-                _ => tx.forward(d).await.is_ok(),
-            };
-            if !ok || mode == Mode::CloseAfterFirst {
-                let _ = writer.lock().await.finish();
+            },
+            c = body_rx.recv() => match c {
+                Ok(Some(bytes)) => {
+                    core.push_body(bytes);
+                    let mut out = Vec::new();
+                    while let Ok(Some(ev)) = core.next_event() {
+                        if let TunnelEvent::Datagram(DatagramEvent::Payload { payload, .. }) = ev {
+                            let mut d = BytesMut::from(&b"\x00"[..]);
+                            d.extend_from_slice(&payload);
+                            out.push(d.freeze());
+                        }
+                    }
+                    out
+                }
+                // The client finished (or reset): finish our side too.
+                Ok(None) => {
+                    if !finished {
+                        flush_queue(&mut body_tx, &mut capsules).await;
+                        body_tx.finish().await;
+                    }
+                    return;
+                }
+                Err(_) => return,
+            },
+            c = recv_queued(&mut capsules) => {
+                match c {
+                    Some(c) if !finished => {
+                        if body_tx.send(c).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(_) => {}
+                    None => capsules = None,
+                }
+                continue;
+            }
+        };
+        for d in payloads {
+            if finished {
+                break;
+            }
+            if !reply(&d, &datagram_tx, &mut body_tx).await {
                 return;
             }
+            if mode == Mode::CloseAfterFirst {
+                flush_queue(&mut body_tx, &mut capsules).await;
+                body_tx.finish().await;
+                finished = true;
+            }
         }
-    });
-    while let Ok(Some(_)) = recv.recv_data().await {}
-    // The client finished (or reset): finish our side too.
-    let _ = send.lock().await.finish();
-    dg_task.abort();
+    }
 }
 
-async fn write_capsule(send: &tokio::sync::Mutex<SendHalf>, value: &[u8]) -> bool {
+/// Answers one HTTP datagram payload (Context ID first).
+async fn reply(d: &[u8], tx: &DatagramTx, body: &mut BodyTx) -> bool {
+    match d {
+        b"\x00capsule" => write_capsule(body, b"\x00from-capsule").await,
+        b"\x00oversize" => write_capsule(body, &[0; 1 + 65528]).await,
+        b"\x00unknown" => send(tx, b"\x02ignored").await && send(tx, b"\x00after").await,
+        other => send(tx, other).await,
+    }
+}
+
+async fn send(tx: &DatagramTx, payload: &[u8]) -> bool {
+    let mut b = tx.buffer(payload.len());
+    b.payload_mut().extend_from_slice(payload);
+    tx.send(b).await.is_ok()
+}
+
+async fn write_capsule(body: &mut BodyTx, value: &[u8]) -> bool {
     let mut buf = BytesMut::new();
     capsule::encode(capsule::DATAGRAM, value, &mut buf);
     let data: Bytes = buf.freeze();
-    send.lock().await.send_data(data).await.is_ok()
+    body.send(data).await.is_ok()
+}
+
+/// Writes what the capsule datagram sender queued (before a FIN).
+async fn flush_queue(body: &mut BodyTx, q: &mut Option<CapsuleQueue>) {
+    if let Some(q) = q {
+        while let Some(c) = q.try_recv() {
+            if body.send(c).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn recv_datagram(rx: &mut Option<DatagramRx>) -> Option<Bytes> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_queued(q: &mut Option<CapsuleQueue>) -> Option<Bytes> {
+    match q {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
+    }
 }

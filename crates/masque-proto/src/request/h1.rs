@@ -41,7 +41,7 @@ pub fn form_from_h1(h: &H1Head<'_>) -> Result<RequestForm, Refusal> {
         && !h.target.contains('#')
         && h.target.bytes().all(|c| c.is_ascii_graphic());
     if !target_ok {
-        return Err(Refusal::malformed("invalid request-target (RFC 9112 §3.2)"));
+        return Err(Refusal::malformed("invalid request-target (RFC 9112 section 3.2)"));
     }
     match h.method {
         "CONNECT" => connect(h.target, host),
@@ -56,14 +56,14 @@ pub fn form_from_h1(h: &H1Head<'_>) -> Result<RequestForm, Refusal> {
 fn host<'a>(lines: &[&'a [u8]]) -> Result<&'a str, Refusal> {
     let [line] = lines else {
         return Err(Refusal::malformed(format!(
-            "{} Host fields, exactly one required (RFC 9112 §3.2)",
+            "{} Host fields, exactly one required (RFC 9112 section 3.2)",
             lines.len()
         )));
     };
     let value = core::str::from_utf8(list::trim_ows(line)).ok();
     match value {
         Some(v) if v.is_empty() || authority::is_valid(v) => Ok(v),
-        _ => Err(Refusal::malformed("invalid Host value (RFC 9112 §3.2)")),
+        _ => Err(Refusal::malformed("invalid Host value (RFC 9112 section 3.2)")),
     }
 }
 
@@ -80,7 +80,7 @@ fn connect(target: &str, host: &str) -> Result<RequestForm, Refusal> {
     }
     if !authority::same(host, target, None) {
         return Err(Refusal::malformed(format!(
-            "Host `{host}` does not match the CONNECT target `{target}` (RFC 9112 §3.2)"
+            "Host `{host}` does not match the CONNECT target `{target}` (RFC 9112 section 3.2)"
         )));
     }
     Ok(RequestForm::Classic {
@@ -101,7 +101,7 @@ fn upgrade(h: &H1Head<'_>, host: &str) -> Result<RequestForm, Refusal> {
         }
         (false, Some(_), _) => {
             return Err(Refusal::malformed(
-                "Upgrade without `upgrade` in Connection (RFC 9110 §7.8, R9298-24)",
+                "Upgrade without `upgrade` in Connection (RFC 9110 section 7.8, R9298-24)",
             ));
         }
         (true, None, _) => {
@@ -122,7 +122,7 @@ fn upgrade(h: &H1Head<'_>, host: &str) -> Result<RequestForm, Refusal> {
     let protocol = core::str::from_utf8(protocol)
         .ok()
         .filter(|_| valid)
-        .ok_or_else(|| Refusal::malformed("Upgrade value is not a protocol (RFC 9110 §7.8)"))?;
+        .ok_or_else(|| Refusal::malformed("Upgrade value is not a protocol (RFC 9110 section 7.8)"))?;
     let (authority, path) = target(h.target, host)?;
     Ok(RequestForm::Extended {
         protocol: protocol.to_ascii_lowercase(),
@@ -136,13 +136,13 @@ fn upgrade(h: &H1Head<'_>, host: &str) -> Result<RequestForm, Refusal> {
 fn target<'a>(target: &'a str, host: &'a str) -> Result<(&'a str, String), Refusal> {
     if target.starts_with('/') {
         if host.is_empty() {
-            return Err(Refusal::malformed("empty Host (RFC 9112 §3.2)"));
+            return Err(Refusal::malformed("empty Host (RFC 9112 section 3.2)"));
         }
         return Ok((host, target.to_owned()));
     }
     let bad = || {
         Refusal::malformed(format!(
-            "request-target `{target}` is neither origin-form nor an http(s) absolute-form (RFC 9112 §3.2)"
+            "request-target `{target}` is neither origin-form nor an http(s) absolute-form (RFC 9112 section 3.2)"
         ))
     };
     let (scheme, rest) = target.split_once("://").ok_or_else(bad)?;
@@ -160,7 +160,7 @@ fn target<'a>(target: &'a str, host: &'a str) -> Result<(&'a str, String), Refus
     }
     if !authority::same(host, uri_authority, Some(default_port)) {
         return Err(Refusal::malformed(
-            "Host does not match the absolute-form target (RFC 9112 §3.2)",
+            "Host does not match the absolute-form target (RFC 9112 section 3.2)",
         ));
     }
     let path = if path.starts_with('/') {

@@ -57,7 +57,7 @@ pub fn form_from_pseudo(p: &Pseudo<'_>) -> Result<RequestForm, Refusal> {
         scheme.starts_with(|c: char| c.is_ascii_alphabetic()) && scheme.bytes().all(is_scheme_byte);
     if !scheme_ok {
         return Err(Refusal::malformed(
-            ":scheme is not a URI scheme (RFC 3986 §3.1)",
+            ":scheme is not a URI scheme (RFC 3986 section 3.1)",
         ));
     }
     let path_ok =
@@ -69,7 +69,7 @@ pub fn form_from_pseudo(p: &Pseudo<'_>) -> Result<RequestForm, Refusal> {
     }
     if !authority::is_valid(authority) {
         return Err(Refusal::malformed(
-            ":authority is not a valid authority (RFC 9114 §4.3.1)",
+            ":authority is not a valid authority (RFC 9114 section 4.3.1)",
         ));
     }
     Ok(RequestForm::Extended {

@@ -184,8 +184,7 @@ async fn handshake(
 ) {
     let config = &ctx.config;
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(tcp)).await
-    {
+    let tls = match tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

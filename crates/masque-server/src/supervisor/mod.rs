@@ -101,7 +101,8 @@ pub enum Restart {
 /// process already runs). An error fails the supervisor.
 pub type StartResult = Result<Option<ActorCell>, ActorProcessingErr>;
 
-type StartFn = Arc<dyn Fn(ActorCell) -> Pin<Box<dyn Future<Output = StartResult> + Send>> + Send + Sync>;
+type StartFn =
+    Arc<dyn Fn(ActorCell) -> Pin<Box<dyn Future<Output = StartResult> + Send>> + Send + Sync>;
 type DrainFn = Arc<dyn Fn(&ActorCell, Duration) -> bool + Send + Sync>;
 
 /// How a supervisor starts, restarts and drains one child. Cheap to clone.
@@ -161,9 +162,7 @@ impl ChildSpec {
 /// Tells `child` (an actor whose messages are [`SupervisorMsg`]) to drain:
 /// the drain function of a spec whose child is a [`Supervisor`].
 pub fn drain_supervisor(child: &ActorCell, timeout: Duration) -> bool {
-    child
-        .send_message(SupervisorMsg::Drain(timeout))
-        .is_ok()
+    child.send_message(SupervisorMsg::Drain(timeout)).is_ok()
 }
 
 /// Tells the supervisor of `myself` (if it is a [`Supervisor`]) that
@@ -249,9 +248,9 @@ impl Actor for Supervisor {
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let mut children = Vec::with_capacity(args.children.len());
         for spec in args.children {
-            let cell = (spec.start)(myself.get_cell()).await.map_err(|e| {
-                format!("{}: child {} failed to start: {e}", args.label, spec.id)
-            })?;
+            let cell = (spec.start)(myself.get_cell())
+                .await
+                .map_err(|e| format!("{}: child {} failed to start: {e}", args.label, spec.id))?;
             children.push(Child { spec, cell });
         }
         Ok(SupervisorState {

@@ -123,10 +123,16 @@ async fn permanent_restarts_temporary_does_not() {
     assert_eq!(sup.get_children().len(), 2);
     let (first_p, first_t) = (child(&sup, 0), child(&sup, 1));
     first_p.kill();
-    eventually("permanent child restarted", || p.load(Ordering::SeqCst) == 2).await;
+    eventually("permanent child restarted", || {
+        p.load(Ordering::SeqCst) == 2
+    })
+    .await;
     eventually("restarted child linked", || {
         sup.get_children().len() == 2
-            && sup.get_children().iter().all(|c| c.get_id() != first_p.get_id())
+            && sup
+                .get_children()
+                .iter()
+                .all(|c| c.get_id() != first_p.get_id())
     })
     .await;
     first_t.stop(None);

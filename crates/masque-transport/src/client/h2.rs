@@ -30,7 +30,7 @@ use super::{
 use crate::{
     server::TunnelLimits,
     tls::{ALPN_H2, client_config},
-    tunnel::{BodyRx, BodyTx, OpenTunnel, TunnelError, body::h2_error},
+    tunnel::{BodyRx, BodyTx, OpenTunnel, body::h2_error},
 };
 
 /// HTTP/2 settings of a client connection.
@@ -98,7 +98,7 @@ impl H2Client {
         let (send, mut conn) = b
             .handshake::<_, Bytes>(io)
             .await
-            .map_err(|e| TunnelError::from(h2_error(e)))?;
+            .map_err(h2_error)?;
         let ping = conn.ping_pong();
         let (ended_tx, ended) = watch::channel(false);
         let driver = tokio::spawn(async move {
@@ -116,7 +116,7 @@ impl H2Client {
         if let Some(mut ping) = ping {
             ping.ping(Ping::opaque())
                 .await
-                .map_err(|e| TunnelError::from(h2_error(e)))?;
+                .map_err(h2_error)?;
         }
         Ok(client)
     }

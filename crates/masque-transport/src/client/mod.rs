@@ -34,7 +34,7 @@ use masque_proto::request::RequestForm;
 pub use self::h1::H1ClientConfig;
 pub use self::h2::H2ClientConfig;
 pub use self::h3::QuicClientConfig;
-pub use self::writer::TunnelWriter;
+pub use self::writer::{TunnelWriter, WriterEnd};
 use crate::{
     server::TunnelLimits,
     socket_buffers::BufferSizes,

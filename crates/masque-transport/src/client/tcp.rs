@@ -1,6 +1,9 @@
 //! TLS over TCP for the HTTP/2 and HTTP/1.1 clients.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, TcpStream};
@@ -15,7 +18,7 @@ pub(super) struct TlsDialer {
     addr: SocketAddr,
     bind: Option<IpAddr>,
     name: ServerName<'static>,
-    connector: TlsConnector,
+    tls: Arc<rustls::ClientConfig>,
     alpn: &'static [u8],
     /// HTTP/1.1 servers may not speak ALPN at all.
     alpn_optional: bool,
@@ -36,7 +39,7 @@ impl TlsDialer {
             addr,
             bind: bind.map(|b| b.ip()),
             name,
-            connector: TlsConnector::from(std::sync::Arc::new(tls)),
+            tls: Arc::new(tls),
             alpn,
             alpn_optional,
         })
@@ -53,8 +56,7 @@ impl TlsDialer {
         }
         let tcp = socket.connect(self.addr).await?;
         tcp.set_nodelay(true)?;
-        let tls = self
-            .connector
+        let tls = TlsConnector::from(Arc::clone(&self.tls))
             .connect(self.name.clone(), tcp)
             .await
             .map_err(ConnectError::TlsHandshake)?;

@@ -197,11 +197,12 @@ fn pending(
     let lines = |name: http::header::HeaderName| -> Vec<&[u8]> {
         p.headers.get_all(name).iter().map(|v| v.as_bytes()).collect()
     };
-    let (host, connection, upgrade) = (
-        lines(http::header::HOST),
-        lines(http::header::CONNECTION),
-        lines(http::header::UPGRADE),
-    );
+    let (host, connection) = (lines(http::header::HOST), lines(http::header::CONNECTION));
+    // RFC 9110 §7.8: `Upgrade` in an HTTP/1.0 request is ignored (CC-12).
+    let upgrade = match p.version {
+        http::Version::HTTP_11 => lines(http::header::UPGRADE),
+        _ => Vec::new(),
+    };
     let target = p.uri.to_string();
     let form = form_from_h1(&H1Head {
         method: p.method.as_str(),

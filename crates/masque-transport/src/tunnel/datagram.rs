@@ -11,7 +11,7 @@ use masque_h3::{
     DatagramBuf, DatagramReceiver, DatagramSender,
     queue::{QueueRx, QueueTx, TrySendError},
 };
-use masque_proto::{capsule, varint};
+use masque_proto::capsule;
 
 use super::TunnelError;
 
@@ -49,10 +49,7 @@ impl CapsuleSender {
     }
 }
 
-/// Room for the header of a DATAGRAM capsule of up to `len` bytes.
-fn header_room(len: usize) -> usize {
-    capsule::header_len(capsule::DATAGRAM, len)
-}
+use capsule::max_datagram_capsule_header_len as header_room;
 
 /// A datagram being built by [`DatagramTx::buffer`]: append the payload
 /// (context id first) to [`OutDatagram::payload_mut`].
@@ -80,21 +77,18 @@ impl CapsuleBuf {
 
     /// The encoded capsule: the header written just before the payload.
     fn into_capsule(mut self) -> Bytes {
-        let len = self.buf.len() - self.room;
-        let header = header_room(len);
-        if header > self.room {
+        match capsule::write_datagram_capsule_header(&mut self.buf, self.room) {
+            Ok(start) => {
+                self.buf.advance(start);
+                self.buf.freeze()
+            }
             // The payload outgrew the capacity it was built for: one copy.
-            let mut out = BytesMut::with_capacity(header + len);
-            capsule::encode_header(capsule::DATAGRAM, len, &mut out);
-            out.extend_from_slice(&self.buf[self.room..]);
-            return out.freeze();
+            Err(_) => {
+                let mut out = BytesMut::new();
+                capsule::encode_datagram_capsule(&[&self.buf[self.room..]], &mut out);
+                out.freeze()
+            }
         }
-        let start = self.room - header;
-        let mut at = &mut self.buf[start..self.room];
-        varint::put(capsule::DATAGRAM, &mut at);
-        varint::put(len as u64, &mut at);
-        self.buf.advance(start);
-        self.buf.freeze()
     }
 }
 
