@@ -109,7 +109,11 @@ async fn run() -> Result<()> {
     let mut json = Vec::new();
     for p in &paths {
         let r = median(&p.slices);
-        let n = if p.name.ends_with(&format!("x{MANY}")) { MANY } else { 1 };
+        let n = if p.name.ends_with(&format!("x{MANY}")) {
+            MANY
+        } else {
+            1
+        };
         let vs_h3 = r / rate(&format!("h3 x{n}"));
         let vs_tls = r / rate(&format!("tls echo x{n}"));
         let cpu_us = p.cpu / p.echoed.max(1) as f64 * 1e6;
@@ -274,8 +278,7 @@ async fn tls_echo(node: &TestNode) -> Result<SocketAddr> {
                 let (mut r, mut w) = tokio::io::split(tls);
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = r.read(&mut buf).await {
-                    if n == 0 || w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err()
-                    {
+                    if n == 0 || w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
                         return;
                     }
                 }
@@ -329,5 +332,7 @@ async fn through_tls(node: &TestNode, addr: SocketAddr, conns: usize) -> Result<
             w.flush().await.map_err(|e| e.to_string())
         })
     });
-    Ok(Path::start(send, received, credits, receivers, WINDOW, SLICE))
+    Ok(Path::start(
+        send, received, credits, receivers, WINDOW, SLICE,
+    ))
 }

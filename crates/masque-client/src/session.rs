@@ -1,4 +1,5 @@
-//! A connect-udp tunnel (RFC 9298) over one HTTP/3 request stream.
+//! A connect-udp tunnel (RFC 9298) over one request stream (HTTP/3, HTTP/2) or
+//! upgraded connection (HTTP/1.1).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -293,8 +294,9 @@ impl UdpSession {
         // The reader ends promptly once its receiver is closed or the stream ended.
         let _ = timeout(Duration::from_secs(1), &mut self.reader).await;
         if self.owned {
-            self.conn.close();
-            self.conn.wait_closed(self.close_timeout).await;
+            // Our FIN is written by now (or the wait above gave up): close
+            // gracefully, bounded (HTTP/3 CONNECTION_CLOSE, HTTP/2 GOAWAY).
+            self.conn.shutdown(self.close_timeout).await;
         }
         self.close_info().unwrap_or(CloseInfo {
             reason: CloseReason::Local,

@@ -20,7 +20,7 @@ pub mod udp_proxy;
 pub mod udp_socket;
 
 pub use auth::ProxyAuth;
-pub use config::{QuicMtu, ServerConfig, SessionConfig};
+pub use config::{QuicMtu, ServerConfig, SessionConfig, TcpListen};
 pub use handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{Node, NodeError};

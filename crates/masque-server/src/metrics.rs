@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(m.active_sessions(), 1);
         Metrics::inc(&m.transport(Transport::H2).tunnels);
         let text = m.render_prometheus();
-        assert!(text.contains("masque_transport_tunnels{transport=\"h2\"} 1\n"), "{text}");
+        assert!(
+            text.contains("masque_transport_tunnels{transport=\"h2\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("masque_transport_tunnels{transport=\"h1\"} 0\n"));
     }
 }

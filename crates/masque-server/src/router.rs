@@ -77,7 +77,13 @@ impl Actor for ConnectionRouter {
         args: RouterArgs,
     ) -> Result<RouterState, ActorProcessingErr> {
         Metrics::inc(&args.ctx.metrics.connections_accepted);
-        Metrics::inc(&args.ctx.metrics.transport(args.conn.transport()).connections);
+        Metrics::inc(
+            &args
+                .ctx
+                .metrics
+                .transport(args.conn.transport())
+                .connections,
+        );
         let conn = args.conn.clone();
         let accept_task = tokio::spawn(async move {
             while let Some(req) = conn.accept().await {

@@ -41,7 +41,9 @@ pub fn form_from_h1(h: &H1Head<'_>) -> Result<RequestForm, Refusal> {
         && !h.target.contains('#')
         && h.target.bytes().all(|c| c.is_ascii_graphic());
     if !target_ok {
-        return Err(Refusal::malformed("invalid request-target (RFC 9112 section 3.2)"));
+        return Err(Refusal::malformed(
+            "invalid request-target (RFC 9112 section 3.2)",
+        ));
     }
     match h.method {
         "CONNECT" => connect(h.target, host),
@@ -63,7 +65,9 @@ fn host<'a>(lines: &[&'a [u8]]) -> Result<&'a str, Refusal> {
     let value = core::str::from_utf8(list::trim_ows(line)).ok();
     match value {
         Some(v) if v.is_empty() || authority::is_valid(v) => Ok(v),
-        _ => Err(Refusal::malformed("invalid Host value (RFC 9112 section 3.2)")),
+        _ => Err(Refusal::malformed(
+            "invalid Host value (RFC 9112 section 3.2)",
+        )),
     }
 }
 
@@ -122,7 +126,9 @@ fn upgrade(h: &H1Head<'_>, host: &str) -> Result<RequestForm, Refusal> {
     let protocol = core::str::from_utf8(protocol)
         .ok()
         .filter(|_| valid)
-        .ok_or_else(|| Refusal::malformed("Upgrade value is not a protocol (RFC 9110 section 7.8)"))?;
+        .ok_or_else(|| {
+            Refusal::malformed("Upgrade value is not a protocol (RFC 9110 section 7.8)")
+        })?;
     let (authority, path) = target(h.target, host)?;
     Ok(RequestForm::Extended {
         protocol: protocol.to_ascii_lowercase(),

@@ -17,8 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use masque_h3::queue::{self, QueueRx};
 use masque_proto::{
-    capsule,
-    headers,
+    capsule, headers,
     proxy_status::TunnelFailure,
     tunnel::{DatagramEvent, DatagramRules, DropReason, TunnelCore, TunnelEvent},
 };
@@ -592,7 +591,12 @@ mod tests {
     fn handler_panic_is_contained() {
         let m = Metrics::default();
         let core = udp_core(64);
-        let r = on_datagram(&mut Panicker, &core, Bytes::from_static(b"\x00x"), &counters(&m));
+        let r = on_datagram(
+            &mut Panicker,
+            &core,
+            Bytes::from_static(b"\x00x"),
+            &counters(&m),
+        );
         assert_eq!(r, Some(CloseReason::HandlerPanic));
         assert_eq!(m.snapshot().handler_panics, 1);
     }

@@ -445,6 +445,7 @@ async fn finish_comes_after_queued_capsules() -> Result<()> {
             within(next_capsule_datagram(&mut rx, &mut core)).await??,
             None
         );
+        assert_eq!(within(writer.ended()).await?, WriterEnd::Finished);
         assert_eq!(writer.end(), Some(WriterEnd::Finished));
         // Nothing is accepted once the writer is gone.
         assert!(matches!(

@@ -23,8 +23,8 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::{PendingInner, PendingTunnel, TunnelLimits};
 use crate::tunnel::{
-    BodyRx, BodyTx, DatagramTx, OpenTunnel, Transport, TunnelError, TunnelRequest,
-    body::H1Reader, datagram::CapsuleSender,
+    BodyRx, BodyTx, DatagramTx, OpenTunnel, Transport, TunnelError, TunnelRequest, body::H1Reader,
+    datagram::CapsuleSender,
 };
 
 /// Bounds on the request head.
@@ -59,7 +59,9 @@ struct Request {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request").field("parts", &self.parts).finish()
+        f.debug_struct("Request")
+            .field("parts", &self.parts)
+            .finish()
     }
 }
 
@@ -126,7 +128,9 @@ impl H1Connection {
             .max_buf_size(config.max_head_size.max(8192))
             .max_headers(config.max_headers)
             .keep_alive(false);
-        let conn = b.serve_connection(TokioIo::new(io), service).with_upgrades();
+        let conn = b
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
         let state = Arc::new(watch::channel(State::Serving).0);
         let mut state_rx = state.subscribe();
         let done = Arc::clone(&state);
@@ -195,7 +199,11 @@ fn pending(
 ) -> PendingTunnel {
     let p = &req.parts;
     let lines = |name: http::header::HeaderName| -> Vec<&[u8]> {
-        p.headers.get_all(name).iter().map(|v| v.as_bytes()).collect()
+        p.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
     };
     let (host, connection) = (lines(http::header::HOST), lines(http::header::CONNECTION));
     // RFC 9110 §7.8: `Upgrade` in an HTTP/1.0 request is ignored (CC-12).
@@ -266,8 +274,7 @@ impl H1Pending {
         let status = match &self.upgrade_token {
             // RFC 9298 §3.4 / RFC 9110 §7.8: 101 naming the protocol.
             Some(token) => {
-                let token = http::HeaderValue::from_str(token)
-                    .map_err(|_| TunnelError::Closed)?;
+                let token = http::HeaderValue::from_str(token).map_err(|_| TunnelError::Closed)?;
                 headers.insert(http::header::UPGRADE, token);
                 headers.insert(
                     http::header::CONNECTION,

@@ -4,18 +4,18 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use bytes::Bytes;
 use ::h2::{
     RecvStream,
     server::{self, SendResponse},
 };
+use bytes::Bytes;
 use masque_proto::request::{Pseudo, form_from_pseudo};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use super::{PendingInner, PendingTunnel, TunnelLimits};
 use crate::tunnel::{
-    BodyRx, BodyTx, OpenTunnel, ResetReason, Transport, TunnelError, TunnelRequest,
-    body::h2_error, datagram::CapsuleSender, DatagramTx,
+    BodyRx, BodyTx, DatagramTx, OpenTunnel, ResetReason, Transport, TunnelError, TunnelRequest,
+    body::h2_error, datagram::CapsuleSender,
 };
 
 /// HTTP/2 settings and limits of the server.

@@ -154,12 +154,10 @@ impl DatagramTx {
                         max: c.max_payload,
                     });
                 }
-                c.queue
-                    .try_send(b.into_capsule())
-                    .map_err(|e| match e {
-                        TrySendError::Full(_) => TunnelError::QueueFull,
-                        TrySendError::Closed(_) => TunnelError::Closed,
-                    })
+                c.queue.try_send(b.into_capsule()).map_err(|e| match e {
+                    TrySendError::Full(_) => TunnelError::QueueFull,
+                    TrySendError::Closed(_) => TunnelError::Closed,
+                })
             }
             // A buffer from another sender: rebuild it for this one.
             (tx, d) => {
@@ -208,13 +206,24 @@ mod tests {
     fn capsule_datagrams_round_trip() {
         let (tx, mut rx) = CapsuleSender::channel(16, 70_000);
         let tx = DatagramTx::Capsule(tx);
-        for (capacity, len) in [(0, 0), (10, 63), (63, 64), (16383, 16383), (10, 16384), (70_000, 65_528)] {
+        for (capacity, len) in [
+            (0, 0),
+            (10, 63),
+            (63, 64),
+            (16383, 16383),
+            (10, 16384),
+            (70_000, 65_528),
+        ] {
             let mut b = tx.buffer(capacity);
             b.payload_mut().extend(std::iter::repeat_n(7u8, len));
             assert_eq!(b.payload_len(), len);
             tx.try_send(b).unwrap();
             let wire = rx.try_recv().unwrap();
-            assert_eq!(wire.len(), header_room(len) + len, "minimal header for {len}");
+            assert_eq!(
+                wire.len(),
+                header_room(len) + len,
+                "minimal header for {len}"
+            );
             let mut dec = CapsuleDecoder::with_max_size(70_000);
             dec.push(wire);
             let c = dec.next_capsule().unwrap().unwrap();
@@ -228,8 +237,14 @@ mod tests {
         let tx = DatagramTx::Capsule(tx);
         let mut big = tx.buffer(9);
         big.payload_mut().extend_from_slice(&[0; 9]);
-        assert!(matches!(tx.try_send(big), Err(TunnelError::DatagramTooLarge { size: 9, max: 8 })));
+        assert!(matches!(
+            tx.try_send(big),
+            Err(TunnelError::DatagramTooLarge { size: 9, max: 8 })
+        ));
         tx.try_send(tx.buffer(1)).unwrap();
-        assert!(matches!(tx.try_send(tx.buffer(1)), Err(TunnelError::QueueFull)));
+        assert!(matches!(
+            tx.try_send(tx.buffer(1)),
+            Err(TunnelError::QueueFull)
+        ));
     }
 }

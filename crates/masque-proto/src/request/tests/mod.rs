@@ -31,11 +31,7 @@ fn failure_for(status: u16) -> Option<TunnelFailure> {
     }
 }
 
-fn check<T: PartialEq + core::fmt::Debug>(
-    rule: &str,
-    got: Result<T, Refusal>,
-    want: &Want<T>,
-) {
+fn check<T: PartialEq + core::fmt::Debug>(rule: &str, got: Result<T, Refusal>, want: &Want<T>) {
     match (got, want) {
         (Result::Ok(v), Is(w)) => assert_eq!(&v, w, "{rule}"),
         (Err(r), Status(s)) => {
