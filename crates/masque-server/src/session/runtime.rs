@@ -336,24 +336,19 @@ async fn recv_capsule(rx: &mut Option<CapsuleQueue>) -> Option<Bytes> {
 }
 
 /// Writes `first` and the capsules queued behind it (at most a burst), then
-/// flushes once: one TLS record and one system call for a burst on HTTP/1.1.
+/// flushes once, counting them.
 async fn write_capsules(
     body: &mut BodyTx,
     first: Bytes,
-    mut rest: Option<&mut CapsuleQueue>,
+    rest: Option<&mut CapsuleQueue>,
     n: &Counters<'_>,
 ) -> Result<(), masque_transport::TunnelError> {
-    let mut next = Some(first);
-    let mut written = 0u64;
-    while let Some(c) = next.take() {
-        body.feed(c).await?;
-        written += 1;
-        if written < BURST as u64 {
-            next = rest.as_mut().and_then(|q| q.try_recv());
-        }
-    }
-    Metrics::add(&n.transport.capsules_to_client, written);
-    body.flush().await
+    let written = match rest {
+        Some(q) => q.write_burst(body, first, BURST).await?,
+        None => body.send(first).await.map(|()| 1)?,
+    };
+    Metrics::add(&n.transport.capsules_to_client, written as u64);
+    Ok(())
 }
 
 /// Most datagrams taken from the queue per wake-up before the handler flushes.

@@ -95,10 +95,7 @@ impl H2Client {
             .max_send_buffer_size(cfg.max_send_buffer)
             .max_header_list_size(cfg.max_header_list_size)
             .enable_push(false);
-        let (send, mut conn) = b
-            .handshake::<_, Bytes>(io)
-            .await
-            .map_err(h2_error)?;
+        let (send, mut conn) = b.handshake::<_, Bytes>(io).await.map_err(h2_error)?;
         let ping = conn.ping_pong();
         let (ended_tx, ended) = watch::channel(false);
         let driver = tokio::spawn(async move {
@@ -114,9 +111,7 @@ impl H2Client {
             closed: AtomicBool::new(false),
         };
         if let Some(mut ping) = ping {
-            ping.ping(Ping::opaque())
-                .await
-                .map_err(h2_error)?;
+            ping.ping(Ping::opaque()).await.map_err(h2_error)?;
         }
         Ok(client)
     }

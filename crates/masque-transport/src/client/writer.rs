@@ -185,16 +185,13 @@ async fn aborted(commands: &mut watch::Receiver<Command>) -> ResetReason {
 async fn write_burst(
     body: &mut BodyTx,
     first: Bytes,
-    mut rest: Option<&mut CapsuleQueue>,
+    rest: Option<&mut CapsuleQueue>,
 ) -> Result<(), TunnelError> {
-    let mut next = Some(first);
-    let mut written = 0;
-    while let Some(c) = next.take() {
-        body.feed(c).await?;
-        written += 1;
-        if written < BURST {
-            next = rest.as_mut().and_then(|q| q.try_recv());
+    match rest {
+        Some(q) => q.write_burst(body, first, BURST).await.map(drop),
+        None => {
+            body.feed(first).await?;
+            body.flush().await
         }
     }
-    body.flush().await
 }

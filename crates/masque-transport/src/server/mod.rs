@@ -30,7 +30,9 @@ impl Default for TunnelLimits {
     fn default() -> Self {
         Self {
             capsule_queue: 256,
-            max_capsule_payload: DEFAULT_MAX_CAPSULE_SIZE - 16,
+            // The peer's bound applies to the capsule value (64 KiB by
+            // default), which is this payload: context id and UDP payload.
+            max_capsule_payload: DEFAULT_MAX_CAPSULE_SIZE,
         }
     }
 }

@@ -7,16 +7,51 @@
 //! the unused room skipped, so a datagram costs one allocation either way.
 
 use bytes::{Buf, Bytes, BytesMut};
-use masque_h3::{
-    DatagramBuf, DatagramReceiver, DatagramSender,
-    queue::{QueueRx, QueueTx, TrySendError},
-};
+use masque_h3::{DatagramBuf, DatagramReceiver, DatagramSender};
 use masque_proto::capsule;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::TunnelError;
+use super::{BodyTx, TunnelError};
 
-/// Encoded DATAGRAM capsules waiting for the body writer.
-pub type CapsuleQueue = QueueRx<Bytes>;
+/// Encoded DATAGRAM capsules waiting for the body writer. A tokio channel, so
+/// that senders can wait for room (backpressure as on HTTP/3); its block is
+/// allocated per tunnel, a small price beside the TLS connection that carries it.
+#[derive(Debug)]
+pub struct CapsuleQueue(mpsc::Receiver<Bytes>);
+
+impl CapsuleQueue {
+    /// The next capsule; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.0.recv().await
+    }
+
+    /// A capsule already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        self.0.try_recv().ok()
+    }
+
+    /// Writes `first` and the capsules queued behind it (at most `burst`),
+    /// then flushes once: one TLS record and one system call for a burst on
+    /// HTTP/1.1. Returns how many were written.
+    pub async fn write_burst(
+        &mut self,
+        body: &mut BodyTx,
+        first: Bytes,
+        burst: usize,
+    ) -> Result<usize, TunnelError> {
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(c) = next.take() {
+            body.feed(c).await?;
+            written += 1;
+            if written < burst {
+                next = self.try_recv();
+            }
+        }
+        body.flush().await?;
+        Ok(written)
+    }
+}
 
 /// Sends HTTP datagrams. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -30,7 +65,7 @@ pub enum DatagramTx {
 /// The capsule side of [`DatagramTx`].
 #[derive(Debug, Clone)]
 pub struct CapsuleSender {
-    queue: QueueTx<Bytes>,
+    queue: mpsc::Sender<Bytes>,
     /// Largest HTTP datagram payload (context id included) one capsule may
     /// carry: what a peer with the common 64 KiB capsule bound accepts.
     max_payload: usize,
@@ -39,13 +74,20 @@ pub struct CapsuleSender {
 impl CapsuleSender {
     /// A sender and the queue its owner's body writer drains.
     pub fn channel(capacity: usize, max_payload: usize) -> (CapsuleSender, CapsuleQueue) {
-        let (queue, rx) = masque_h3::queue::channel(capacity.max(1));
-        (CapsuleSender { queue, max_payload }, rx)
+        let (queue, rx) = mpsc::channel(capacity.max(1));
+        (CapsuleSender { queue, max_payload }, CapsuleQueue(rx))
     }
 
-    /// Ends the queue: the writer sees its end after the queued capsules.
-    pub fn close(&self) {
-        self.queue.close();
+    /// The encoded capsule, or why it cannot be sent.
+    fn encode(&self, b: CapsuleBuf) -> Result<Bytes, TunnelError> {
+        let size = b.buf.len() - b.room;
+        if size > self.max_payload {
+            return Err(TunnelError::DatagramTooLarge {
+                size,
+                max: self.max_payload,
+            });
+        }
+        Ok(b.into_capsule())
     }
 }
 
@@ -131,13 +173,22 @@ impl DatagramTx {
         }
     }
 
-    /// Sends, waiting for room on HTTP/3 (backpressure). A capsule is queued
-    /// for the body writer, whose writes wait for the peer's credit; a full
-    /// queue is [`TunnelError::QueueFull`].
+    /// Sends, waiting for room (backpressure): in quinn's datagram send
+    /// buffer, or in the queue to the body writer, whose writes wait for the
+    /// peer's credit.
     pub async fn send(&self, d: OutDatagram) -> Result<(), TunnelError> {
+        let d = match (self, d) {
+            (DatagramTx::H3(_), d @ OutDatagram::H3(_))
+            | (DatagramTx::Capsule(_), d @ OutDatagram::Capsule(_)) => d,
+            (tx, d) => tx.rebuild(d),
+        };
         match (self, d) {
             (DatagramTx::H3(s), OutDatagram::H3(b)) => Ok(s.send(b).await?),
-            (tx, d) => tx.try_send(d),
+            (DatagramTx::Capsule(c), OutDatagram::Capsule(b)) => {
+                let capsule = c.encode(b)?;
+                c.queue.send(capsule).await.map_err(|_| TunnelError::Closed)
+            }
+            _ => unreachable!("rebuilt for this sender above"),
         }
     }
 
@@ -147,29 +198,24 @@ impl DatagramTx {
         match (self, d) {
             (DatagramTx::H3(s), OutDatagram::H3(b)) => Ok(s.try_send(b)?),
             (DatagramTx::Capsule(c), OutDatagram::Capsule(b)) => {
-                let size = b.buf.len() - b.room;
-                if size > c.max_payload {
-                    return Err(TunnelError::DatagramTooLarge {
-                        size,
-                        max: c.max_payload,
-                    });
-                }
-                c.queue.try_send(b.into_capsule()).map_err(|e| match e {
+                c.queue.try_send(c.encode(b)?).map_err(|e| match e {
                     TrySendError::Full(_) => TunnelError::QueueFull,
                     TrySendError::Closed(_) => TunnelError::Closed,
                 })
             }
-            // A buffer from another sender: rebuild it for this one.
-            (tx, d) => {
-                let payload = match &d {
-                    OutDatagram::H3(b) => b.payload(),
-                    OutDatagram::Capsule(c) => &c.buf[c.room..],
-                };
-                let mut b = tx.buffer(payload.len());
-                b.payload_mut().extend_from_slice(payload);
-                tx.try_send(b)
-            }
+            (tx, d) => tx.try_send(tx.rebuild(d)),
         }
+    }
+
+    /// A buffer from another sender, rebuilt for this one (one copy).
+    fn rebuild(&self, d: OutDatagram) -> OutDatagram {
+        let payload = match &d {
+            OutDatagram::H3(b) => b.payload(),
+            OutDatagram::Capsule(c) => &c.buf[c.room..],
+        };
+        let mut b = self.buffer(payload.len());
+        b.payload_mut().extend_from_slice(payload);
+        b
     }
 }
 

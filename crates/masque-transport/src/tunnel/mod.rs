@@ -124,7 +124,8 @@ impl TunnelError {
         match self {
             TunnelError::H3(masque_h3::Error::StreamReset(c)) => Some(c.0),
             TunnelError::Reset(c) => Some(*c),
-            TunnelError::H2(e) => e.reason().map(|r| u64::from(u32::from(r))),
+            // What is left in `H2` (see `body::h2_error`) is no stream reset:
+            // GOAWAY, a connection or a library error.
             _ => None,
         }
     }
