@@ -157,7 +157,7 @@ impl H2Client {
         Ok(Opened {
             response,
             tunnel: OpenTunnel {
-                body_tx: BodyTx::H2(stream),
+                body_tx: BodyTx::h2(stream),
                 body_rx: BodyRx::H2(recv),
                 datagram_tx,
                 datagram_rx: None,

@@ -213,7 +213,7 @@ impl H2Pending {
         let (tx, capsules) =
             CapsuleSender::channel(limits.capsule_queue, limits.max_capsule_payload);
         Ok(OpenTunnel {
-            body_tx: BodyTx::H2(send),
+            body_tx: BodyTx::h2(send),
             body_rx: BodyRx::H2(self.recv),
             datagram_tx: DatagramTx::Capsule(tx),
             datagram_rx: None,

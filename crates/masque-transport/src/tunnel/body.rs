@@ -27,13 +27,32 @@ const H1_READ_CHUNK: usize = 16 * 1024;
 #[derive(Debug)]
 pub enum BodyTx {
     H3(SendHalf),
-    H2(h2::SendStream<Bytes>),
+    /// Gathering: [`BodyTx::feed`] collects small writes, [`BodyTx::flush`]
+    /// sends them as one DATA frame (h2 takes its stream lock per call).
+    H2(H2Tx),
     /// Buffered: [`BodyTx::feed`] gathers writes, [`BodyTx::flush`] sends them
     /// (one TLS record and one system call for a burst of capsules).
     H1(BufWriter<WriteHalf<H1Io>>),
 }
 
+/// The sending half of an HTTP/2 stream with its gather buffer.
+#[derive(Debug)]
+pub struct H2Tx {
+    stream: h2::SendStream<Bytes>,
+    pending: bytes::BytesMut,
+}
+
+/// Writes at least this long are sent as they are, not gathered.
+const H2_GATHER_LIMIT: usize = 16 * 1024;
+
 impl BodyTx {
+    pub(crate) fn h2(stream: h2::SendStream<Bytes>) -> Self {
+        BodyTx::H2(H2Tx {
+            stream,
+            pending: bytes::BytesMut::new(),
+        })
+    }
+
     /// Writes and flushes `data`.
     pub async fn send(&mut self, data: Bytes) -> Result<(), TunnelError> {
         self.feed(data).await?;
@@ -45,14 +64,29 @@ impl BodyTx {
     pub async fn feed(&mut self, data: Bytes) -> Result<(), TunnelError> {
         match self {
             BodyTx::H3(s) => Ok(s.send_data(data).await?),
-            BodyTx::H2(s) => h2_send(s, data).await,
+            BodyTx::H2(s) if data.len() >= H2_GATHER_LIMIT && s.pending.is_empty() => {
+                h2_send(&mut s.stream, data).await
+            }
+            BodyTx::H2(s) => {
+                s.pending.extend_from_slice(&data);
+                if s.pending.len() >= H2_GATHER_LIMIT {
+                    let chunk = s.pending.split().freeze();
+                    h2_send(&mut s.stream, chunk).await?;
+                }
+                Ok(())
+            }
             BodyTx::H1(w) => Ok(w.write_all(&data).await?),
         }
     }
 
     pub async fn flush(&mut self) -> Result<(), TunnelError> {
         match self {
-            BodyTx::H3(_) | BodyTx::H2(_) => Ok(()),
+            BodyTx::H3(_) => Ok(()),
+            BodyTx::H2(s) if s.pending.is_empty() => Ok(()),
+            BodyTx::H2(s) => {
+                let chunk = s.pending.split().freeze();
+                h2_send(&mut s.stream, chunk).await
+            }
             BodyTx::H1(w) => Ok(w.flush().await?),
         }
     }
@@ -65,7 +99,8 @@ impl BodyTx {
                 let _ = s.finish();
             }
             BodyTx::H2(s) => {
-                let _ = s.send_data(Bytes::new(), true);
+                let data = s.pending.split().freeze();
+                let _ = s.stream.send_data(data, true);
             }
             BodyTx::H1(w) => {
                 let _ = tokio::time::timeout(H1_SHUTDOWN_LIMIT, w.shutdown()).await;
@@ -78,7 +113,7 @@ impl BodyTx {
     pub fn reset(&mut self, reason: ResetReason) {
         match self {
             BodyTx::H3(s) => s.reset(reason.h3_code()),
-            BodyTx::H2(s) => s.send_reset(reason.h2_reason()),
+            BodyTx::H2(s) => s.stream.send_reset(reason.h2_reason()),
             BodyTx::H1(_) => {}
         }
     }
