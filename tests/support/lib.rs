@@ -7,6 +7,7 @@ pub mod echo;
 pub mod netns;
 pub mod run_cost;
 pub mod tls;
+pub mod transport;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
