@@ -32,8 +32,13 @@ Scenarios (one per run):
                      and SETTINGS sent and the server's SETTINGS read (even
                      connections), or nothing at all after TLS (odd ones)
              head    the request head sent (target host `stall.test`, which
-                     the test's resolver never answers), no response yet
+                     the test's resolver never answers), no response yet;
+                     with --early-capsule a DATAGRAM capsule right behind it
+                     (HTTP/1.1: in the same write)
              tunnel  a tunnel open and one DATAGRAM capsule echoed
+  cancel   (HTTP/2) --count requests to `stall.test` on one connection
+           [ready "requested"], each cancelled with RST_STREAM CANCEL while
+           the connection stays [ready "cancelled"], then a clean close
 
 Every wait is bounded (TIMEOUT per step, GO_TIMEOUT for the test's `go`).
 """
@@ -49,6 +54,7 @@ import time
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 
@@ -267,7 +273,7 @@ class Tls:
             self._flush()
             self.sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError, OSError) as e:
-            self.close_write_error = type(e).__name__
+            self.close_write_error = f"{type(e).__name__}: {e}"
 
     def read_to_eof(self, what):
         """Everything until the node closes (TIMEOUT at most)."""
@@ -281,6 +287,19 @@ class Tls:
                 got += data
         except (socket.timeout, TimeoutError):
             raise Fail(f"{what}: the node kept the connection open for {TIMEOUT}s") from None
+
+    def still_open(self):
+        """Whether the node has neither closed nor reset the connection (a
+        peek that does not consume anything)."""
+        self.sock.setblocking(False)
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except ConnectionResetError:
+            return False
+        finally:
+            self.sock.settimeout(TIMEOUT)
 
     def reset(self):
         """A TCP reset: SO_LINGER 0, then close."""
@@ -561,11 +580,15 @@ def scenario_phase(a, out):
             elif a.phase == "head" and a.transport == "h1":
                 c = H1(a, ctx)
                 conns.append(c.tls)
-                c.tls.send(upgrade_request(a, STALL_HOST, 443))
+                first = datagram_capsule(payload("early", i)) if a.early_capsule else b""
+                c.tls.send(upgrade_request(a, STALL_HOST, 443) + first)
             elif a.phase == "head":
                 c = H2(a, ctx)
                 conns.append(c.tls)
-                c.request(a, STALL_HOST, 443)
+                sid = c.request(a, STALL_HOST, 443)
+                if a.early_capsule:
+                    c.conn.send_data(sid, datagram_capsule(payload("early", i)))
+                    c.flush()
             elif a.phase == "tunnel" and a.transport == "h1":
                 c = H1(a, ctx)
                 conns.append(c.tls)
@@ -578,9 +601,11 @@ def scenario_phase(a, out):
                 c.echo([(sid, payload("phase-h2", i))], f"connection {i}")
             else:
                 raise Fail(f"unknown --phase {a.phase}")
-        # Nothing from the node may have closed any of them so far.
         out["connections"] = len(conns)
         ready(a.phase, connections=len(conns))
+        # The node had closed none of them: the resets are what end them.
+        closed = [i for i, t in enumerate(conns) if not t.still_open()]
+        check(not closed, f"the node closed connections {closed} before the resets")
         for t in conns:
             t.reset()
         out["reset"] = len(conns)
@@ -592,7 +617,29 @@ def scenario_phase(a, out):
                 pass
 
 
-SCENARIOS = {"tunnel": scenario_tunnel, "phase": scenario_phase}
+def scenario_cancel(a, out):
+    """HTTP/2: --count requests to `stall.test` on one connection
+    [ready "requested"], each then cancelled with RST_STREAM CANCEL while the
+    connection stays [ready "cancelled"], then the connection closed cleanly."""
+    c = H2(a, context(a, ["h2"]))
+    try:
+        sids = [c.request(a, STALL_HOST, 443) for _ in range(a.count)]
+        ready("requested", streams=len(sids))
+        for sid in sids:
+            c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        c.flush()
+        out["cancelled"] = len(sids)
+        ready("cancelled", streams=len(sids))
+        c.conn.close_connection()
+        c.flush()
+        c.tls.close_write()
+        c.tls.read_to_eof("after GOAWAY, close_notify + FIN")
+        out["node_closed"] = c.tls.how_closed
+    finally:
+        c.tls.sock.close()
+
+
+SCENARIOS = {"tunnel": scenario_tunnel, "phase": scenario_phase, "cancel": scenario_cancel}
 
 
 def main():
@@ -607,6 +654,11 @@ def main():
     p.add_argument("--end", choices=["rst", "close", "end_stream"], default="rst")
     p.add_argument("--phase", choices=["tls", "idle", "head", "tunnel"], default="tunnel")
     p.add_argument("--count", type=int, default=20)
+    p.add_argument(
+        "--early-capsule",
+        action="store_true",
+        help="head: a DATAGRAM capsule right behind the request head (HTTP/1.1: in the same write)",
+    )
     a = p.parse_args()
     out = {"peer": "python", "h2_version": h2.__version__, "scenario": a.scenario, "ok": False}
     started = time.monotonic()

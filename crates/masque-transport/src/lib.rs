@@ -11,7 +11,7 @@ pub mod tls;
 pub mod tunnel;
 
 pub use client::{ClientConfig, ClientConnection, OpenError, Opened, TunnelHead, TunnelWriter};
-pub use server::{H1Config, H2Config, PendingTunnel, ServerConnection, TunnelLimits};
+pub use server::{CancelWatch, H1Config, H2Config, PendingTunnel, ServerConnection, TunnelLimits};
 pub use tunnel::{
     BodyRx, BodyTx, CapsuleQueue, CapsuleSender, DatagramRx, DatagramTx, OpenTunnel, OutDatagram,
     ResetReason, Transport, TunnelError, TunnelRequest,

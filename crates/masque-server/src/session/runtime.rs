@@ -132,21 +132,30 @@ fn rules_for(target: &Target) -> DatagramRules {
 /// The handler's `init` (bounded in time, panics contained), then the answer:
 /// the 2xx and the open tunnel, or the refusal already sent.
 async fn establish(
-    pending: PendingTunnel,
+    mut pending: PendingTunnel,
     target: Target,
     handler: Arc<dyn Handler>,
     s: &mut SessionEnv,
     out: &TunnelOutput,
 ) -> Result<(OpenTunnel, Box<dyn TunnelHandler>), CloseReason> {
-    let init =
-        AssertUnwindSafe(handler.init(&pending.request, &target, out.clone())).catch_unwind();
-    let init = tokio::select! {
-        r = tokio::time::timeout(s.config.init_timeout, init) => r,
-        () = s.info.ended() => {
-            out.fail();
-            pending.reset(ResetReason::Cancelled);
-            return Err(CloseReason::Shutdown);
+    let init = {
+        let (request, watch) = pending.watch();
+        let init = AssertUnwindSafe(handler.init(request, &target, out.clone())).catch_unwind();
+        tokio::select! {
+            r = tokio::time::timeout(s.config.init_timeout, init) => Some(r),
+            () = s.info.ended() => None,
+            // The client gave up (RST_STREAM, STOP_SENDING, connection
+            // loss): nobody is waiting for the answer, free the slot now.
+            () = watch.cancelled() => {
+                out.fail();
+                return Err(CloseReason::ClientAborted);
+            }
         }
+    };
+    let Some(init) = init else {
+        out.fail();
+        pending.reset(ResetReason::Cancelled);
+        return Err(CloseReason::Shutdown);
     };
     let mut handler = match init {
         Ok(Ok(Ok(h))) => h,

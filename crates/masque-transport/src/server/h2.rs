@@ -189,6 +189,11 @@ pub(super) struct H2Pending {
 }
 
 impl H2Pending {
+    /// Resolves when the peer resets the stream (or the connection ends).
+    pub(super) async fn reset_by_peer(&mut self) {
+        let _ = std::future::poll_fn(|cx| self.respond.poll_reset(cx)).await;
+    }
+
     pub(super) fn reject(mut self, status: http::StatusCode, headers: http::HeaderMap) {
         let mut resp = http::Response::new(());
         *resp.status_mut() = status;

@@ -176,7 +176,34 @@ enum PendingInner {
 /// How long an HTTP/1.1 connection may take to hand over the upgraded stream.
 const UPGRADE_LIMIT: Duration = Duration::from_secs(5);
 
+/// Watches a pending request for the peer giving up on it (see
+/// [`PendingTunnel::watch`]).
+#[derive(Debug)]
+pub struct CancelWatch<'a>(&'a mut PendingInner);
+
+impl CancelWatch<'_> {
+    /// Resolves when the peer abandoned the request before its answer:
+    /// STOP_SENDING or connection loss on HTTP/3, RST_STREAM on HTTP/2. On
+    /// HTTP/1.1 hyper alone sees the connection, so this never resolves (the
+    /// answer's write fails instead).
+    pub async fn cancelled(self) {
+        match self.0 {
+            PendingInner::H3(stream) => {
+                let _ = stream.send.stopped().await;
+            }
+            PendingInner::H2(p) => p.reset_by_peer().await,
+            PendingInner::H1(_) => std::future::pending().await,
+        }
+    }
+}
+
 impl PendingTunnel {
+    /// The request, and a watch for its cancellation by the peer, usable
+    /// together while the request is being set up.
+    pub fn watch(&mut self) -> (&TunnelRequest, CancelWatch<'_>) {
+        (&self.request, CancelWatch(&mut self.inner))
+    }
+
     /// Sends a final non-2xx response and ends the stream (on HTTP/1.1 the
     /// response carries `Connection: close` and the connection ends: RFC 9931).
     pub async fn reject(self, status: http::StatusCode, headers: http::HeaderMap) {
