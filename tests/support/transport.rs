@@ -71,7 +71,7 @@ pub async fn h2_server_settings(node: &TestNode) -> Result<Vec<(u16, u32)>> {
         ty == 0x4 && flags & 0x1 == 0,
         "the server's preface starts with frame type {ty:#x} flags {flags:#x}, not SETTINGS"
     );
-    ensure!(len % 6 == 0, "SETTINGS payload of {len} bytes");
+    ensure!(len.is_multiple_of(6), "SETTINGS payload of {len} bytes");
     let mut payload = vec![0u8; len];
     within("the SETTINGS payload", tls.read_exact(&mut payload)).await??;
     Ok(payload
