@@ -14,6 +14,7 @@ pub mod policy;
 pub mod resolver;
 mod router;
 pub mod session;
+mod slot;
 pub mod supervisor;
 mod task_group;
 pub mod udp_proxy;

@@ -48,7 +48,7 @@ macro_rules! metrics {
 }
 
 metrics! {
-    connections_accepted: "QUIC connections that completed the handshake and HTTP/3 setup",
+    connections_accepted: "connections (any transport) that completed their handshakes and got a router",
     connections_closed: "connections whose ConnectionRouter stopped",
     tunnel_requests: "requests received (any method)",
     tunnels_refused: "requests answered with a non-2xx status",

@@ -25,14 +25,15 @@ use crate::{
     handler::{Refusal, Target},
     metrics::Metrics,
     session::{SessionMsg, UdpSession, udp::UdpSessionArgs},
+    slot::{Slots, TunnelSlot},
     task_group::TaskGroup,
 };
 
 pub enum RouterMsg {
     Request(Box<PendingTunnel>),
     /// Policy passed: start the session (internal).
-    Accepted(Box<(PendingTunnel, Target)>),
-    /// Policy refused or the request failed before a session (internal).
+    Accepted(Box<(PendingTunnel, Target, TunnelSlot)>),
+    /// A tunnel slot was freed (internal; sent by the slot's drop).
     Released,
     ConnectionClosed,
     /// Graceful shutdown: GOAWAY, let tunnels end within `timeout`, then close.
@@ -51,7 +52,7 @@ pub struct RouterState {
     conn: ServerConnection,
     ctx: Arc<ListenerContext>,
     /// Tunnels counted against the limit: in policy check or running.
-    tunnels: usize,
+    slots: Slots,
     draining: bool,
     accept_task: JoinHandle<()>,
     /// Where the handlers' data-plane tasks of this connection run, e.g. every
@@ -85,6 +86,7 @@ impl Actor for ConnectionRouter {
                 .connections,
         );
         let conn = args.conn.clone();
+        let myself_for_slots = myself.clone();
         let accept_task = tokio::spawn(async move {
             while let Some(req) = conn.accept().await {
                 if myself.cast(RouterMsg::Request(Box::new(req))).is_err() {
@@ -96,7 +98,13 @@ impl Actor for ConnectionRouter {
         Ok(RouterState {
             conn: args.conn,
             ctx: args.ctx,
-            tunnels: 0,
+            slots: {
+                let me = myself_for_slots;
+                Slots::new(move || {
+                    // Gone router: its connection is closing anyway.
+                    let _ = me.cast(RouterMsg::Released);
+                })
+            },
             draining: false,
             accept_task,
             group: TaskGroup::new(),
@@ -112,10 +120,11 @@ impl Actor for ConnectionRouter {
         match msg {
             RouterMsg::Request(req) => on_request(&myself, state, *req),
             RouterMsg::Accepted(acc) => {
-                let (pending, target) = *acc;
+                let (pending, target, slot) = *acc;
                 let args = UdpSessionArgs {
                     pending,
                     target,
+                    slot,
                     handler: Arc::clone(&state.ctx.handler),
                     config: Arc::clone(&state.ctx.session),
                     metrics: Arc::clone(&state.ctx.metrics),
@@ -124,8 +133,8 @@ impl Actor for ConnectionRouter {
                 };
                 if let Err(e) = Actor::spawn_linked(None, UdpSession, args, myself.get_cell()).await
                 {
+                    // Its slot went with its arguments (and told us).
                     tracing::warn!(error = %e, "session failed to start");
-                    state.tunnels = state.tunnels.saturating_sub(1);
                 }
             }
             RouterMsg::Released => release(&myself, state),
@@ -136,7 +145,7 @@ impl Actor for ConnectionRouter {
             RouterMsg::Drain(timeout) => {
                 state.draining = true;
                 state.conn.goaway().await;
-                if state.tunnels == 0 {
+                if state.slots.in_use() == 0 {
                     myself.stop(Some("drained".into()));
                 } else {
                     myself.send_after(timeout, || RouterMsg::DrainDeadline);
@@ -177,11 +186,16 @@ impl Actor for ConnectionRouter {
     }
 }
 
+/// A tunnel (or its refusal) is done and its slot already freed: the
+/// router stops when that was the last one of a draining or HTTP/1.1
+/// connection.
 fn release(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
-    state.tunnels = state.tunnels.saturating_sub(1);
-    if state.tunnels == 0 && state.draining {
+    if state.slots.in_use() > 0 {
+        return;
+    }
+    if state.draining {
         myself.stop(Some("drained".into()));
-    } else if state.tunnels == 0 && state.conn.single_tunnel() {
+    } else if state.conn.single_tunnel() {
         // HTTP/1.1: the connection carried its one tunnel (or its refusal).
         myself.stop(Some("tunnel done".into()));
     }
@@ -225,7 +239,7 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
     }
     // Consumed here: handlers never see the credentials.
     pending.request.headers.remove(PROXY_AUTHORIZATION);
-    if state.tunnels >= ctx.config.max_tunnels_per_connection {
+    if state.slots.in_use() >= ctx.config.max_tunnels_per_connection {
         Metrics::inc(&ctx.metrics.tunnels_refused_limit);
         let answer =
             Refusal::new(TunnelFailure::ConnectionLimitReached).http_response(&ctx.node_name);
@@ -235,13 +249,14 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
         Ok(t) => t,
         Err(answer) => return refuse(pending, answer),
     };
-    state.tunnels += 1;
+    let slot = state.slots.take();
     let me = myself.clone();
     let ctx = Arc::clone(ctx);
     tokio::spawn(async move {
         match ctx.handler.accept(&pending.request, &target).await {
             Ok(()) => {
-                if let Err(e) = me.cast(RouterMsg::Accepted(Box::new((pending, target)))) {
+                let accepted = Box::new((pending, target, slot));
+                if let Err(e) = me.cast(RouterMsg::Accepted(accepted)) {
                     // The router is gone: the connection is closing.
                     tracing::debug!(error = %e, "router stopped before the session started");
                 }
@@ -249,7 +264,8 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
             Err(refusal) => {
                 let answer = refusal.http_response(&ctx.node_name);
                 reject(pending, answer, Arc::clone(&ctx.metrics)).await;
-                let _ = me.cast(RouterMsg::Released);
+                // Dropping the slot tells the router.
+                drop(slot);
             }
         }
     });

@@ -30,6 +30,7 @@ use crate::{
     handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler},
     metrics::Metrics,
     output::{Activity, Control, TunnelOutput},
+    slot::TunnelSlot,
     task_group::TaskGroup,
 };
 
@@ -37,6 +38,7 @@ use crate::{
 pub(crate) struct SessionSetup {
     pub pending: PendingTunnel,
     pub target: Target,
+    pub slot: TunnelSlot,
     pub handler: Arc<dyn Handler>,
     pub env: SessionEnv,
 }
@@ -81,6 +83,7 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
     let SessionSetup {
         pending,
         target,
+        slot,
         handler,
         env: mut s,
     } = setup;
@@ -115,7 +118,7 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         activity: &activity,
     };
     let reason = relay
-        .run(&mut s, tunnel, &mut *handler, &mut control_rx)
+        .run(&mut s, tunnel, &mut *handler, &mut control_rx, slot)
         .await;
     out.fail();
     call_terminate(&mut *handler, &reason, &s.metrics);
@@ -221,6 +224,7 @@ impl Relay<'_> {
         tunnel: OpenTunnel,
         handler: &mut dyn TunnelHandler,
         control: &mut QueueRx<Control>,
+        slot: TunnelSlot,
     ) -> CloseReason {
         let OpenTunnel {
             mut body_tx,
@@ -324,6 +328,8 @@ impl Relay<'_> {
         {
             let _ = write_capsules(&mut body_tx, first, Some(q), &n).await;
         }
+        // Free the slot before the client can see the end.
+        drop(slot);
         close_stream(&reason, &mut body_tx, &mut body_rx, body_open).await;
         reason
     }

@@ -18,6 +18,7 @@ use crate::{
     handler::{CloseReason, Handler, Target},
     metrics::Metrics,
     session::runtime::{self, SessionEnv, SessionSetup},
+    slot::TunnelSlot,
     task_group::TaskGroup,
 };
 
@@ -39,6 +40,8 @@ pub struct UdpSession;
 pub struct UdpSessionArgs {
     pub(crate) pending: PendingTunnel,
     pub(crate) target: Target,
+    /// Its place under the connection's tunnel limit, freed when the relay ends.
+    pub(crate) slot: TunnelSlot,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) config: Arc<SessionConfig>,
     pub(crate) metrics: Arc<Metrics>,
@@ -79,6 +82,7 @@ impl Actor for UdpSession {
         let setup = SessionSetup {
             pending: args.pending,
             target: args.target,
+            slot: args.slot,
             handler: args.handler,
             env: SessionEnv {
                 config: args.config,
