@@ -16,6 +16,11 @@ use masque_tests::{
 };
 use tokio::io::AsyncWriteExt;
 
+/// The ListenerRegistry is process-wide and owned by the first node's tree
+/// (decisions §22): a node that shuts down takes it along. These tests look
+/// listeners up in it, so they run one at a time.
+static ONE_NODE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";
 
@@ -26,6 +31,7 @@ const H1: &[u8] = b"http/1.1";
 /// keeps its incarnation and the tree stays up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_tls_listener_is_restarted_on_the_same_address() -> Result<()> {
+    let _serial = ONE_NODE_AT_A_TIME.lock().await;
     init_tracing();
     let node = TestNode::start_with(true, None, |c| c.name = "tls-restart".into()).await?;
     let tcp = node.node.tcp_addr().context("a TLS listener")?;
@@ -75,6 +81,7 @@ async fn killed_tls_listener_is_restarted_on_the_same_address() -> Result<()> {
 /// the drain timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_when_the_tree_has_drained() -> Result<()> {
+    let _serial = ONE_NODE_AT_A_TIME.lock().await;
     init_tracing();
     let drain_timeout = Duration::from_secs(20);
     let node = TestNode::start_with(true, None, |c| {

@@ -136,7 +136,7 @@ impl Proxy {
                             Err(_) => return,
                         }
                     } else {
-                        ServerConnection::h1(io, peer, &H1Config::default(), limits)
+                        ServerConnection::h1(io, peer, &H1Config::default(), limits, None)
                     };
                     serve(conn, mode, log).await;
                 });

@@ -207,10 +207,22 @@ async fn handshake(
     } else {
         // ALPN `http/1.1`, or none: a client that offers no ALPN speaks
         // HTTP/1.1 (rustls refuses an offer without a protocol in common).
-        ServerConnection::h1(tls, peer, &config.h1, config.tunnel_limits)
+        let watch = peer_watch(tls.get_ref().0);
+        ServerConnection::h1(tls, peer, &config.h1, config.tunnel_limits, watch)
     };
     tracing::debug!(%peer, transport = %conn.transport(), "TLS connection established");
     if listener.cast(ListenerMsg::Established(conn)).is_err() {
         tracing::debug!(%peer, "listener gone before the connection was handed over");
     }
+}
+
+/// A second handle on the connection's socket (a dup of its descriptor), so
+/// that a request being set up sees the client's reset while hyper does not
+/// read. `None` (no watch, the request is bounded by `init_timeout`) if the
+/// descriptor cannot be duplicated.
+fn peer_watch(tcp: &TcpStream) -> Option<TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+    // The duplicate shares the original's O_NONBLOCK (one open file).
+    TcpStream::from_std(std::net::TcpStream::from(fd)).ok()
 }

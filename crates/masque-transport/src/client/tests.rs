@@ -177,7 +177,7 @@ impl Server {
                             Err(_) => return,
                         }
                     } else {
-                        ServerConnection::h1(io, peer, &H1Config::default(), limits)
+                        ServerConnection::h1(io, peer, &H1Config::default(), limits, None)
                     };
                     serve(conn, a, log).await;
                 });

@@ -68,6 +68,9 @@ impl std::fmt::Debug for Request {
 #[derive(Debug)]
 pub(super) struct H1Connection {
     requests: Mutex<mpsc::Receiver<Request>>,
+    /// A second handle on the TCP socket, to see a reset while hyper does
+    /// not read (see [`H1Pending::reset_by_peer`]).
+    peer_watch: std::sync::Mutex<Option<tokio::net::TcpStream>>,
     state: Arc<watch::Sender<State>>,
     /// The one request was handed out.
     handed_out: AtomicBool,
@@ -98,7 +101,11 @@ impl Drop for H1Connection {
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 impl H1Connection {
-    pub(super) fn serve<IO>(io: IO, config: &H1Config) -> Self
+    pub(super) fn serve<IO>(
+        io: IO,
+        config: &H1Config,
+        peer_watch: Option<tokio::net::TcpStream>,
+    ) -> Self
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -150,6 +157,7 @@ impl H1Connection {
         });
         Self {
             requests: Mutex::new(rx),
+            peer_watch: std::sync::Mutex::new(peer_watch),
             state,
             handed_out: AtomicBool::new(false),
             upgraded: Arc::new(AtomicBool::new(false)),
@@ -164,7 +172,12 @@ impl H1Connection {
     ) -> Option<PendingTunnel> {
         if !self.handed_out.swap(true, Ordering::AcqRel) {
             let req = self.requests.lock().await.recv().await?;
-            return Some(pending(req, peer, limits, Arc::clone(&self.upgraded)));
+            let watch = self
+                .peer_watch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            return Some(pending(req, peer, limits, Arc::clone(&self.upgraded), watch));
         }
         // One request per connection. A refused one ends the connection once
         // hyper has written the answer; an accepted one lives on as the
@@ -196,6 +209,7 @@ fn pending(
     peer: SocketAddr,
     limits: TunnelLimits,
     upgraded: Arc<AtomicBool>,
+    peer_watch: Option<tokio::net::TcpStream>,
 ) -> PendingTunnel {
     let p = &req.parts;
     let lines = |name: http::header::HeaderName| -> Vec<&[u8]> {
@@ -236,6 +250,7 @@ fn pending(
             respond: req.respond,
             upgrade_token,
             upgraded,
+            peer_watch,
         }),
         limits,
     }
@@ -248,6 +263,7 @@ pub(super) struct H1Pending {
     /// The `Upgrade` token to answer 101 with; `None` for classic CONNECT.
     upgrade_token: Option<String>,
     upgraded: Arc<AtomicBool>,
+    peer_watch: Option<tokio::net::TcpStream>,
 }
 
 fn response(status: http::StatusCode, headers: http::HeaderMap) -> Response {
@@ -257,7 +273,31 @@ fn response(status: http::StatusCode, headers: http::HeaderMap) -> Response {
     resp
 }
 
+/// How often a socket with unread bytes is looked at again for a reset.
+const PEER_WATCH_PERIOD: Duration = Duration::from_millis(50);
+
 impl H1Pending {
+    /// Resolves when the client reset the connection before the answer.
+    /// hyper does not read while its buffer holds bytes and the response is
+    /// pending (a capsule sent behind the head), so it would not notice; a
+    /// peek on a second handle of the socket does: an error is a reset. A
+    /// FIN is no cancellation (the client may still read the answer), and
+    /// unread bytes are hyper's: looked at again every
+    /// [`PEER_WATCH_PERIOD`], only while the request is being set up.
+    pub(super) async fn reset_by_peer(&self) {
+        let Some(sock) = &self.peer_watch else {
+            return std::future::pending().await;
+        };
+        let mut byte = [0u8; 1];
+        loop {
+            match sock.peek(&mut byte).await {
+                Err(_) => return,
+                Ok(0) => return std::future::pending().await,
+                Ok(_) => tokio::time::sleep(PEER_WATCH_PERIOD).await,
+            }
+        }
+    }
+
     pub(super) fn reject(self, status: http::StatusCode, mut headers: http::HeaderMap) {
         headers.insert(
             http::header::CONNECTION,

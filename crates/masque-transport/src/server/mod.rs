@@ -80,12 +80,21 @@ impl ServerConnection {
     }
 
     /// Serves HTTP/1.1 on a TLS stream (ALPN `http/1.1` or none): one request,
-    /// which becomes at most one tunnel.
-    pub fn h1<IO>(io: IO, peer: SocketAddr, config: &H1Config, limits: TunnelLimits) -> Self
+    /// which becomes at most one tunnel. `peer_watch`, a second handle on the
+    /// same TCP socket (e.g. a dup of its descriptor), lets a request being
+    /// set up see the client's reset even while hyper is not reading.
+    pub fn h1<IO>(
+        io: IO,
+        peer: SocketAddr,
+        config: &H1Config,
+        limits: TunnelLimits,
+        peer_watch: Option<tokio::net::TcpStream>,
+    ) -> Self
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        Self::new(Kind::H1(h1::H1Connection::serve(io, config)), peer, limits)
+        let conn = h1::H1Connection::serve(io, config, peer_watch);
+        Self::new(Kind::H1(conn), peer, limits)
     }
 
     fn new(kind: Kind, peer: SocketAddr, limits: TunnelLimits) -> Self {
@@ -183,16 +192,15 @@ pub struct CancelWatch<'a>(&'a mut PendingInner);
 
 impl CancelWatch<'_> {
     /// Resolves when the peer abandoned the request before its answer:
-    /// STOP_SENDING or connection loss on HTTP/3, RST_STREAM on HTTP/2. On
-    /// HTTP/1.1 hyper alone sees the connection, so this never resolves (the
-    /// answer's write fails instead).
+    /// STOP_SENDING or connection loss on HTTP/3, RST_STREAM on HTTP/2, a TCP
+    /// reset on HTTP/1.1 (when the connection has a peer watch).
     pub async fn cancelled(self) {
         match self.0 {
             PendingInner::H3(stream) => {
                 let _ = stream.send.stopped().await;
             }
             PendingInner::H2(p) => p.reset_by_peer().await,
-            PendingInner::H1(_) => std::future::pending().await,
+            PendingInner::H1(p) => p.reset_by_peer().await,
         }
     }
 }
