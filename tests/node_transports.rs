@@ -339,12 +339,12 @@ async fn tunnel_limit_per_connection(t: Transport) -> Result<()> {
 
 /// HTTP/2: an open that timed out waiting for a stream slot (the proxy's
 /// SETTINGS_MAX_CONCURRENT_STREAMS) must be gone, not sent once a slot
-/// frees. Today masque-transport's `H2Client::open` drops the h2 handles on
-/// its timeout, but h2 keeps the HEADERS queued and sends them when a stream
-/// closes: the node sees a request nobody waits for, which takes the freed
-/// slot (a spurious 503 for the client's next open on a busy connection).
+/// frees. h2 keeps a request queued for a stream slot and sends it once one
+/// frees, even after its opener dropped it, so the client waits for a slot
+/// itself (a semaphore sized by the proxy's SETTINGS); before that, the node
+/// saw a request nobody waited for, which took the freed slot (a spurious
+/// 503 for the client's next open on a busy connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "client bug: a timed-out HTTP/2 open is sent later (masque-transport client/h2.rs)"]
 async fn h2_timed_out_open_is_never_sent() -> Result<()> {
     init_tracing();
     let t = Transport::H2;

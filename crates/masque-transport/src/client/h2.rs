@@ -8,7 +8,7 @@ use std::{
     net::SocketAddr,
     str::FromStr,
     sync::{
-        Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -21,7 +21,10 @@ use ::h2::{
 use bytes::Bytes;
 use http::{Method, Uri};
 use masque_proto::request::RequestForm;
-use tokio::{sync::watch, task::AbortHandle};
+use tokio::{
+    sync::{Semaphore, watch},
+    task::AbortHandle,
+};
 
 use super::{
     ClientConfig, ConnectError, OpenError, Opened, ResponseHead, TunnelHead, capsule_datagrams,
@@ -66,6 +69,12 @@ pub(super) struct H2Client {
     /// Set by the driver when the connection ended.
     ended: watch::Receiver<bool>,
     closed: AtomicBool,
+    /// One permit per stream the proxy lets us have open
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS, as its SETTINGS said at the start).
+    /// A tunnel holds its permit in both body halves. Waiting here rather
+    /// than in h2 matters: a request h2 queued for a stream slot is sent
+    /// once one frees even if its opener gave up, and then takes that slot.
+    streams: Arc<Semaphore>,
 }
 
 impl H2Client {
@@ -104,16 +113,18 @@ impl H2Client {
             }
             ended_tx.send_replace(true);
         });
-        let client = Self {
+        if let Some(mut ping) = ping {
+            ping.ping(Ping::opaque()).await.map_err(h2_error)?;
+        }
+        // After the PONG the proxy's SETTINGS are applied (see above).
+        let max = send.current_max_send_streams().min(Semaphore::MAX_PERMITS);
+        Ok(Self {
             send: Mutex::new(Some(send)),
             driver: driver.abort_handle(),
             ended,
             closed: AtomicBool::new(false),
-        };
-        if let Some(mut ping) = ping {
-            ping.ping(Ping::opaque()).await.map_err(h2_error)?;
-        }
-        Ok(client)
+            streams: Arc::new(Semaphore::new(max)),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<SendRequest<Bytes>>> {
@@ -132,15 +143,21 @@ impl H2Client {
             return Err(OpenError::ExtendedConnectDisabled);
         }
         let request = request(head)?;
+        let streams = Arc::clone(&self.streams);
         let exchange = async move {
-            // Waits for a stream slot (SETTINGS_MAX_CONCURRENT_STREAMS).
+            // Waits for a stream slot (SETTINGS_MAX_CONCURRENT_STREAMS): a
+            // timeout here leaves nothing queued behind.
+            let slot = streams
+                .acquire_owned()
+                .await
+                .map_err(|_| OpenError::GoingAway)?;
             let mut send = send.ready().await.map_err(open_error)?;
             let (response, stream) = send.send_request(request, false).map_err(open_error)?;
             // Dropping `stream` on an error resets the stream (CANCEL).
             let response = response.await.map_err(open_error)?;
-            Ok::<_, OpenError>((response, stream))
+            Ok::<_, OpenError>((response, stream, Arc::new(slot)))
         };
-        let (response, mut stream) = tokio::time::timeout(limit, exchange)
+        let (response, mut stream, slot) = tokio::time::timeout(limit, exchange)
             .await
             .map_err(|_| OpenError::Timeout("HTTP/2 response"))??;
         let stream_id = u64::from(u32::from(stream.stream_id()));
@@ -157,8 +174,8 @@ impl H2Client {
         Ok(Opened {
             response,
             tunnel: OpenTunnel {
-                body_tx: BodyTx::h2(stream),
-                body_rx: BodyRx::H2(recv),
+                body_tx: BodyTx::h2(stream, Some(Arc::clone(&slot))),
+                body_rx: BodyRx::h2(recv, Some(slot)),
                 datagram_tx,
                 datagram_rx: None,
                 capsules: Some(capsules),

@@ -218,8 +218,8 @@ impl H2Pending {
         let (tx, capsules) =
             CapsuleSender::channel(limits.capsule_queue, limits.max_capsule_payload);
         Ok(OpenTunnel {
-            body_tx: BodyTx::h2(send),
-            body_rx: BodyRx::H2(self.recv),
+            body_tx: BodyTx::h2(send, None),
+            body_rx: BodyRx::h2(self.recv, None),
             datagram_tx: DatagramTx::Capsule(tx),
             datagram_rx: None,
             capsules: Some(capsules),

@@ -35,21 +35,28 @@ pub enum BodyTx {
     H1(BufWriter<WriteHalf<H1Io>>),
 }
 
+/// Held by both halves of a client's HTTP/2 stream: the stream counts
+/// against the proxy's SETTINGS_MAX_CONCURRENT_STREAMS until both are gone
+/// (see `client::h2`). `None` on the server.
+pub(crate) type StreamSlot = Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>;
+
 /// The sending half of an HTTP/2 stream with its gather buffer.
 #[derive(Debug)]
 pub struct H2Tx {
     stream: h2::SendStream<Bytes>,
     pending: bytes::BytesMut,
+    _slot: StreamSlot,
 }
 
 /// Writes at least this long are sent as they are, not gathered.
 const H2_GATHER_LIMIT: usize = 16 * 1024;
 
 impl BodyTx {
-    pub(crate) fn h2(stream: h2::SendStream<Bytes>) -> Self {
+    pub(crate) fn h2(stream: h2::SendStream<Bytes>, slot: StreamSlot) -> Self {
         BodyTx::H2(H2Tx {
             stream,
             pending: bytes::BytesMut::new(),
+            _slot: slot,
         })
     }
 
@@ -151,8 +158,24 @@ pub(crate) fn h2_error(e: h2::Error) -> TunnelError {
 #[derive(Debug)]
 pub enum BodyRx {
     H3(RecvHalf),
-    H2(h2::RecvStream),
+    H2(H2Rx),
     H1(H1Reader),
+}
+
+/// The receiving half of an HTTP/2 stream.
+#[derive(Debug)]
+pub struct H2Rx {
+    stream: h2::RecvStream,
+    _slot: StreamSlot,
+}
+
+impl BodyRx {
+    pub(crate) fn h2(stream: h2::RecvStream, slot: StreamSlot) -> Self {
+        BodyRx::H2(H2Rx {
+            stream,
+            _slot: slot,
+        })
+    }
 }
 
 /// The read half of an upgraded HTTP/1.1 connection with its buffer: chunks
@@ -177,11 +200,11 @@ impl BodyRx {
     pub async fn recv(&mut self) -> Result<Option<Bytes>, TunnelError> {
         match self {
             BodyRx::H3(r) => Ok(r.recv_data().await?),
-            BodyRx::H2(r) => match r.data().await {
+            BodyRx::H2(r) => match r.stream.data().await {
                 Some(Ok(chunk)) => {
                     // The session handles each chunk before it asks for the
                     // next, so the credit given back is what it consumed.
-                    let _ = r.flow_control().release_capacity(chunk.len());
+                    let _ = r.stream.flow_control().release_capacity(chunk.len());
                     Ok(Some(chunk))
                 }
                 Some(Err(e)) => Err(h2_error(e)),
