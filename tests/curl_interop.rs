@@ -6,10 +6,10 @@
 //! answered 501 until the TCP sessions land (CC-09, RFC 9931: the refused
 //! CONNECT closes the connection).
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context, Result, ensure};
-use masque_tests::node::TestNode;
+use masque_tests::{node::TestNode, peer::node_ca_file};
 use tokio::process::Command;
 
 const CURL_LIMIT: Duration = Duration::from_secs(20);
@@ -34,30 +34,20 @@ async fn curl(args: &[&str]) -> Result<(bool, String, String)> {
     ))
 }
 
-fn cert_file(node: &TestNode) -> Result<PathBuf> {
-    let path = std::env::temp_dir().join(format!(
-        "masque-curl-{}-{}.pem",
-        std::process::id(),
-        node.node.local_addr().port()
-    ));
-    std::fs::write(&path, node.cert.cert_pem())?;
-    Ok(path)
-}
-
 /// A request that is no tunnel request, over HTTP/2 and over HTTP/1.1: 405
 /// without Proxy-Status, on the protocol ALPN chose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_plain_get_is_405_on_h2_and_h1() -> Result<()> {
     let node = TestNode::start(true).await?;
     let tcp = node.node.tcp_addr().context("the node serves TCP")?;
-    let ca = cert_file(&node)?;
+    let ca = node_ca_file(&node)?;
     let url = format!("https://localhost:{}/", tcp.port());
     let resolve = format!("localhost:{}:127.0.0.1", tcp.port());
     for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let (ok, out, err) = curl(&[
             flag,
             "--cacert",
-            ca.to_str().context("path")?,
+            ca.path().to_str().context("path")?,
             "--resolve",
             &resolve,
             "--include",
@@ -90,7 +80,6 @@ async fn curl_plain_get_is_405_on_h2_and_h1() -> Result<()> {
     );
     ensure!(h2.requests == 1 && h1.requests == 1, "{h2:?} {h1:?}");
     ensure!(h2.tunnels == 0 && h1.tunnels == 0);
-    let _ = std::fs::remove_file(ca);
     node.node.shutdown().await;
     Ok(())
 }
@@ -102,7 +91,7 @@ async fn curl_plain_get_is_405_on_h2_and_h1() -> Result<()> {
 async fn curl_classic_connect_through_the_node_is_501() -> Result<()> {
     let node = TestNode::start(true).await?;
     let tcp = node.node.tcp_addr().context("the node serves TCP")?;
-    let ca = cert_file(&node)?;
+    let ca = node_ca_file(&node)?;
     let proxy = format!("https://localhost:{}", tcp.port());
     let resolve = format!("localhost:{}:127.0.0.1", tcp.port());
     let (ok, _out, err) = curl(&[
@@ -110,7 +99,7 @@ async fn curl_classic_connect_through_the_node_is_501() -> Result<()> {
         "--proxy",
         &proxy,
         "--proxy-cacert",
-        ca.to_str().context("path")?,
+        ca.path().to_str().context("path")?,
         "--resolve",
         &resolve,
         "--verbose",
@@ -132,7 +121,6 @@ async fn curl_classic_connect_through_the_node_is_501() -> Result<()> {
         .transport(masque_transport::Transport::H1)
         .snapshot();
     ensure!(h1.requests == 1 && h1.tunnels == 0, "{h1:?}");
-    let _ = std::fs::remove_file(ca);
     node.node.shutdown().await;
     Ok(())
 }

@@ -7,135 +7,32 @@
 //! summary, then checks that the node counted the traffic on the right
 //! transport. Requirement ids: XC-*, CC-*, R9297-*, R9298-*.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    sync::OnceLock,
-    time::Duration,
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use masque_server::metrics::TransportSnapshot;
 use masque_tests::{
-    init_tracing, interop_python, interop_script,
-    node::{TestNode, eventually, udp_echo},
+    init_tracing,
+    node::{TestNode, eventually},
+    peer::{PeerArgs, field, number, python_or_skip},
 };
 use masque_transport::Transport;
-use tokio::process::Command;
 
 /// Upper bound for one Python scenario (its own steps are bounded at 10 s each).
 const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
-/// Upper bound for creating the venv when it is missing.
-const VENV_LIMIT: Duration = Duration::from_secs(600);
-
-/// The interop Python, creating the venv (`cargo xtask interop-env`) if it is
-/// missing; `None`, after printing why, only when it cannot be created.
-async fn python() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    if let Some(p) = PYTHON.get() {
-        return report(p);
-    }
-    let made = tokio::task::spawn_blocking(find_or_create_python)
-        .await
-        .unwrap_or_else(|e| Err(format!("venv setup panicked: {e}")));
-    report(PYTHON.get_or_init(|| made))
-}
-
-fn report(p: &Result<PathBuf, String>) -> Option<PathBuf> {
-    match p {
-        Ok(p) => Some(p.clone()),
-        Err(why) => {
-            println!("SKIPPED: the interop venv cannot be created here: {why}");
-            None
-        }
-    }
-}
-
-fn find_or_create_python() -> Result<PathBuf, String> {
-    if let Ok(p) = interop_python() {
-        return Ok(p);
-    }
-    // The same command CI runs, with its own target dir so that it does not
-    // wait for the build lock of the `cargo test` that runs us.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = option_env!("CARGO").unwrap_or("cargo");
-    let mut child = std::process::Command::new(cargo)
-        .args(["run", "--quiet", "--package", "xtask", "--", "interop-env"])
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", root.join("target/interop-xtask"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run `cargo xtask interop-env`: {e}"))?;
-    let deadline = std::time::Instant::now() + VENV_LIMIT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "`cargo xtask interop-env` took over {VENV_LIMIT:?}"
-                ));
-            }
-            Err(e) => return Err(format!("waiting for `cargo xtask interop-env`: {e}")),
-        }
-    };
-    if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
-        return Err(format!(
-            "`cargo xtask interop-env` failed ({status}): {err}"
-        ));
-    }
-    interop_python().map_err(|e| e.to_string())
-}
 
 /// A node with its TLS/TCP listener, a UDP echo target, and the node's
 /// certificate in a file for the peers.
 struct Setup {
     node: TestNode,
-    tcp_port: u16,
-    target_port: u16,
-    ca: TempFile,
-}
-
-/// A file removed on drop.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    peer: PeerArgs,
 }
 
 impl Setup {
     async fn start() -> Result<Self> {
         let node = TestNode::start(true).await?;
-        let tcp = node
-            .node
-            .tcp_addr()
-            .context("the node started without its TLS/TCP listener")?;
-        let target = udp_echo().await?;
-        let ca = std::env::temp_dir().join(format!(
-            "masque-h2h1-ca-{}-{}.pem",
-            std::process::id(),
-            tcp.port()
-        ));
-        std::fs::write(&ca, node.cert.cert_pem())?;
-        Ok(Self {
-            node,
-            tcp_port: tcp.port(),
-            target_port: target.port(),
-            ca: TempFile(ca),
-        })
+        let peer = PeerArgs::start(&node).await?;
+        Ok(Self { node, peer })
     }
 
     /// Runs one scenario of `script`; returns its JSON summary line after
@@ -154,13 +51,9 @@ impl Setup {
     ) -> Result<String> {
         let out = tokio::time::timeout(
             SCENARIO_LIMIT,
-            Command::new(python)
-                .arg(interop_script(script))
+            self.peer
+                .command(python, script)
                 .arg(scenario)
-                .args(["--port", &self.tcp_port.to_string()])
-                .args(["--target-port", &self.target_port.to_string()])
-                .arg("--ca")
-                .arg(&self.ca.0)
                 .args(["--pin", &self.node.cert.fingerprint_sha256_hex()])
                 .args(extra)
                 .stdin(Stdio::null())
@@ -238,23 +131,6 @@ impl Setup {
     }
 }
 
-/// The raw text of `key`'s value in a flat one-line JSON object printed by
-/// Python's `json.dumps` (`"key": value`), up to the next `,` or `}`. Only
-/// for numbers, booleans, null and strings without those characters.
-fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\": ");
-    let start = json.find(&pat)? + pat.len();
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim())
-}
-
-fn number(json: &str, key: &str) -> Result<u64> {
-    let v = field(json, key).with_context(|| format!("no `{key}` in {json}"))?;
-    v.parse()
-        .with_context(|| format!("`{key}` is {v}, not a number, in {json}"))
-}
-
 const H2: &str = "h2_connect_udp.py";
 const H1: &str = "h1_connect_udp.py";
 
@@ -266,7 +142,7 @@ const H1: &str = "h1_connect_udp.py";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_settings_and_datagram_capsule_echo() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -317,7 +193,7 @@ async fn h2_settings_and_datagram_capsule_echo() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_flow_control_windows_reopen() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -345,7 +221,7 @@ async fn h2_flow_control_windows_reopen() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_fifty_concurrent_tunnels_on_one_connection() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -376,7 +252,7 @@ async fn h2_fifty_concurrent_tunnels_on_one_connection() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_malformed_capsules_reset_only_their_stream() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -403,7 +279,7 @@ async fn h2_malformed_capsules_reset_only_their_stream() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_malformed_and_unsupported_requests() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -438,7 +314,7 @@ async fn h2_malformed_and_unsupported_requests() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_upgrade_datagram_capsule_echo() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -475,7 +351,7 @@ async fn h1_upgrade_datagram_capsule_echo() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_refusals_close_the_connection() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -502,7 +378,7 @@ async fn h1_refusals_close_the_connection() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_truncated_capsule_closes_the_connection() -> Result<()> {
     init_tracing();
-    let Some(python) = python().await else {
+    let Some(python) = python_or_skip().await else {
         return Ok(());
     };
     let s = Setup::start().await?;
@@ -540,20 +416,5 @@ async fn h1_truncated_capsule_closes_the_connection() -> Result<()> {
     s.only_on(Transport::H1)?;
     s.all_connections_closed().await?;
     s.node.node.shutdown().await;
-    Ok(())
-}
-
-#[test]
-fn field_reads_flat_json() -> Result<()> {
-    let j = r#"{"a": 1, "ok": true, "s": "x", "n": null, "d": {"k": 2}}"#;
-    assert_eq!(field(j, "a"), Some("1"));
-    assert_eq!(field(j, "ok"), Some("true"));
-    assert_eq!(field(j, "s"), Some("\"x\""));
-    assert_eq!(field(j, "n"), Some("null"));
-    assert_eq!(field(j, "k"), Some("2"));
-    assert_eq!(field(j, "missing"), None);
-    if number(j, "s").is_ok() {
-        bail!("a string is not a number");
-    }
     Ok(())
 }

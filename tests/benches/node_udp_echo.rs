@@ -29,19 +29,19 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use masque_client::{ClientOptions, ProxyClient, Target, UdpSender, UdpSession};
+use masque_client::{ClientOptions, ProxyClient, Target, UdpSession};
 use masque_server::MetricsSnapshot;
 mod bare_relay;
 
 use bare_relay::bare_relay;
 use masque_tests::{
-    bench::{Path, SendFn, Slice, median, raw_quinn},
+    bench::{Path, Slice, median, raw_quinn, udp_sessions_path},
     node::TestNode,
     run_cost::{RunCostFit, loopback_run, max_gso_segments},
     self_signed,
@@ -50,7 +50,6 @@ use masque_transport::tls::{ServerVerification, parse_pin};
 use quinn::udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSocketState};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Interest},
-    sync::Semaphore,
     task::{JoinHandle, JoinSet},
 };
 
@@ -517,38 +516,12 @@ async fn through_node(
     tunnels: usize,
 ) -> Result<(Path, ProxyClient)> {
     let client = ProxyClient::connect(&node.url(), node.client_options()).await?;
-    let received = Arc::new(AtomicU64::new(0));
-    let credits = Arc::new(Semaphore::new(WINDOW));
-    let mut senders: Vec<UdpSender> = Vec::new();
-    let mut receivers = Vec::new();
+    let mut sessions = Vec::new();
     for _ in 0..tunnels {
-        let mut session = client.open_udp(&udp_target(echo)).await?;
-        ensure!(
-            session.max_payload_size() >= PAYLOAD,
-            "tunnel carries only {} bytes",
-            session.max_payload_size()
-        );
-        senders.push(session.sender());
-        let (received, credits) = (Arc::clone(&received), Arc::clone(&credits));
-        receivers.push(tokio::spawn(async move {
-            while session.recv().await.is_some() {
-                received.fetch_add(1, Ordering::Relaxed);
-                credits.add_permits(1);
-            }
-        }));
+        sessions.push(client.open_udp(&udp_target(echo)).await?);
     }
-    let senders: Arc<[UdpSender]> = senders.into();
-    let next = Arc::new(AtomicUsize::new(0));
-    let payload: Arc<[u8]> = vec![0u8; PAYLOAD].into();
-    let send: SendFn = Box::new(move || {
-        let i = next.fetch_add(1, Ordering::Relaxed) % senders.len();
-        let (senders, payload) = (Arc::clone(&senders), Arc::clone(&payload));
-        Box::pin(async move { senders[i].send(&payload).await.map_err(|e| e.to_string()) })
-    });
-    Ok((
-        Path::start(send, received, credits, receivers, WINDOW, SLICE),
-        client,
-    ))
+    let path = udp_sessions_path(sessions, PAYLOAD, WINDOW, SLICE)?;
+    Ok((path, client))
 }
 
 /// One path's figures over the whole run.

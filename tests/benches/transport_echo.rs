@@ -20,11 +20,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, ensure};
-use masque_client::{ClientOptions, ProxyClient, Target, TransportChoice, UdpSender};
+use anyhow::{Context, Result};
+use masque_client::{ClientOptions, ProxyClient, Target, TransportChoice};
 use masque_tests::{
-    bench::{Path, SendFn, median},
-    node::TestNode,
+    bench::{Path, SendFn, median, udp_sessions_path},
+    node::{TestNode, udp_echo_on},
 };
 use masque_transport::{Transport, tls::ServerVerification};
 use tokio::{
@@ -187,15 +187,7 @@ async fn udp_echo() -> Result<SocketAddr> {
     sock.set_send_buffer_size(8 << 20)?;
     sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
     sock.set_nonblocking(true)?;
-    let sock = UdpSocket::from_std(sock.into())?;
-    let addr = sock.local_addr()?;
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
-            let _ = sock.send_to(&buf[..n], from).await;
-        }
-    });
-    Ok(addr)
+    udp_echo_on(UdpSocket::from_std(sock.into())?)
 }
 
 fn options(node: &TestNode, t: Transport) -> ClientOptions {
@@ -216,10 +208,7 @@ async fn through_node(
     t: Transport,
     tunnels: usize,
 ) -> Result<(Path, Vec<ProxyClient>)> {
-    let received = Arc::new(AtomicU64::new(0));
-    let credits = Arc::new(Semaphore::new(WINDOW));
-    let mut senders: Vec<UdpSender> = Vec::new();
-    let mut receivers = Vec::new();
+    let mut sessions = Vec::new();
     let mut clients = Vec::new();
     let target = Target::udp(echo.ip().to_string(), echo.port());
     for i in 0..tunnels {
@@ -227,33 +216,11 @@ async fn through_node(
             clients.push(ProxyClient::connect(&node.url(), options(node, t)).await?);
         }
         let client = clients.last().context("a client")?;
-        let mut session = client.open_udp(&target).await?;
-        ensure!(
-            session.max_payload_size() >= PAYLOAD,
-            "{t} tunnel carries only {} bytes",
-            session.max_payload_size()
-        );
-        senders.push(session.sender());
-        let (received, credits) = (Arc::clone(&received), Arc::clone(&credits));
-        receivers.push(tokio::spawn(async move {
-            while session.recv().await.is_some() {
-                received.fetch_add(1, Ordering::Relaxed);
-                credits.add_permits(1);
-            }
-        }));
+        sessions.push(client.open_udp(&target).await?);
     }
-    let senders: Arc<[UdpSender]> = senders.into();
-    let next = Arc::new(AtomicUsize::new(0));
-    let payload: Arc<[u8]> = vec![0u8; PAYLOAD].into();
-    let send: SendFn = Box::new(move || {
-        let i = next.fetch_add(1, Ordering::Relaxed) % senders.len();
-        let (senders, payload) = (Arc::clone(&senders), Arc::clone(&payload));
-        Box::pin(async move { senders[i].send(&payload).await.map_err(|e| e.to_string()) })
-    });
-    Ok((
-        Path::start(send, received, credits, receivers, WINDOW, SLICE),
-        clients,
-    ))
+    let path =
+        udp_sessions_path(sessions, PAYLOAD, WINDOW, SLICE).with_context(|| format!("{t}"))?;
+    Ok((path, clients))
 }
 
 /// A TLS echo server with the node's certificate: every byte read is written

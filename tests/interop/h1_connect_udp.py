@@ -26,9 +26,6 @@ Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
 1 with the reason in `"error"` on the first failed check. Every wait is
 bounded (socket timeouts, TIMEOUT per step).
 """
-import argparse
-import hashlib
-import json
 import os
 import random
 import re
@@ -37,191 +34,26 @@ import ssl
 import sys
 import time
 
-TIMEOUT = 10.0
-DATAGRAM = 0x00
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-# ---------------------------------------------------------------- capsules
-
-
-def varint(v):
-    if v < 0x40:
-        return bytes([v])
-    if v < 0x4000:
-        return (0x4000 | v).to_bytes(2, "big")
-    if v < 0x40000000:
-        return (0x80000000 | v).to_bytes(4, "big")
-    return (0xC000000000000000 | v).to_bytes(8, "big")
-
-
-def read_varint(buf, off):
-    if off >= len(buf):
-        return None
-    n = 1 << (buf[off] >> 6)
-    if off + n > len(buf):
-        return None
-    v = buf[off] & 0x3F
-    for b in buf[off + 1 : off + n]:
-        v = (v << 8) | b
-    return v, off + n
-
-
-def capsule(ctype, value):
-    return varint(ctype) + varint(len(value)) + value
-
-
-def datagram_capsule(payload):
-    return capsule(DATAGRAM, b"\x00" + payload)
-
-
-def grease_capsule(rng):
-    """Reserved type 0x29 * N + 0x17 (RFC 9297 §5.4), random content."""
-    return capsule(0x29 * rng.randrange(0, 1 << 20) + 0x17, os.urandom(rng.randrange(0, 48)))
-
-
-class CapsuleParser:
-    def __init__(self):
-        self.buf = b""
-        self.datagrams = []
-        self.other = []
-        self.bad = []
-
-    def feed(self, data):
-        self.buf += data
-        while True:
-            t = read_varint(self.buf, 0)
-            if t is None:
-                return
-            ln = read_varint(self.buf, t[1])
-            if ln is None:
-                return
-            end = ln[1] + ln[0]
-            if end > len(self.buf):
-                return
-            ctype, value = t[0], self.buf[ln[1] : end]
-            self.buf = self.buf[end:]
-            if ctype == DATAGRAM:
-                ctx = read_varint(value, 0)
-                if ctx is None or ctx[0] != 0:
-                    self.bad.append(value)
-                else:
-                    self.datagrams.append(value[ctx[1] :])
-            else:
-                self.other.append((ctype, value))
-
-
-# ---------------------------------------------------------------- TLS over memory BIOs
-
-
-class Tls:
-    def __init__(self, port, ca, pin):
-        check(ca or pin, "neither --ca nor --pin: the server would be unauthenticated")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts only --ca
-        if ca:
-            ctx.load_verify_locations(ca)
-        else:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["http/1.1"])
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.inc, self.outg = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.inc, self.outg, server_hostname="localhost")
-        self.tcp_eof = False
-        self.how_closed = None  # "close_notify", "fin", "reset"
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                self.obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._flush()
-                check(self._read_raw(deadline), "TLS handshake: connection closed")
-        self._flush()
-        alpn = self.obj.selected_alpn_protocol()
-        check(alpn == "http/1.1", f"ALPN: server selected {alpn!r}, not http/1.1")
-        self.fingerprint = hashlib.sha256(self.obj.getpeercert(binary_form=True)).hexdigest()
-        if pin:
-            want = pin.replace(":", "").lower()
-            check(self.fingerprint == want, f"certificate fingerprint {self.fingerprint} != pinned {want}")
-
-    def _flush(self):
-        data = self.outg.read()
-        if data:
-            self.sock.sendall(data)
-
-    def _read_raw(self, deadline):
-        """Moves TCP bytes into the TLS object; False at TCP EOF."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout()
-        self.sock.settimeout(remaining)
-        try:
-            data = self.sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-            self.how_closed = self.how_closed or "reset"
-        if not data:
-            self.tcp_eof = True
-            self.inc.write_eof()
-            return False
-        self.inc.write(data)
-        return True
-
-    def send(self, data):
-        """One application write: one call into TLS, one sendall."""
-        view = memoryview(bytes(data))
-        while view:
-            n = self.obj.write(view)
-            view = view[n:]
-        self._flush()
-
-    def recv(self, deadline):
-        """Decrypted bytes; b"" once the server closed (close_notify, FIN or
-        RST, see `how_closed`). Raises socket.timeout at the deadline."""
-        while True:
-            try:
-                data = self.obj.read(65536)
-                if data:
-                    return data
-                self.how_closed = self.how_closed or "close_notify"
-                return b""
-            except ssl.SSLWantReadError:
-                if self.tcp_eof:
-                    self.how_closed = self.how_closed or "fin"
-                    return b""
-                self._flush()
-                self._read_raw(deadline)
-            except ssl.SSLZeroReturnError:
-                self.how_closed = self.how_closed or "close_notify"
-                return b""
-            except ssl.SSLEOFError:
-                self.how_closed = self.how_closed or "fin"
-                return b""
-
-    def close_write(self, tls=True):
-        """Ends our direction: close_notify (if `tls`) then TCP FIN; reading goes on."""
-        if tls:
-            try:
-                self.obj.unwrap()
-            except (ssl.SSLWantReadError, ssl.SSLError):
-                pass
-            self._flush()
-        self.sock.shutdown(socket.SHUT_WR)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # masque_peer, even under `python -P`
+from masque_peer import (  # noqa: E402
+    DATAGRAM,
+    ECHO_SIZES,
+    TIMEOUT,
+    CapsuleParser,
+    Fail,
+    Tls,
+    arg_parser,
+    check,
+    client_context,
+    datagram_capsule,
+    grease_batch,
+    grease_capsule,
+    run_scenarios,
+    send_split,
+    udp_path,
+    varint,
+)
+from masque_peer import upgrade_request as http1_upgrade  # noqa: E402
 
 
 # ---------------------------------------------------------------- HTTP/1.1
@@ -260,7 +92,8 @@ class Conn:
     the rest of the stream (capsules after a 101)."""
 
     def __init__(self, a):
-        self.tls = Tls(a.port, a.ca, a.pin)
+        self.tls = Tls(a.port, client_context(a.ca, a.pin, ["http/1.1"]))
+        self.tls.handshake("http/1.1", a.pin)
         self.buf = b""
         self.eof = False
         self.caps = CapsuleParser()
@@ -287,12 +120,9 @@ class Conn:
     def read_to_eof(self, what):
         """Everything until the server closes; fails if it keeps the
         connection open past TIMEOUT."""
-        deadline = time.monotonic() + TIMEOUT
-        try:
-            while not self.eof:
-                self.fill(deadline)
-        except (socket.timeout, TimeoutError):
-            raise Fail(f"{what}: the node kept the connection open for {TIMEOUT}s") from None
+        if not self.eof:
+            self.buf += self.tls.read_to_eof(what)
+            self.eof = True
         return self.buf
 
     def pump_capsules(self, pred, what):
@@ -313,13 +143,8 @@ class Conn:
         self.tls.close()
 
 
-def upgrade_request(a, path=None, token="connect-udp", host=True, extra=()):
-    path = path or f"/.well-known/masque/udp/127.0.0.1/{a.target_port}/"
-    lines = [f"GET {path} HTTP/1.1"]
-    if host:
-        lines.append(f"Host: localhost:{a.port}")
-    lines += ["Connection: Upgrade", f"Upgrade: {token}", "Capsule-Protocol: ?1", *extra]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+def upgrade_request(a, path=None, **kw):
+    return http1_upgrade(a.port, path or udp_path("127.0.0.1", a.target_port), **kw)
 
 
 def check_101(r, label, out=None):
@@ -353,25 +178,16 @@ def scenario_echo(a, out):
         r = c.read_head("upgrade response")
         check_101(r, "upgrade", out)
         out["fingerprint"] = c.tls.fingerprint
-        sizes = [1 + (i * 1199) // 99 for i in range(100)]
+        sizes = ECHO_SIZES
         payloads = [os.urandom(n) for n in sizes]
         grease, writes = 0, 0
         for b in range(0, len(payloads), 10):
             batch = payloads[b : b + 10]
-            blob = grease_capsule(rng)
-            grease += 1
-            for p in batch:
-                blob += datagram_capsule(p)
-                for _ in range(rng.randrange(1, 3)):
-                    blob += grease_capsule(rng)
-                    grease += 1
+            blob, g = grease_batch(rng, batch)
+            grease += g
             before = len(c.caps.datagrams)
             # Writes of random sizes: capsules split across TLS records.
-            while blob:
-                n = rng.randrange(1, 1500)
-                c.tls.send(blob[:n])
-                blob = blob[n:]
-                writes += 1
+            writes += send_split(rng, blob, c.tls.send)
             c.pump_capsules(lambda: len(c.caps.datagrams) - before >= len(batch), f"echo batch {b // 10}")
             got = c.caps.datagrams[before:]
             check(sorted(got) == sorted(batch), f"echo batch {b // 10}: payloads differ from those sent")
@@ -507,12 +323,7 @@ SCENARIOS = {
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("scenario", choices=sorted(SCENARIOS) + ["all"])
-    p.add_argument("--port", type=int, required=True, help="the node's TLS/TCP port")
-    p.add_argument("--target-port", type=int, default=9, help="UDP echo target on 127.0.0.1")
-    p.add_argument("--ca", help="PEM file of the node's certificate (trusted as a CA)")
-    p.add_argument("--pin", help="SHA-256 of the node's certificate (hex, colons allowed)")
+    p = arg_parser(__doc__, SCENARIOS)
     p.add_argument("--seed", type=int, default=9298)
     p.add_argument(
         "--variant",
@@ -521,26 +332,7 @@ def main():
         help="truncated: how the write side ends (TLS close_notify then TCP FIN, or a bare FIN)",
     )
     a = p.parse_args()
-    names = sorted(SCENARIOS) if a.scenario == "all" else [a.scenario]
-    ok = True
-    for name in names:
-        out = {"peer": "python-ssl-http1", "openssl": ssl.OPENSSL_VERSION, "scenario": name, "ok": False}
-        started = time.monotonic()
-        try:
-            SCENARIOS[name](a, out)
-            out["ok"] = True
-        except Fail as e:
-            out["error"] = str(e)
-        except (OSError, ssl.SSLError) as e:
-            out["error"] = f"{type(e).__name__}: {e}"
-        out["seconds"] = round(time.monotonic() - started, 3)
-        if "detail" in out:
-            out["detail"] = out.pop("detail")
-        print(json.dumps(out), flush=True)
-        if not out["ok"]:
-            print(f"FAIL {name}: {out['error']}", file=sys.stderr, flush=True)
-            ok = False
-    sys.exit(0 if ok else 1)
+    run_scenarios(a, SCENARIOS, {"peer": "python-ssl-http1", "openssl": ssl.OPENSSL_VERSION})
 
 
 if __name__ == "__main__":

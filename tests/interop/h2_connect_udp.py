@@ -26,165 +26,67 @@ Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
 1 with the reason in `"error"` on the first failed check. Every wait is
 bounded (socket timeouts, TIMEOUT per step).
 """
-import argparse
-import hashlib
-import json
 import os
 import random
 import socket
-import ssl
 import sys
 import time
 
-import h2.config
-import h2.connection
-import h2.events
 import h2.exceptions
 
-TIMEOUT = 10.0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # masque_peer, even under `python -P`
+from masque_peer import (  # noqa: E402
+    DATAGRAM,
+    ECHO_SIZES,
+    TIMEOUT,
+    Fail,
+    H2Client,
+    arg_parser,
+    check,
+    client_context,
+    connect_udp_headers,
+    datagram_capsule,
+    grease_batch,
+    grease_capsule,
+    pinned_fingerprint,
+    run_scenarios,
+    send_split,
+    varint,
+)
+
 PROTOCOL_ERROR = 0x1
 ENABLE_CONNECT_PROTOCOL = 0x8
 MAX_CONCURRENT_STREAMS = 0x3
-DATAGRAM = 0x00
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-# ---------------------------------------------------------------- capsules
-
-
-def varint(v):
-    """QUIC variable-length integer (RFC 9000 §16)."""
-    if v < 0x40:
-        return bytes([v])
-    if v < 0x4000:
-        return (0x4000 | v).to_bytes(2, "big")
-    if v < 0x40000000:
-        return (0x80000000 | v).to_bytes(4, "big")
-    return (0xC000000000000000 | v).to_bytes(8, "big")
-
-
-def read_varint(buf, off):
-    """(value, next offset), or None when `buf` ends inside the varint."""
-    if off >= len(buf):
-        return None
-    n = 1 << (buf[off] >> 6)
-    if off + n > len(buf):
-        return None
-    v = buf[off] & 0x3F
-    for b in buf[off + 1 : off + n]:
-        v = (v << 8) | b
-    return v, off + n
-
-
-def capsule(ctype, value):
-    return varint(ctype) + varint(len(value)) + value
-
-
-def datagram_capsule(payload, context_id=0):
-    return capsule(DATAGRAM, varint(context_id) + payload)
-
-
-def grease_capsule(rng):
-    """A capsule of a reserved type 0x29 * N + 0x17 (RFC 9297 §5.4) with random content."""
-    n = rng.randrange(0, 1 << 20)
-    return capsule(0x29 * n + 0x17, os.urandom(rng.randrange(0, 48)))
-
-
-class CapsuleParser:
-    """Reassembles capsules from DATA frames (they may split anywhere)."""
-
-    def __init__(self):
-        self.buf = b""
-        self.datagrams = []  # payloads of context id 0
-        self.other = []  # (type, value) of every other capsule
-        self.bad = []  # DATAGRAM capsules with another context id / none
-
-    def feed(self, data):
-        self.buf += data
-        while True:
-            t = read_varint(self.buf, 0)
-            if t is None:
-                return
-            ln = read_varint(self.buf, t[1])
-            if ln is None:
-                return
-            end = ln[1] + ln[0]
-            if end > len(self.buf):
-                return
-            ctype, value = t[0], self.buf[ln[1] : end]
-            self.buf = self.buf[end:]
-            if ctype == DATAGRAM:
-                ctx = read_varint(value, 0)
-                if ctx is None or ctx[0] != 0:
-                    self.bad.append(value)
-                else:
-                    self.datagrams.append(value[ctx[1] :])
-            else:
-                self.other.append((ctype, value))
 
 
 # ---------------------------------------------------------------- HTTP/2 client
 
 
-class Stream:
-    def __init__(self, sid):
-        self.sid = sid
-        self.headers = None  # final response headers, {name: value} (bytes)
-        self.status = None
-        self.ended = False
-        self.reset = None  # RST_STREAM error code from the server
-        self.caps = CapsuleParser()
-        self.data_bytes = 0
+class Client(H2Client):
+    """Python `h2` on an `ssl` socket."""
 
-
-class Client:
     def __init__(self, port, ca, pin, validate=True):
-        check(ca or pin, "neither --ca nor --pin: the server would be unauthenticated")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts only --ca
-        if ca:
-            ctx.load_verify_locations(ca)
-        else:
-            # No CA: the pinned fingerprint below is the only check.
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["h2"])
+        ctx = client_context(ca, pin, ["h2"])
         raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
         self.sock.settimeout(TIMEOUT)
         alpn = self.sock.selected_alpn_protocol()
         check(alpn == "h2", f"ALPN: server selected {alpn!r}, not h2")
-        cert = self.sock.getpeercert(binary_form=True)
-        self.fingerprint = hashlib.sha256(cert).hexdigest()
-        if pin:
-            want = pin.replace(":", "").lower()
-            check(self.fingerprint == want, f"certificate fingerprint {self.fingerprint} != pinned {want}")
-        cfg = h2.config.H2Configuration(
-            client_side=True,
-            header_encoding=None,
-            validate_outbound_headers=validate,
-            normalize_outbound_headers=validate,
-        )
-        self.conn = h2.connection.H2Connection(config=cfg)
-        self.conn.initiate_connection()
-        self.flush()
-        self.streams = {}
-        self.server_settings = None  # the server's first SETTINGS, {id: value}
-        self.terminated = None  # (error code, last stream id) of a GOAWAY
-        self.closed = False
-        self.pump_until(lambda: self.server_settings is not None, "the server's SETTINGS")
+        self.fingerprint = pinned_fingerprint(self.sock.getpeercert(binary_form=True), pin)
+        super().__init__(validate=validate)
 
-    def flush(self):
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
+    def _write(self, data):
+        self.sock.sendall(data)
+
+    def _read(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout()
+        self.sock.settimeout(remaining)
+        return self.sock.recv(65536)
+
+    def how_closed(self):
+        return "TCP"
 
     def close(self):
         try:
@@ -196,71 +98,6 @@ class Client:
             self.sock.close()
         except Exception:
             pass
-
-    def _on_event(self, ev):
-        if isinstance(ev, h2.events.RemoteSettingsChanged):
-            if self.server_settings is None:
-                self.server_settings = {int(k): v.new_value for k, v in ev.changed_settings.items()}
-        elif isinstance(ev, h2.events.ResponseReceived):
-            s = self.streams[ev.stream_id]
-            s.headers = {}
-            for k, v in ev.headers:
-                s.headers.setdefault(bytes(k).lower(), bytes(v))
-            s.status = int(s.headers.get(b":status", b"0"))
-        elif isinstance(ev, h2.events.DataReceived):
-            s = self.streams.get(ev.stream_id)
-            if s is not None:
-                s.data_bytes += len(ev.data)
-                s.caps.feed(ev.data)
-            # Hand the window back so the server's sends never stall.
-            self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-        elif isinstance(ev, h2.events.StreamEnded):
-            self.streams[ev.stream_id].ended = True
-        elif isinstance(ev, h2.events.StreamReset):
-            s = self.streams.get(ev.stream_id)
-            if s is not None and ev.remote_reset:
-                s.reset = int(ev.error_code)
-        elif isinstance(ev, h2.events.ConnectionTerminated):
-            self.terminated = (int(ev.error_code), ev.last_stream_id, ev.additional_data)
-
-    def pump_once(self, deadline):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout()
-        self.sock.settimeout(remaining)
-        data = self.sock.recv(65536)
-        if not data:
-            self.closed = True
-            return
-        for ev in self.conn.receive_data(data):
-            self._on_event(ev)
-        self.flush()
-
-    def pump_until(self, pred, what, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if self.terminated is not None:
-                raise Fail(f"{what}: the server closed the connection (GOAWAY {self.terminated})")
-            if self.closed:
-                raise Fail(f"{what}: the server closed the TCP connection")
-            try:
-                self.pump_once(deadline)
-            except (socket.timeout, TimeoutError):
-                raise Fail(f"{what}: not within {timeout}s") from None
-            except ssl.SSLError as e:
-                raise Fail(f"{what}: TLS error {e}") from None
-
-    def request(self, headers, end_stream=False):
-        sid = self.conn.get_next_available_stream_id()
-        self.streams[sid] = Stream(sid)
-        self.conn.send_headers(sid, [(k.encode(), v.encode()) for k, v in headers], end_stream=end_stream)
-        self.flush()
-        return sid
-
-    def response(self, sid, what):
-        s = self.streams[sid]
-        self.pump_until(lambda: s.headers is not None or s.reset is not None, what)
-        return s
 
     def send(self, sid, data, end=False, chunk=None):
         """Sends `data` as DATA frames of at most `chunk` bytes (and the flow
@@ -316,24 +153,6 @@ class Client:
             check(sorted(got) == sorted(ps), f"{label}: stream {sid} echoed other payloads than it sent (cross-talk or corruption)")
             check(not s.caps.bad, f"{label}: stream {sid}: DATAGRAM capsule with a context id other than 0")
 
-    def finish(self, sid, label):
-        """END_STREAM from us must be answered with END_STREAM."""
-        self.send(sid, b"", end=True)
-        s = self.streams[sid]
-        self.pump_until(lambda: s.ended or s.reset is not None, f"{label}: END_STREAM answered")
-        check(s.reset is None, f"{label}: END_STREAM answered with RST_STREAM {s.reset}")
-
-
-def connect_udp_headers(authority, host, port):
-    return [
-        (":method", "CONNECT"),
-        (":protocol", "connect-udp"),
-        (":scheme", "https"),
-        (":authority", authority),
-        (":path", f"/.well-known/masque/udp/{host}/{port}/"),
-        ("capsule-protocol", "?1"),
-    ]
-
 
 # ---------------------------------------------------------------- scenarios
 
@@ -341,7 +160,7 @@ def connect_udp_headers(authority, host, port):
 def scenario_settings(a, out):
     c = Client(a.port, a.ca, a.pin)
     try:
-        st = c.server_settings
+        st = c.settings
         check(st.get(ENABLE_CONNECT_PROTOCOL) == 1, f"SETTINGS_ENABLE_CONNECT_PROTOCOL is {st.get(ENABLE_CONNECT_PROTOCOL)}, not 1: {st}")
         out["enable_connect_protocol"] = st[ENABLE_CONNECT_PROTOCOL]
         check(MAX_CONCURRENT_STREAMS in st, f"no SETTINGS_MAX_CONCURRENT_STREAMS in {st}")
@@ -356,10 +175,10 @@ def scenario_echo(a, out):
     rng = random.Random(a.seed)
     c = Client(a.port, a.ca, a.pin)
     try:
-        check(c.server_settings.get(ENABLE_CONNECT_PROTOCOL) == 1, "extended CONNECT not enabled")
+        check(c.settings.get(ENABLE_CONNECT_PROTOCOL) == 1, "extended CONNECT not enabled")
         sid = c.open_udp("127.0.0.1", a.target_port, f"localhost:{a.port}", "echo")
         out["status"] = 200
-        sizes = [1 + (i * 1199) // 99 for i in range(100)]
+        sizes = ECHO_SIZES
         payloads = [os.urandom(n) for n in sizes]
         grease_sent = 0
         sent = 0
@@ -369,19 +188,10 @@ def scenario_echo(a, out):
             batch = payloads[b : b + 10]
             # GREASE before and between the DATAGRAM capsules; the whole batch
             # goes out in DATA frames of random sizes, splitting capsules.
-            blob = grease_capsule(rng)
-            grease_sent += 1
-            for p in batch:
-                blob += datagram_capsule(p)
-                for _ in range(rng.randrange(1, 3)):
-                    blob += grease_capsule(rng)
-                    grease_sent += 1
+            blob, g = grease_batch(rng, batch)
+            grease_sent += g
             before = len(s.caps.datagrams)
-            while blob:
-                n = rng.randrange(1, 1500)
-                c.send(sid, blob[:n])
-                blob = blob[n:]
-                frames += 1
+            frames += send_split(rng, blob, lambda d: c.send(sid, d))
             sent += len(batch)
             c.pump_until(lambda: len(s.caps.datagrams) - before >= len(batch), f"echo batch {b // 10}")
             got = s.caps.datagrams[before:]
@@ -430,7 +240,7 @@ def scenario_concurrent(a, out):
     n, rounds = a.tunnels, 4
     c = Client(a.port, a.ca, a.pin)
     try:
-        mcs = c.server_settings.get(MAX_CONCURRENT_STREAMS)
+        mcs = c.settings.get(MAX_CONCURRENT_STREAMS)
         out["max_concurrent_streams"] = mcs
         check(mcs is None or mcs >= n, f"SETTINGS_MAX_CONCURRENT_STREAMS {mcs} < {n} tunnels")
         # All requests first, then all responses: the tunnels are concurrent.
@@ -603,36 +413,11 @@ SCENARIOS = {
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("scenario", choices=sorted(SCENARIOS) + ["all"])
-    p.add_argument("--port", type=int, required=True, help="the node's TLS/TCP port")
-    p.add_argument("--target-port", type=int, default=9, help="UDP echo target on 127.0.0.1")
-    p.add_argument("--ca", help="PEM file of the node's certificate (trusted as a CA)")
-    p.add_argument("--pin", help="SHA-256 of the node's certificate (hex, colons allowed)")
+    p = arg_parser(__doc__, SCENARIOS)
     p.add_argument("--tunnels", type=int, default=50)
     p.add_argument("--seed", type=int, default=9298)
     a = p.parse_args()
-    names = sorted(SCENARIOS) if a.scenario == "all" else [a.scenario]
-    ok = True
-    for name in names:
-        out = {"peer": "python-h2", "h2_version": h2.__version__, "scenario": name, "ok": False}
-        started = time.monotonic()
-        try:
-            SCENARIOS[name](a, out)
-            out["ok"] = True
-        except Fail as e:
-            out["error"] = str(e)
-        except (OSError, h2.exceptions.H2Error) as e:
-            out["error"] = f"{type(e).__name__}: {e}"
-        out["seconds"] = round(time.monotonic() - started, 3)
-        # Nested detail last, so the flat keys are easy to find.
-        if "detail" in out:
-            out["detail"] = out.pop("detail")
-        print(json.dumps(out), flush=True)
-        if not out["ok"]:
-            print(f"FAIL {name}: {out['error']}", file=sys.stderr, flush=True)
-            ok = False
-    sys.exit(0 if ok else 1)
+    run_scenarios(a, SCENARIOS, {"peer": "python-h2", "h2_version": h2.__version__}, (h2.exceptions.H2Error,))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ use std::{
 
 use anyhow::{Result, ensure};
 use bytes::Bytes;
+use masque_client::{UdpSender, UdpSession};
 use tokio::{
     sync::{Semaphore, watch},
     task::JoinHandle,
@@ -223,5 +224,47 @@ pub async fn quinn_client_path(
         Path::start(send, received, credits, vec![receiver], window, slice),
         ep,
         conn,
+    ))
+}
+
+/// CONNECT-UDP echo over `sessions`: `payload`-byte datagrams sent round
+/// robin over them, each echo returns one credit of `window`. Fails unless
+/// every tunnel carries `payload` bytes.
+pub fn udp_sessions_path(
+    sessions: Vec<UdpSession>,
+    payload: usize,
+    window: usize,
+    slice: Duration,
+) -> Result<Path> {
+    ensure!(!sessions.is_empty(), "no tunnel to send on");
+    let received = Arc::new(AtomicU64::new(0));
+    let credits = Arc::new(Semaphore::new(window));
+    let mut senders: Vec<UdpSender> = Vec::new();
+    let mut receivers = Vec::new();
+    for mut session in sessions {
+        ensure!(
+            session.max_payload_size() >= payload,
+            "tunnel carries only {} bytes",
+            session.max_payload_size()
+        );
+        senders.push(session.sender());
+        let (received, credits) = (Arc::clone(&received), Arc::clone(&credits));
+        receivers.push(tokio::spawn(async move {
+            while session.recv().await.is_some() {
+                received.fetch_add(1, Ordering::Relaxed);
+                credits.add_permits(1);
+            }
+        }));
+    }
+    let senders: Arc<[UdpSender]> = senders.into();
+    let next = Arc::new(AtomicUsize::new(0));
+    let payload: Arc<[u8]> = vec![0u8; payload].into();
+    let send: SendFn = Box::new(move || {
+        let i = next.fetch_add(1, Ordering::Relaxed) % senders.len();
+        let (senders, payload) = (Arc::clone(&senders), Arc::clone(&payload));
+        Box::pin(async move { senders[i].send(&payload).await.map_err(|e| e.to_string()) })
+    });
+    Ok(Path::start(
+        send, received, credits, receivers, window, slice,
     ))
 }

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod echo;
 pub mod netns;
+pub mod peer;
 pub mod run_cost;
 pub mod tls;
 pub mod transport;

@@ -99,7 +99,11 @@ impl TestNode {
 /// A UDP echo server on 127.0.0.1:0; returns its address. Stops when the
 /// runtime does.
 pub async fn udp_echo() -> Result<SocketAddr> {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    udp_echo_on(tokio::net::UdpSocket::bind("127.0.0.1:0").await?)
+}
+
+/// [`udp_echo`] on a socket of the caller's (e.g. with larger buffers).
+pub fn udp_echo_on(sock: tokio::net::UdpSocket) -> Result<SocketAddr> {
     let addr = sock.local_addr()?;
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
