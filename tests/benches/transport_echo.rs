@@ -21,10 +21,11 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use masque_client::{ClientOptions, ProxyClient, Target, TransportChoice};
+use masque_client::{ProxyClient, Target};
 use masque_tests::{
     bench::{Path, SendFn, median, udp_sessions_path},
     node::{TestNode, udp_echo_on},
+    transport,
 };
 use masque_transport::{Transport, tls::ServerVerification};
 use tokio::{
@@ -190,16 +191,6 @@ async fn udp_echo() -> Result<SocketAddr> {
     udp_echo_on(UdpSocket::from_std(sock.into())?)
 }
 
-fn options(node: &TestNode, t: Transport) -> ClientOptions {
-    let mut o = node.client_options();
-    o.transport = match t {
-        Transport::H3 => TransportChoice::H3,
-        Transport::H2 => TransportChoice::H2,
-        Transport::H1 => TransportChoice::H1,
-    };
-    o
-}
-
 /// `tunnels` CONNECT-UDP tunnels over transport `t`: on one connection for
 /// HTTP/3 and HTTP/2, one connection each on HTTP/1.1.
 async fn through_node(
@@ -213,7 +204,10 @@ async fn through_node(
     let target = Target::udp(echo.ip().to_string(), echo.port());
     for i in 0..tunnels {
         if i == 0 || t == Transport::H1 {
-            clients.push(ProxyClient::connect(&node.url(), options(node, t)).await?);
+            clients.push(
+                ProxyClient::connect(&transport::url(node, t), transport::options_for(node, t))
+                    .await?,
+            );
         }
         let client = clients.last().context("a client")?;
         sessions.push(client.open_udp(&target).await?);
