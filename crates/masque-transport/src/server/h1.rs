@@ -177,7 +177,13 @@ impl H1Connection {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
-            return Some(pending(req, peer, limits, Arc::clone(&self.upgraded), watch));
+            return Some(pending(
+                req,
+                peer,
+                limits,
+                Arc::clone(&self.upgraded),
+                watch,
+            ));
         }
         // One request per connection. A refused one ends the connection once
         // hyper has written the answer; an accepted one lives on as the
