@@ -264,7 +264,11 @@ async fn through_tls(node: &TestNode, addr: SocketAddr, conns: usize) -> Result<
         let name = rustls::pki_types::ServerName::try_from("localhost")?;
         let tls = connector.connect(name, tcp).await?;
         let (mut r, w) = tokio::io::split(tls);
-        writers.push(tokio::sync::Mutex::new(w));
+        // Writes batched as the tunnels' writers do: a burst of queued
+        // records, one flush (one TLS record and one system call).
+        let (tx, rx) = tokio::sync::mpsc::channel::<()>(WINDOW);
+        writers.push(tx);
+        receivers.push(tokio::spawn(write_records(w, rx)));
         let (received, credits) = (Arc::clone(&received), Arc::clone(&credits));
         receivers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
@@ -281,19 +285,38 @@ async fn through_tls(node: &TestNode, addr: SocketAddr, conns: usize) -> Result<
             }
         }));
     }
-    let writers: Arc<[tokio::sync::Mutex<_>]> = writers.into();
+    let writers: Arc<[tokio::sync::mpsc::Sender<()>]> = writers.into();
     let next = Arc::new(AtomicUsize::new(0));
-    let record: Arc<[u8]> = vec![0u8; RECORD].into();
     let send: SendFn = Box::new(move || {
         let i = next.fetch_add(1, Ordering::Relaxed) % writers.len();
-        let (writers, record) = (Arc::clone(&writers), Arc::clone(&record));
-        Box::pin(async move {
-            let mut w = writers[i].lock().await;
-            w.write_all(&record).await.map_err(|e| e.to_string())?;
-            w.flush().await.map_err(|e| e.to_string())
-        })
+        let writers = Arc::clone(&writers);
+        Box::pin(async move { writers[i].send(()).await.map_err(|e| e.to_string()) })
     });
     Ok(Path::start(
         send, received, credits, receivers, WINDOW, SLICE,
     ))
+}
+
+/// Writes one record per queued send: those already queued (at most 64) go
+/// out in one buffered write and one flush.
+async fn write_records<W: tokio::io::AsyncWrite + Unpin>(
+    w: W,
+    mut rx: tokio::sync::mpsc::Receiver<()>,
+) {
+    let mut w = tokio::io::BufWriter::with_capacity(64 * RECORD, w);
+    let record = [0u8; RECORD];
+    while rx.recv().await.is_some() {
+        let mut n = 1;
+        while n < 64 && rx.try_recv().is_ok() {
+            n += 1;
+        }
+        for _ in 0..n {
+            if w.write_all(&record).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
 }
