@@ -14,7 +14,7 @@
 //!   into [`ClientEvent`]s plus a cloneable [`UdpSender`].
 //! * [`udp_forward`] is the CLI's local UDP port forwarder.
 //!
-//! Requirement ids (`R9298-nn`, `R9297-nn`) refer to `/work/shared/specs` digests.
+//! Requirement ids (`R9298-nn`, `R9297-nn`) are those of docs/reference/conformance.md.
 #![forbid(unsafe_code)]
 
 mod client;
