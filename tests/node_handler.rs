@@ -293,7 +293,11 @@ async fn unknown_capsules_reach_the_handler() -> Result<()> {
     );
     head.headers
         .insert("capsule-protocol", http::HeaderValue::from_static("?1"));
-    let mut stream = client.connection().open_request(&head, true).await?;
+    let mut stream = client
+        .h3_connection()
+        .context("HTTP/3")?
+        .open_request(&head, true)
+        .await?;
     let resp = within("tunnel response", stream.recv_response()).await??;
     assert_eq!(resp.status, 200);
     let mut body = Vec::new();

@@ -104,7 +104,7 @@ async fn malformed_capsule_resets_stream() -> Result<()> {
     let node = TestNode::start(true).await?;
     let echo = udp_echo().await?;
     let client = masque_client::ProxyClient::connect(&node.url(), node.client_options()).await?;
-    let conn = client.connection().clone();
+    let conn = client.h3_connection().context("HTTP/3")?.clone();
     let mut head = masque_tests::extended_connect(
         "connect-udp",
         &format!("localhost:{}", node.node.local_addr().port()),

@@ -596,9 +596,13 @@ async fn throughput(node: &TestNode, echo: &EchoTarget, workers: usize) -> Resul
     let quics = [
         raw_conn,
         bare1_conn,
-        one_client.connection().quic().clone(),
+        one_client.h3_connection().context("HTTP/3")?.quic().clone(),
         bare16_conn,
-        many_client.connection().quic().clone(),
+        many_client
+            .h3_connection()
+            .context("HTTP/3")?
+            .quic()
+            .clone(),
     ];
     let paths = [&raw_path, &bare1_path, &one_path, &bare16_path, &many_path];
     // Warm-up slice each (PMTUD, allocator, congestion window).
@@ -607,7 +611,8 @@ async fn throughput(node: &TestNode, echo: &EchoTarget, workers: usize) -> Resul
     }
     let drops_before = KernelDrops::read(echo.addr, node.node.local_addr());
     let metrics_before = node.node.metrics().snapshot();
-    let h3_before = [&one_client, &many_client].map(|c| c.connection().stats());
+    let h3_stats = |c: &ProxyClient| c.h3_connection().map(|c| c.stats()).unwrap_or_default();
+    let h3_before = [&one_client, &many_client].map(h3_stats);
     let mut slices = vec![Vec::new(); paths.len()];
     let mut echo_stats = vec![EchoStats::default(); paths.len()];
     for round in 0..ROUNDS {
@@ -623,7 +628,7 @@ async fn throughput(node: &TestNode, echo: &EchoTarget, workers: usize) -> Resul
     let kernel_drops = KernelDrops::read(echo.addr, node.node.local_addr())
         .zip(drops_before)
         .map(|(a, b)| a.since(b));
-    let h3_after = [&one_client, &many_client].map(|c| c.connection().stats());
+    let h3_after = [&one_client, &many_client].map(h3_stats);
     let delta = |f: fn(&masque_h3::StatsSnapshot) -> u64| -> u64 {
         (0..2).map(|i| f(&h3_after[i]) - f(&h3_before[i])).sum()
     };
@@ -1168,7 +1173,10 @@ async fn reuse_check(node: &TestNode, client: &ProxyClient, target: &Target) -> 
 /// What the node and the client connection looked like when a setup failed.
 fn print_stall(node: &TestNode, client: &ProxyClient) {
     let m = node.node.metrics().snapshot();
-    let q = client.connection().quic().stats();
+    let Some(conn) = client.h3_connection() else {
+        return;
+    };
+    let q = conn.quic().stats();
     println!(
         "setup failed; node: requests {} established {} refused {} (limit {}) sessions open {} closed {}; \
          client: active requests {}, MAX_STREAMS(bidi) frames received {}, STREAMS_BLOCKED(bidi) sent {}, \
@@ -1179,7 +1187,7 @@ fn print_stall(node: &TestNode, client: &ProxyClient) {
         m.tunnels_refused_limit,
         m.sessions_opened,
         m.sessions_closed,
-        client.connection().active_requests(),
+        conn.active_requests(),
         q.frame_rx.max_streams_bidi,
         q.frame_tx.streams_blocked_bidi,
         q.frame_rx.reset_stream
@@ -1592,8 +1600,9 @@ async fn rss_measure(node: &NodeProcess, echo: &EchoTarget) -> Result<RssResult>
     let churn_reopened = node.mem()?;
 
     for c in &clients {
-        c.connection()
-            .close(masque_h3::Code::NO_ERROR, b"bench over");
+        if let Some(c) = c.h3_connection() {
+            c.close(masque_h3::Code::NO_ERROR, b"bench over");
+        }
     }
     drop((sessions, reopened));
     Ok(RssResult {

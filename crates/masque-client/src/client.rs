@@ -123,18 +123,6 @@ impl ProxyClient {
             .unwrap_or(BufferSizes { recv: 0, send: 0 })
     }
 
-    /// The HTTP/3 connection (e.g. for [`UdpSession::open_on`] or statistics).
-    ///
-    /// # Panics
-    ///
-    /// When this client runs HTTP/2 or HTTP/1.1: see
-    /// [`h3_connection`](Self::h3_connection) and
-    /// [`client_connection`](Self::client_connection).
-    pub fn connection(&self) -> &masque_h3::Connection {
-        self.h3_connection()
-            .expect("ProxyClient::connection: the client is not on HTTP/3")
-    }
-
     /// The HTTP/3 connection, if this client runs HTTP/3.
     pub fn h3_connection(&self) -> Option<&masque_h3::Connection> {
         self.conn.as_h3()

@@ -265,16 +265,9 @@ impl UdpSession {
         })
     }
 
-    /// The HTTP/3 connection carrying this tunnel.
-    ///
-    /// # Panics
-    ///
-    /// When the tunnel runs on HTTP/2 or HTTP/1.1; see
-    /// [`client_connection`](Self::client_connection).
-    pub fn connection(&self) -> &masque_h3::Connection {
-        self.conn
-            .as_h3()
-            .expect("UdpSession::connection: the tunnel is not on HTTP/3")
+    /// The HTTP/3 connection carrying this tunnel, if it runs on HTTP/3.
+    pub fn h3_connection(&self) -> Option<&masque_h3::Connection> {
+        self.conn.as_h3()
     }
 
     /// The connection carrying this tunnel, any transport.

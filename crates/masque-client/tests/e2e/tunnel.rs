@@ -213,14 +213,17 @@ async fn open_on_shares_an_h3_connection() -> anyhow::Result<()> {
     let proxy = Proxy::start(Mode::Echo)?;
     let options = proxy.options(Transport::H3);
     let client = within(ProxyClient::connect(&proxy.url(), options.clone())).await?;
-    let conn = client.connection().clone();
+    let conn = anyhow::Context::context(client.h3_connection(), "HTTP/3")?.clone();
     let authority = format!("localhost:{}", proxy.addr.port());
     let mut sessions = Vec::new();
     for i in 0..3u16 {
         let target = Target::udp("192.0.2.7", 1000 + i);
         let mut s = within(UdpSession::open_on(&conn, &authority, &target, &options)).await?;
         within(exchange(&mut s, b"shared", b"shared")).await?;
-        assert_eq!(s.connection().quic().stable_id(), conn.quic().stable_id());
+        assert_eq!(
+            s.h3_connection().map(|c| c.quic().stable_id()),
+            Some(conn.quic().stable_id())
+        );
         sessions.push(s);
     }
     assert_eq!(conn.active_requests(), 3);
