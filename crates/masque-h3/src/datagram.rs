@@ -12,13 +12,9 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use masque_proto::varint;
+use masque_queue::{self as queue, QueueRx, QueueTx};
 
-use crate::{
-    Code,
-    error::Error,
-    queue::{self, QueueRx, QueueTx},
-    stats::Stats,
-};
+use crate::{Code, error::Error, stats::Stats};
 
 /// Stream id -> queue of the request stream that receives its datagrams.
 #[derive(Debug, Default)]

@@ -15,7 +15,7 @@ pub mod error_code;
 pub mod frame;
 pub mod message;
 pub mod qpack;
-pub mod queue;
+
 pub mod settings;
 mod stats;
 mod stream;

@@ -12,8 +12,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use masque_h3::queue::{QueueTx, TrySendError};
 use masque_proto::{capsule::Capsule, varint};
+use masque_queue::{QueueTx, TrySendError};
 use masque_transport::{DatagramTx, OutDatagram, Transport, TunnelError};
 use tokio::sync::{Mutex, watch};
 

@@ -15,12 +15,12 @@ use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use masque_h3::queue::{self, QueueRx};
 use masque_proto::{
     capsule, headers,
     proxy_status::TunnelFailure,
     tunnel::{DatagramEvent, DatagramRules, DropReason, TunnelCore, TunnelEvent},
 };
+use masque_queue::{self as queue, QueueRx};
 use masque_transport::{
     BodyRx, BodyTx, CapsuleQueue, OpenTunnel, PendingTunnel, ResetReason, Transport,
 };

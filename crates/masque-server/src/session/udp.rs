@@ -8,7 +8,7 @@
 
 use std::{any::Any, sync::Arc, time::Duration};
 
-use masque_h3::queue::{self, QueueTx};
+use masque_queue::{self as queue, QueueTx};
 use masque_transport::PendingTunnel;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
