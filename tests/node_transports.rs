@@ -853,3 +853,56 @@ async fn xc10_unserved_token_501_and_r9298_25_bad_variables_400(t: Transport) ->
     within("node shutdown", node.node.shutdown()).await?;
     Ok(())
 }
+
+/// A connection that carries no tunnel for `connection_idle_timeout` gets
+/// GOAWAY and is closed by the node (issue "hard to break" §1); a tunnel
+/// keeps it open past the timeout, and the idle period starts when the last
+/// tunnel ends. HTTP/3 and HTTP/2 (an HTTP/1.1 connection carries one
+/// request; hyper's head timeout bounds one that sends none).
+async fn idle_connection_is_closed(t: Transport) -> Result<()> {
+    init_tracing();
+    let idle = Duration::from_millis(400);
+    let node = TestNode::start_with(true, None, |c| c.connection_idle_timeout = Some(idle)).await?;
+    let echo = udp_echo().await?;
+    let client = within(
+        "connect",
+        ProxyClient::connect(&url(&node, t), options_for(&node, t)),
+    )
+    .await??;
+    let mut s = within("a tunnel", client.open_udp(&udp(echo))).await??;
+    // Held open for three idle timeouts by the tunnel alone.
+    for _ in 0..3 {
+        tokio::time::sleep(idle).await;
+        s.send(b"still here").await?;
+        next_datagram(&mut s, "echo while the tunnel holds the connection").await?;
+    }
+    let m = node.node.metrics();
+    ensure!(
+        !client.is_closed(),
+        "{t}: a connection with a tunnel is not idle"
+    );
+    ensure!(m.snapshot().connections_idle_closed == 0, "{t}");
+    s.close().await;
+    eventually("the idle connection closed", Duration::from_secs(5), || {
+        client.is_closed()
+    })
+    .await
+    .context(t)?;
+    let snap = m.snapshot();
+    ensure!(
+        (snap.connections_idle_closed, snap.connections_closed) == (1, 1),
+        "{t}: {snap:?}"
+    );
+    within("node shutdown", node.node.shutdown()).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_is_closed_h3() -> Result<()> {
+    idle_connection_is_closed(Transport::H3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_is_closed_h2() -> Result<()> {
+    idle_connection_is_closed(Transport::H2).await
+}

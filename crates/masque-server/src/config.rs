@@ -64,6 +64,11 @@ pub struct ServerConfig {
     pub node_name: String,
     /// Tunnels one connection may hold; more get 503 + `connection_limit_reached`.
     pub max_tunnels_per_connection: usize,
+    /// A connection that carries no tunnel (and no request being set up) for
+    /// this long gets GOAWAY and is closed, on every transport (the QUIC
+    /// keep-alive would keep an idle client's connection up for good).
+    /// `None`: never.
+    pub connection_idle_timeout: Option<Duration>,
     /// Who may open tunnels (default: anyone; R9298-52). Checked first: a
     /// request without valid credentials gets 407 before anything else.
     pub auth: crate::auth::ProxyAuth,
@@ -135,6 +140,7 @@ impl Default for ServerConfig {
             tcp_listen: TcpListen::SameAsH3,
             node_name: "masque-node".into(),
             max_tunnels_per_connection: 100,
+            connection_idle_timeout: Some(Duration::from_secs(120)),
             auth: crate::auth::ProxyAuth::default(),
             udp_template: template::DEFAULT_UDP_PATH.into(),
             drain_timeout: Duration::from_secs(10),

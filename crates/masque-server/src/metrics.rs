@@ -50,6 +50,7 @@ macro_rules! metrics {
 metrics! {
     connections_accepted: "connections (any transport) that completed their handshakes and got a router",
     connections_closed: "connections whose ConnectionRouter stopped",
+    connections_idle_closed: "connections closed (after GOAWAY) for carrying no tunnel for connection_idle_timeout",
     tunnel_requests: "requests received (any method)",
     tunnels_refused: "requests answered with a non-2xx status",
     tunnels_refused_limit: "requests refused with 503 connection_limit_reached",

@@ -39,6 +39,9 @@ pub enum RouterMsg {
     /// Graceful shutdown: GOAWAY, let tunnels end within `timeout`, then close.
     Drain(Duration),
     DrainDeadline,
+    /// The connection may have carried no tunnel for the idle timeout
+    /// (internal; at most one is pending per router).
+    IdleCheck,
 }
 
 pub struct ConnectionRouter;
@@ -54,6 +57,11 @@ pub struct RouterState {
     /// Tunnels counted against the limit: in policy check or running.
     slots: Slots,
     draining: bool,
+    /// Since when the connection carries no tunnel (`None`: it does).
+    idle_since: Option<tokio::time::Instant>,
+    /// An `IdleCheck` is pending (one timer per router, however many
+    /// requests come and go).
+    idle_check_armed: bool,
     accept_task: JoinHandle<()>,
     /// Where the handlers' data-plane tasks of this connection run, e.g. every
     /// tunnel's target reader (`TunnelOutput::spawn`, decisions §29).
@@ -95,7 +103,16 @@ impl Actor for ConnectionRouter {
             }
             let _ = myself.cast(RouterMsg::ConnectionClosed);
         });
+        let idle_check_armed = match args.ctx.config.connection_idle_timeout {
+            Some(t) => {
+                myself_for_slots.send_after(t, || RouterMsg::IdleCheck);
+                true
+            }
+            None => false,
+        };
         Ok(RouterState {
+            idle_since: Some(tokio::time::Instant::now()),
+            idle_check_armed,
             conn: args.conn,
             ctx: args.ctx,
             slots: {
@@ -118,7 +135,12 @@ impl Actor for ConnectionRouter {
         state: &mut RouterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::Request(req) => on_request(&myself, state, *req),
+            RouterMsg::Request(req) => {
+                on_request(&myself, state, *req);
+                // A request, even a refused one, is activity.
+                state.idle_since = None;
+                arm_idle(&myself, state);
+            }
             RouterMsg::Accepted(acc) => {
                 let (pending, target, slot) = *acc;
                 let args = UdpSessionArgs {
@@ -154,6 +176,25 @@ impl Actor for ConnectionRouter {
             RouterMsg::DrainDeadline => {
                 stop_sessions(&myself).await;
                 myself.stop(Some("drain deadline".into()));
+            }
+            RouterMsg::IdleCheck => {
+                state.idle_check_armed = false;
+                let Some(t) = state.ctx.config.connection_idle_timeout else {
+                    return Ok(());
+                };
+                match state.idle_since {
+                    _ if state.draining || state.slots.in_use() > 0 => {}
+                    Some(since) if since.elapsed() >= t => {
+                        Metrics::inc(&state.ctx.metrics.connections_idle_closed);
+                        state.conn.goaway().await;
+                        myself.stop(Some("idle".into()));
+                    }
+                    Some(since) => {
+                        state.idle_check_armed = true;
+                        myself.send_after(t - since.elapsed(), || RouterMsg::IdleCheck);
+                    }
+                    None => {}
+                }
             }
         }
         Ok(())
@@ -193,11 +234,29 @@ fn release(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
     if state.slots.in_use() > 0 {
         return;
     }
+    arm_idle(myself, state);
     if state.draining {
         myself.stop(Some("drained".into()));
     } else if state.conn.single_tunnel() {
         // HTTP/1.1: the connection carried its one tunnel (or its refusal).
         myself.stop(Some("tunnel done".into()));
+    }
+}
+
+/// With no tunnel left, an idle period starts now: unless a request comes
+/// first, `IdleCheck` closes the connection after the idle timeout.
+fn arm_idle(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
+    let Some(t) = state.ctx.config.connection_idle_timeout else {
+        return;
+    };
+    if state.slots.in_use() > 0 {
+        state.idle_since = None;
+        return;
+    }
+    state.idle_since = Some(tokio::time::Instant::now());
+    if !state.idle_check_armed {
+        state.idle_check_armed = true;
+        myself.send_after(t, || RouterMsg::IdleCheck);
     }
 }
 
