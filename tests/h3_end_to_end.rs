@@ -189,17 +189,42 @@ async fn client_shutdown_drains_then_closes() -> Result<()> {
         within("tunnel response", s.recv_response()).await??.status,
         200
     );
-    let c2 = conn.clone();
-    let shutdown = tokio::spawn(async move { c2.shutdown(Duration::from_secs(10)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The shutdown is driven here, in this task, rather than spawned: a
+    // spawned task might not have run at all by the time we look, and "not
+    // finished" would then hold whether or not shutdown waits.
+    let stream_frames = || conn.quic().stats().frame_tx.stream;
+    let before = stream_frames();
+    let mut shutdown = std::pin::pin!(conn.shutdown(Duration::from_secs(10)));
+    // First its GOAWAY goes out (a STREAM frame on the control stream: the
+    // only data this side sends now), so the shutdown is under way...
+    within("GOAWAY sent", async {
+        while stream_frames() == before {
+            tokio::select! {
+                biased;
+                r = &mut shutdown => anyhow::bail!(
+                    "shutdown ended before its GOAWAY went out, tunnel open: {r:?}"
+                ),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        Ok(())
+    })
+    .await??;
+    // ...then it keeps waiting, polled all along, while the tunnel is open.
     assert!(
-        !shutdown.is_finished(),
+        tokio::time::timeout(Duration::from_millis(200), &mut shutdown)
+            .await
+            .is_err(),
         "shutdown must wait for the open tunnel"
+    );
+    assert!(
+        conn.quic().close_reason().is_none(),
+        "closed with the tunnel open"
     );
     s.send.finish()?;
     assert!(within("FIN answered", s.recv.recv_data()).await??.is_none());
     drop(s);
-    tokio::time::timeout(Duration::from_secs(5), shutdown).await???;
+    tokio::time::timeout(Duration::from_secs(5), shutdown).await??;
     let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await?;
     assert!(
         matches!(reason, quinn::ConnectionError::LocallyClosed),

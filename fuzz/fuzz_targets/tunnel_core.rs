@@ -1,5 +1,7 @@
 //! TunnelCore (RFC 9297 §3, RFC 9298 §5): the body fed in chunks whose sizes come
-//! from the input, QUIC datagrams taken from the same bytes; errors must stick.
+//! from the input, QUIC datagrams taken from the same bytes; errors must stick;
+//! capsules over the bound are skipped (or judged by their Context ID) without
+//! being buffered.
 #![no_main]
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(TunnelEvent::Datagram(_))) => assert!(failed.is_none()),
                 Ok(None) => {
                     assert!(failed.is_none());
+                    // R9297-17/-34: an oversize capsule is skipped, never
+                    // buffered: at most the bound (or a Context ID) plus a header.
+                    assert!(core.buffered_len() <= max.max(8) + 16);
                     break;
                 }
                 Err(e) => {

@@ -41,6 +41,49 @@ fn start_node_with(
     extra: &[&str],
     nofile: Option<u32>,
 ) -> Result<(Proc, Banner)> {
+    start_node_inner(state, extra, nofile, None)
+}
+
+/// [`start_node`], with the node's log (stderr, `RUST_LOG=info`) sent line by
+/// line to the receiver, so a test can wait for what the node reports.
+fn start_node_logged(
+    state: &std::path::Path,
+    extra: &[&str],
+) -> Result<(Proc, Banner, std::sync::mpsc::Receiver<String>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (proc, banner) = start_node_inner(state, extra, None, Some(tx))?;
+    Ok((proc, banner, rx))
+}
+
+/// Waits, at most `within`, for a log line containing `needle`; the lines
+/// before it are skipped. Fails with the lines seen if it never comes.
+fn wait_for_log(
+    log: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    within: Duration,
+) -> Result<String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        match log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(needle) => return Ok(line),
+            Ok(line) => seen.push(line),
+            Err(RecvTimeoutError::Timeout) => {
+                bail!("no log line with {needle:?} within {within:?}; saw: {seen:#?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                bail!("the node exited without a log line with {needle:?}; saw: {seen:#?}")
+            }
+        }
+    }
+}
+
+fn start_node_inner(
+    state: &std::path::Path,
+    extra: &[&str],
+    nofile: Option<u32>,
+    log: Option<std::sync::mpsc::Sender<String>>,
+) -> Result<(Proc, Banner)> {
     let mut command = match nofile {
         Some(n) => {
             let mut c = Command::new("sh");
@@ -52,14 +95,30 @@ fn start_node_with(
     if !extra.contains(&"--listen") {
         command.args(["--listen", "127.0.0.1:0"]);
     }
+    if log.is_some() {
+        command.env("RUST_LOG", "info").env("NO_COLOR", "1");
+    }
     let mut child = command
         .arg("--state-dir")
         .arg(state)
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if log.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
+    if let (Some(tx), Some(stderr)) = (log, child.stderr.take()) {
+        // Drained to the end, like stdout; the receiver may be long gone.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+    }
     let proc = Proc(child);
     // Lines come from a thread, so the wait for the banner is bounded (a
     // blocking read of a node that prints nothing would never return). The
@@ -553,7 +612,7 @@ fn sighup_reloads_the_bearer_tokens() -> Result<()> {
     let state = temp_dir("hup");
     let tokens = state.join("tokens");
     std::fs::write(&tokens, format!("{OLD}\n"))?;
-    let (node, banner) = start_node(
+    let (node, banner, log) = start_node_logged(
         &state,
         &[
             "--allow-private",
@@ -604,6 +663,11 @@ fn sighup_reloads_the_bearer_tokens() -> Result<()> {
         assert!(!open_with(NEW).await?, "the new token before the reload");
         std::fs::write(&tokens, format!("# rotated\n{NEW}\n"))?;
         hup()?;
+        wait_for_log(
+            &log,
+            "SIGHUP: bearer tokens reloaded",
+            Duration::from_secs(10),
+        )?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !open_with(NEW).await? {
             if Instant::now() > deadline {
@@ -614,9 +678,17 @@ fn sighup_reloads_the_bearer_tokens() -> Result<()> {
         assert!(!open_with(OLD).await?, "the old token after the reload");
         // A broken file: the node keeps what it has (and does not fall back to
         // no authentication).
+        // Wait for the node to say it tried and refused the file: without
+        // that, the checks below would pass just as well had the SIGHUP never
+        // been handled.
         std::fs::write(&tokens, "short\n")?;
         hup()?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let refused = wait_for_log(
+            &log,
+            "SIGHUP: tokens not reloaded, the old ones stay",
+            Duration::from_secs(10),
+        )?;
+        assert!(refused.contains("ERROR"), "{refused}");
         assert!(open_with(NEW).await?, "tokens kept after a failed reload");
         assert!(
             !open_with(OLD).await?,

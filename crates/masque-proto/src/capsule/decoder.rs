@@ -15,6 +15,30 @@ pub enum OversizePolicy {
     /// buffering, and counted ([`CapsuleDecoder::skipped_datagrams`]) (R9297-34,
     /// R9298-42). Other oversize types are still errors.
     SkipDatagram,
+    /// An oversize capsule of any type is not an error:
+    /// [`CapsuleDecoder::next_frame`] reports it as [`Frame::Oversize`] (for a
+    /// DATAGRAM capsule once its Context ID has arrived), then the rest of its value is discarded as it arrives, without buffering
+    /// (R9297-17: an unknown type is skipped whatever its length).
+    /// [`CapsuleDecoder::next_capsule`] skips such capsules silently.
+    Report,
+}
+
+/// Most value bytes kept of an oversize capsule under [`OversizePolicy::Report`]:
+/// the longest varint, a DATAGRAM capsule's Context ID.
+pub const OVERSIZE_PREFIX_LEN: usize = 8;
+
+/// One item of the capsule stream, from [`CapsuleDecoder::next_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete capsule within the bound.
+    Capsule(Capsule),
+    /// A capsule over the bound (only under [`OversizePolicy::Report`]): its type,
+    /// Length, and for a DATAGRAM capsule the first bytes of its value: the
+    /// Context ID varint (at most [`OVERSIZE_PREFIX_LEN`] bytes), or the whole
+    /// value if it is shorter than the varint claims; empty for other types.
+    /// The remaining value bytes are being discarded by the decoder; a FIN before
+    /// they all arrived is still [`CapsuleError::Truncated`] (R9297-24).
+    Oversize { ty: u64, len: u64, prefix: Bytes },
 }
 
 #[derive(Debug, Clone)]
@@ -23,8 +47,12 @@ enum State {
     Header,
     /// Collecting the value of a capsule that spans chunks into `value`.
     Value { ty: u64, len: usize },
-    /// Discarding an oversize DATAGRAM capsule (R9297-34).
+    /// Discarding an oversize DATAGRAM capsule (R9297-34), or the rest of an
+    /// oversize capsule under [`OversizePolicy::Report`].
     Skip { remaining: u64 },
+    /// Collecting the Context ID of an oversize DATAGRAM capsule into `value`
+    /// ([`OversizePolicy::Report`]); other types pass straight to `Skip`.
+    Prefix { ty: u64, len: u64 },
     /// A previous error; the stream is unusable (R9297-22).
     Failed(CapsuleError),
 }
@@ -42,7 +70,8 @@ enum State {
 /// configured) plus a 16-byte header (R9297-34).
 ///
 /// Capsules of every type, known, unknown or GREASE, are returned; skipping unknown
-/// types (R9297-17) or forwarding them (R9297-16) is the caller's choice.
+/// types (R9297-17) or forwarding them (R9297-16) is the caller's choice. A capsule
+/// over the bound is an error, or skipped without buffering ([`OversizePolicy`]).
 ///
 /// After an error the decoder keeps returning that error.
 #[derive(Debug, Clone)]
@@ -133,8 +162,21 @@ impl CapsuleDecoder {
         self.push(Bytes::copy_from_slice(chunk));
     }
 
-    /// Next complete capsule, `Ok(None)` when more bytes are needed.
+    /// Next complete capsule, `Ok(None)` when more bytes are needed. Under
+    /// [`OversizePolicy::Report`] oversize capsules are skipped.
     pub fn next_capsule(&mut self) -> Result<Option<Capsule>, CapsuleError> {
+        loop {
+            match self.next_frame()? {
+                None => return Ok(None),
+                Some(Frame::Capsule(c)) => return Ok(Some(c)),
+                Some(Frame::Oversize { .. }) => {}
+            }
+        }
+    }
+
+    /// Next complete capsule or oversize-capsule report ([`Frame::Oversize`], only
+    /// under [`OversizePolicy::Report`]); `Ok(None)` when more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, CapsuleError> {
         loop {
             match self.state {
                 State::Failed(ref e) => return Err(e.clone()),
@@ -162,7 +204,28 @@ impl CapsuleDecoder {
                     }
                     self.state = State::Header;
                     let value = self.value.split().freeze();
-                    return Ok(Some(Capsule { ty, value }));
+                    return Ok(Some(Frame::Capsule(Capsule { ty, value })));
+                }
+                State::Prefix { ty, len } => {
+                    let want = match (ty, self.value.first().or(self.input.first())) {
+                        (DATAGRAM, None) => return Ok(None),
+                        (DATAGRAM, Some(b)) => prefix_len(len, *b),
+                        _ => 0,
+                    };
+                    let need = want.saturating_sub(self.value.len());
+                    let part = self.input.split_to(need.min(self.input.len()));
+                    self.value.extend_from_slice(&part);
+                    if self.value.len() < want {
+                        return Ok(None);
+                    }
+                    let prefix = self.value.split().freeze();
+                    let left = len.saturating_sub(want as u64);
+                    self.state = if left == 0 {
+                        State::Header
+                    } else {
+                        State::Skip { remaining: left }
+                    };
+                    return Ok(Some(Frame::Oversize { ty, len, prefix }));
                 }
                 State::Header => {
                     let Some((ty, len)) = self.read_header() else {
@@ -172,7 +235,7 @@ impl CapsuleDecoder {
                         Ok(Some(len)) if self.input.len() >= len => {
                             // Hot path: the whole value is in the current chunk.
                             let value = self.input.split_to(len);
-                            return Ok(Some(Capsule { ty, value }));
+                            return Ok(Some(Frame::Capsule(Capsule { ty, value })));
                         }
                         Ok(Some(len)) => self.state = State::Value { ty, len },
                         Ok(None) => {}
@@ -266,8 +329,20 @@ impl CapsuleDecoder {
             self.state = State::Skip { remaining: len };
             return Ok(None);
         }
+        if self.policy == OversizePolicy::Report {
+            // R9297-17: keep a Context ID's worth, discard the rest unbuffered.
+            self.state = State::Prefix { ty, len };
+            return Ok(None);
+        }
         Err(too_large)
     }
+}
+
+/// Value bytes kept of an oversize DATAGRAM capsule of Length `len` whose value
+/// starts with `first`: its Context ID varint, or the whole value if shorter.
+fn prefix_len(len: u64, first: u8) -> usize {
+    let varint_len = 1usize << (first >> 6);
+    usize::try_from(len).unwrap_or(usize::MAX).min(varint_len)
 }
 
 /// Parses `Type (i) | Length (i)` at the front of `buf`: (type, length, bytes used).
@@ -423,6 +498,60 @@ mod tests {
         assert_eq!(d.finish(), Err(CapsuleError::Truncated));
     }
 
+    /// R9297-17: under Report every oversize capsule is reported, a DATAGRAM one
+    /// with its Context ID, and its value is skipped without buffering; a FIN in
+    /// the skipped value is truncated (R9297-24); next_capsule skips them.
+    #[test]
+    fn r9297_17_oversize_reported_and_skipped() {
+        let mut d = CapsuleDecoder::with_max_size(2).oversize_policy(OversizePolicy::Report);
+        // GREASE, Length 5: reported at once, with no prefix.
+        d.push_slice(&[0x17, 0x05, 1]);
+        assert_eq!(
+            d.next_frame(),
+            Ok(Some(Frame::Oversize {
+                ty: 0x17,
+                len: 5,
+                prefix: Bytes::new()
+            }))
+        );
+        d.push_slice(&[2, 3, 4, 5]);
+        assert_eq!(d.next_frame(), Ok(None));
+        assert_eq!(d.buffered_len(), 0);
+        // DATAGRAM, Length 6, 4-byte Context ID split over two chunks.
+        d.push_slice(&[0x00, 0x06, 0x80, 0x00]);
+        assert_eq!(d.next_frame(), Ok(None));
+        d.push_slice(&[0x00, 0x07, 9, 9, 0x00, 0x01]);
+        assert_eq!(
+            d.next_frame(),
+            Ok(Some(Frame::Oversize {
+                ty: DATAGRAM,
+                len: 6,
+                prefix: Bytes::from_static(&[0x80, 0, 0, 7])
+            }))
+        );
+        assert_eq!(d.next_frame(), Ok(None));
+        d.push_slice(&[0xaa]);
+        assert_eq!(d.next_capsule(), Ok(Some(cap(DATAGRAM, &[0xaa]))));
+        assert_eq!(d.finish(), Ok(()));
+        // A varint longer than the value: the prefix is the whole value.
+        let mut d = CapsuleDecoder::with_max_size(1).oversize_policy(OversizePolicy::Report);
+        d.push_slice(&[0x00, 0x03, 0xc0, 0, 0]);
+        assert_eq!(
+            d.next_frame(),
+            Ok(Some(Frame::Oversize {
+                ty: DATAGRAM,
+                len: 3,
+                prefix: Bytes::from_static(&[0xc0, 0, 0])
+            }))
+        );
+        assert_eq!(d.finish(), Ok(()));
+        // next_capsule skips; FIN inside the skipped value is truncated.
+        let mut d = CapsuleDecoder::with_max_size(1).oversize_policy(OversizePolicy::Report);
+        d.push_slice(&[0x40, 0x40, 0x09, 1, 2]);
+        assert_eq!(d.next_capsule(), Ok(None));
+        assert_eq!(d.finish(), Err(CapsuleError::Truncated));
+    }
+
     /// Undrained input is joined with the next chunk, nothing is lost.
     #[test]
     fn push_without_drain() {
@@ -494,21 +623,29 @@ mod tests {
         fn decode_arbitrary_never_panics(
             chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8),
             max in 0usize..64,
-            skip in any::<bool>(),
+            policy in prop_oneof![
+                Just(OversizePolicy::Error),
+                Just(OversizePolicy::SkipDatagram),
+                Just(OversizePolicy::Report),
+            ],
         ) {
-            let policy = if skip { OversizePolicy::SkipDatagram } else { OversizePolicy::Error };
             let mut d = CapsuleDecoder::with_max_size(max).oversize_policy(policy);
             for c in &chunks {
                 d.push_slice(c);
                 loop {
-                    match d.next_capsule() {
-                        Ok(Some(cap)) => prop_assert!(cap.value.len() <= max),
+                    match d.next_frame() {
+                        Ok(Some(Frame::Capsule(cap))) => prop_assert!(cap.value.len() <= max),
+                        Ok(Some(Frame::Oversize { len, prefix, .. })) => {
+                            prop_assert!(policy == OversizePolicy::Report);
+                            prop_assert!(len > max as u64);
+                            prop_assert!(prefix.len() <= OVERSIZE_PREFIX_LEN);
+                        }
                         Ok(None) => break,
                         Err(_) => break,
                     }
                 }
                 prop_assert!(d.hdr_len < MAX_HEADER_LEN);
-                prop_assert!(d.value.len() <= max);
+                prop_assert!(d.value.len() <= max.max(OVERSIZE_PREFIX_LEN));
             }
             let _ = d.finish();
         }

@@ -10,7 +10,9 @@
 //! Unknown capsule types, including GREASE ([`is_grease`]), are handed to the caller
 //! like any other capsule. RFC 9297 §3.2 requires an endpoint to skip them silently
 //! (R9297-17) and an intermediary to forward them unchanged (R9297-16); which of the
-//! two applies is the session's decision, so the decoder never drops them itself.
+//! two applies is the session's decision, so the decoder never drops them itself,
+//! except that under [`OversizePolicy::Report`] a capsule over the size bound is
+//! reported ([`Frame::Oversize`]) and its value discarded as it arrives, unbuffered.
 //!
 //! Every [`CapsuleError`] is a Capsule Protocol error, handled as a malformed message
 //! (R9297-22): HTTP/3 stream error `H3_MESSAGE_ERROR`, HTTP/2 stream error
@@ -23,7 +25,7 @@ pub use datagram_encode::{
     HeaderRoomError, encode_datagram_capsule, max_datagram_capsule_header_len,
     write_datagram_capsule_header,
 };
-pub use decoder::{CapsuleDecoder, OversizePolicy};
+pub use decoder::{CapsuleDecoder, Frame, OVERSIZE_PREFIX_LEN, OversizePolicy};
 
 use bytes::{BufMut, Bytes};
 

@@ -8,8 +8,15 @@
 //! * DATAGRAM capsules mean the same as QUIC DATAGRAMs (R9297-31): both go through
 //!   [`DatagramRules::classify`] (known Context ID, R9298-38; UDP bound, R9298-41);
 //! * other capsule types, GREASE included, are handed up as
-//!   [`TunnelEvent::Capsule`]: the protocol layer parses the ones it knows, an
-//!   endpoint skips the rest (R9297-17);
+//!   [`TunnelEvent::Capsule`] when they fit the bound: the protocol layer parses
+//!   the ones it knows, an endpoint skips the rest (R9297-17);
+//! * a capsule over the bound is not buffered. One of another type than DATAGRAM
+//!   is skipped as it streams past, whatever its length (R9297-17: an unknown
+//!   type must be skipped; counted in [`TunnelCore::skipped_capsules`]). An
+//!   oversize DATAGRAM capsule is judged by its Context ID
+//!   ([`DatagramRules::classify_oversize`]): an unknown one is dropped (R9298-38),
+//!   Context ID 0 with a UDP payload over 65527 bytes aborts (R9298-41), any
+//!   other Context-ID-0 capsule over the bound is malformed (R9297-34);
 //! * the peer's FIN inside a capsule is malformed (R9297-24).
 //!
 //! Every [`TunnelCoreError`] aborts the request stream as a malformed message
@@ -48,13 +55,17 @@ pub use rules::{DatagramEvent, DatagramRules, DropReason};
 
 use bytes::Bytes;
 
-use crate::capsule::{self, Capsule, CapsuleDecoder, CapsuleError, error_code};
+use crate::capsule::{
+    self, Capsule, CapsuleDecoder, CapsuleError, Frame, OversizePolicy, error_code,
+};
 
 /// Receive-side state of one tunnel: the capsule decoder and the datagram rules.
 #[derive(Debug, Clone)]
 pub struct TunnelCore {
     rules: DatagramRules,
     decoder: CapsuleDecoder,
+    /// Oversize non-DATAGRAM capsules skipped unbuffered (R9297-17).
+    skipped_capsules: u64,
     /// The first error; returned by every later call.
     failed: Option<TunnelCoreError>,
 }
@@ -74,8 +85,9 @@ pub enum TunnelEvent {
 /// Why the request stream must be aborted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TunnelCoreError {
-    /// A Capsule Protocol error: over the size bound (R9297-34) or cut by the
-    /// peer's FIN (R9297-24). A malformed message (R9297-22).
+    /// A Capsule Protocol error: a Context-ID-0 DATAGRAM capsule over the size
+    /// bound (R9297-34) or a capsule cut by the peer's FIN (R9297-24). A
+    /// malformed message (R9297-22).
     #[error("malformed capsule stream: {0}")]
     Malformed(#[from] CapsuleError),
     /// A Context-ID-0 UDP payload over 65527 bytes (R9298-41).
@@ -92,13 +104,16 @@ impl TunnelCoreError {
 }
 
 impl TunnelCore {
-    /// A core whose capsules may be at most `max_capsule_size` bytes long (value
+    /// A core that buffers capsules of at most `max_capsule_size` bytes (value
     /// length, R9297-34; [`capsule::DEFAULT_MAX_CAPSULE_SIZE`] is 64 KiB, which
-    /// leaves room for the largest UDP payload plus its Context ID).
+    /// leaves room for the largest UDP payload plus its Context ID). Longer ones
+    /// are skipped or judged by their Context ID, never buffered (module docs).
     pub fn new(rules: DatagramRules, max_capsule_size: usize) -> Self {
         Self {
             rules,
-            decoder: CapsuleDecoder::with_max_size(max_capsule_size),
+            decoder: CapsuleDecoder::with_max_size(max_capsule_size)
+                .oversize_policy(OversizePolicy::Report),
+            skipped_capsules: 0,
             failed: None,
         }
     }
@@ -136,16 +151,37 @@ impl TunnelCore {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let event = match self.decoder.next_capsule() {
-            Ok(None) => Ok(None),
-            Ok(Some(c)) if c.ty == capsule::DATAGRAM => self
-                .rules
-                .classify(c.value)
-                .map(|d| Some(TunnelEvent::Datagram(d))),
-            Ok(Some(c)) => Ok(Some(TunnelEvent::Capsule(c))),
-            Err(e) => Err(TunnelCoreError::Malformed(e)),
-        };
-        self.fail_on(event)
+        loop {
+            let event = match self.decoder.next_frame() {
+                Ok(None) => Ok(None),
+                Ok(Some(Frame::Capsule(c))) if c.ty == capsule::DATAGRAM => self
+                    .rules
+                    .classify(c.value)
+                    .map(|d| Some(TunnelEvent::Datagram(d))),
+                Ok(Some(Frame::Capsule(c))) => Ok(Some(TunnelEvent::Capsule(c))),
+                Ok(Some(Frame::Oversize { ty, len, prefix })) if ty == capsule::DATAGRAM => {
+                    let max = self.decoder.max_size();
+                    self.rules
+                        .classify_oversize(len, prefix, max)
+                        .map(|d| Some(TunnelEvent::Datagram(d)))
+                }
+                Ok(Some(Frame::Oversize { .. })) => {
+                    // R9297-17: a type this tunnel does not use, skipped
+                    // unbuffered whatever its length (the decoder discards
+                    // the rest of its value as it arrives).
+                    self.skipped_capsules += 1;
+                    continue;
+                }
+                Err(e) => Err(TunnelCoreError::Malformed(e)),
+            };
+            return self.fail_on(event);
+        }
+    }
+
+    /// Capsules of other types than DATAGRAM that were over the size bound and
+    /// were skipped without buffering (R9297-17).
+    pub fn skipped_capsules(&self) -> u64 {
+        self.skipped_capsules
     }
 
     /// The peer's FIN (H3 FIN, H2 END_STREAM, H1 close). Call after

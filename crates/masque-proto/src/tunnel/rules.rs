@@ -4,7 +4,9 @@
 use bytes::Bytes;
 
 use super::TunnelCoreError;
+use crate::capsule::{self, CapsuleError};
 use crate::datagram::{self, DatagramError, UDP_CONTEXT_ID};
+use crate::varint;
 
 /// The payload layout of the tunnel's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,48 @@ impl DatagramRules {
             Err(DatagramError::UdpPayloadTooLarge(len)) => {
                 Err(TunnelCoreError::PayloadTooLarge(len))
             }
+            Err(_) => Ok(DatagramEvent::Dropped(DropReason::NoContextId)),
+        }
+    }
+
+    /// Classifies a DATAGRAM capsule whose Length `len` exceeds the receiver's
+    /// bound `max`, from the first bytes of its value (`prefix`, at least the
+    /// Context ID when the value holds one); the rest of the value is being
+    /// skipped unbuffered.
+    ///
+    /// * an unknown Context ID is dropped like any other (R9298-38), whatever
+    ///   the length: it is never buffered, so its size harms no one;
+    /// * no Context ID (the varint is cut by the value's end): dropped;
+    /// * Context ID 0 of connect-udp with a UDP payload over 65527 bytes aborts
+    ///   (R9298-41), as it would within the bound;
+    /// * any other Context-ID-0 capsule is over the bound the receiver chose:
+    ///   malformed (R9297-34, R9297-22).
+    pub fn classify_oversize(
+        &self,
+        len: u64,
+        prefix: Bytes,
+        max: usize,
+    ) -> Result<DatagramEvent, TunnelCoreError> {
+        let too_large = || {
+            TunnelCoreError::Malformed(CapsuleError::TooLarge {
+                ty: capsule::DATAGRAM,
+                len,
+                max,
+            })
+        };
+        match varint::decode(&prefix) {
+            Ok((UDP_CONTEXT_ID, n)) => {
+                let payload = len.saturating_sub(n as u64);
+                match self.payload {
+                    Payload::Udp if payload > datagram::MAX_UDP_PAYLOAD as u64 => {
+                        Err(TunnelCoreError::PayloadTooLarge(
+                            usize::try_from(payload).unwrap_or(usize::MAX),
+                        ))
+                    }
+                    _ => Err(too_large()),
+                }
+            }
+            Ok(_) => Ok(DatagramEvent::Dropped(DropReason::UnknownContext)),
             Err(_) => Ok(DatagramEvent::Dropped(DropReason::NoContextId)),
         }
     }

@@ -197,14 +197,17 @@ fn r9297_24_fin_inside_capsule() {
     assert_eq!(udp().on_fin(), Ok(()));
 }
 
-/// R9297-34, R9297-22: a capsule whose Length exceeds the bound is an error as
-/// soon as its header arrives, before any value byte; every later call fails.
+/// R9297-34, R9297-22: a DATAGRAM capsule of Context ID 0 whose Length exceeds
+/// the bound is an error as soon as its Context ID arrives, before the rest of
+/// its value; every later call fails.
 #[test]
 fn r9297_34_oversize_capsule() {
     let mut core = TunnelCore::new(DatagramRules::udp(), 8);
-    core.push_body(Bytes::from_static(&[0x17, 0x09]));
+    core.push_body(Bytes::from_static(&[0x00, 0x09]));
+    assert_eq!(core.next_event(), Ok(None));
+    core.push_body(Bytes::from_static(&[0x00]));
     let e = TunnelCoreError::Malformed(CapsuleError::TooLarge {
-        ty: 0x17,
+        ty: capsule::DATAGRAM,
         len: 9,
         max: 8,
     });
@@ -217,6 +220,16 @@ fn r9297_34_oversize_capsule() {
         Err(e.clone())
     );
     assert_eq!(core.on_fin(), Err(e));
+    // connect-ip: Context ID 0 over the bound is malformed too.
+    let mut core = TunnelCore::new(DatagramRules::ip(), 8);
+    core.push_body(Bytes::from_static(&[0x00, 0x09, 0x00]));
+    assert!(matches!(
+        core.next_event(),
+        Err(TunnelCoreError::Malformed(CapsuleError::TooLarge {
+            len: 9,
+            ..
+        }))
+    ));
     // Exactly at the bound is fine.
     let mut core = TunnelCore::new(DatagramRules::udp(), 8);
     core.push_body(Bytes::from_static(&[0x00, 0x08, 0, 1, 2, 3, 4, 5, 6, 7]));
@@ -224,6 +237,202 @@ fn r9297_34_oversize_capsule() {
         core.next_event(),
         Ok(Some(TunnelEvent::Datagram(_)))
     ));
+}
+
+/// R9297-17: a capsule of a type the tunnel does not use (GREASE 0x17, an
+/// unassigned type, even a connect-ip type on connect-udp) over the bound is
+/// skipped as it streams past, never buffered, never an error; framing resumes
+/// after it. (It used to be a TooLarge reset.)
+#[test]
+fn r9297_17_oversize_unknown_type_skipped_unbuffered() {
+    for ty in [0x17, 0x40, capsule::ADDRESS_ASSIGN, varint::MAX] {
+        let mut core = TunnelCore::new(DatagramRules::udp(), 8);
+        let mut wire = Vec::new();
+        encode(ty, &[0x5a; 1000], &mut wire);
+        encode(capsule::DATAGRAM, b"\x00ok", &mut wire);
+        let mut got = Vec::new();
+        for b in &wire {
+            core.push_body(Bytes::copy_from_slice(&[*b]));
+            got.extend(drain(&mut core).unwrap());
+            // Never more than a header or a Context ID's worth is held.
+            assert!(core.buffered_len() <= 16, "{}", core.buffered_len());
+        }
+        assert_eq!(got, vec![TunnelEvent::Datagram(payload(b"ok"))]);
+        assert_eq!(core.skipped_capsules(), 1);
+        assert_eq!(core.on_fin(), Ok(()));
+    }
+    // A Length of 2^62-1 is skipped too (nothing is allocated for it) ...
+    let mut core = udp();
+    let mut wire = Vec::new();
+    varint::put(0x17, &mut wire);
+    varint::put(varint::MAX, &mut wire);
+    core.push_body(Bytes::from(wire));
+    core.push_body(Bytes::from(vec![0; 200_000]));
+    assert_eq!(drain(&mut core), Ok(vec![]));
+    assert_eq!(core.buffered_len(), 0);
+    // ... and a FIN inside the skipped value is still a truncated stream
+    // (R9297-24).
+    assert_eq!(
+        core.on_fin(),
+        Err(TunnelCoreError::Malformed(CapsuleError::Truncated))
+    );
+}
+
+/// R9297-17 at the default bound: a 100 KiB GREASE capsule between two
+/// DATAGRAM capsules, in 1000-byte chunks, is skipped and the datagrams around
+/// it are delivered.
+#[test]
+fn r9297_17_grease_100k_skipped() {
+    let mut wire = Vec::new();
+    encode(capsule::DATAGRAM, b"\x00a", &mut wire);
+    encode(grease_type(3).unwrap(), &vec![0xee; 100 * 1024], &mut wire);
+    encode(capsule::DATAGRAM, b"\x00b", &mut wire);
+    let mut core = udp();
+    let mut got = Vec::new();
+    for c in wire.chunks(1000) {
+        core.push_body(Bytes::copy_from_slice(c));
+        got.extend(drain(&mut core).unwrap());
+        assert!(core.buffered_len() <= 16);
+    }
+    assert_eq!(
+        got,
+        vec![
+            TunnelEvent::Datagram(payload(b"a")),
+            TunnelEvent::Datagram(payload(b"b")),
+        ]
+    );
+    assert_eq!(core.skipped_capsules(), 1);
+    assert_eq!(core.on_fin(), Ok(()));
+}
+
+/// R9298-38: a DATAGRAM capsule over the bound whose Context ID is unknown is
+/// dropped (counted as an unknown context), its value skipped unbuffered, not a
+/// reset; a Context ID cut by the value's end is a context-less drop.
+#[test]
+fn r9298_38_oversize_unknown_context_dropped() {
+    for rules in [DatagramRules::udp(), DatagramRules::ip()] {
+        let mut core = TunnelCore::new(rules, 8);
+        let mut wire = Vec::new();
+        // Context ID 6 (1 byte) and Context ID 2^20 (4-byte varint), 500 bytes each.
+        for ctx in [6u64, 1 << 20] {
+            encode_header(capsule::DATAGRAM, varint::encoded_len(ctx) + 500, &mut wire);
+            varint::put(ctx, &mut wire);
+            wire.extend_from_slice(&[0x11; 500]);
+        }
+        encode(capsule::DATAGRAM, b"\x00z", &mut wire);
+        let mut got = Vec::new();
+        for b in &wire {
+            core.push_body(Bytes::copy_from_slice(&[*b]));
+            got.extend(drain(&mut core).unwrap());
+            assert!(core.buffered_len() <= 16);
+        }
+        assert_eq!(
+            got,
+            vec![
+                TunnelEvent::Datagram(dropped(DropReason::UnknownContext)),
+                TunnelEvent::Datagram(dropped(DropReason::UnknownContext)),
+                TunnelEvent::Datagram(payload(b"z")),
+            ]
+        );
+        assert_eq!(core.skipped_capsules(), 0);
+        assert_eq!(core.on_fin(), Ok(()));
+    }
+    // An 8-byte varint Context ID in a 2-byte-bounded tunnel, cut by the value's
+    // end (Length 3): no Context ID, dropped.
+    let mut core = TunnelCore::new(DatagramRules::udp(), 2);
+    core.push_body(Bytes::from_static(&[
+        0x00, 0x03, 0xc0, 0, 0, 0x00, 0x01, 0x00,
+    ]));
+    assert_eq!(
+        drain(&mut core),
+        Ok(vec![
+            TunnelEvent::Datagram(dropped(DropReason::NoContextId)),
+            TunnelEvent::Datagram(payload(b"")),
+        ])
+    );
+    assert_eq!(core.on_fin(), Ok(()));
+}
+
+/// R9298-41 beyond the bound: a Context-ID-0 DATAGRAM capsule whose UDP payload
+/// exceeds 65527 bytes aborts with PayloadTooLarge also when its Length is over
+/// the capsule bound, as soon as its Context ID arrives; within 65527 but over a
+/// smaller bound it is malformed (R9297-34).
+#[test]
+fn r9298_41_oversize_capsule_context_zero() {
+    let mut core = udp();
+    let mut wire = Vec::new();
+    encode_header(capsule::DATAGRAM, 100_001, &mut wire);
+    wire.push(0x00);
+    core.push_body(Bytes::from(wire));
+    assert_eq!(
+        core.next_event(),
+        Err(TunnelCoreError::PayloadTooLarge(100_000))
+    );
+    assert_eq!(
+        core.on_fin(),
+        Err(TunnelCoreError::PayloadTooLarge(100_000))
+    );
+
+    let mut core = TunnelCore::new(DatagramRules::udp(), 1000);
+    let mut wire = Vec::new();
+    encode(capsule::DATAGRAM, &ctx0(MAX_UDP_PAYLOAD + 1), &mut wire);
+    core.push_body(Bytes::from(wire));
+    assert_eq!(
+        core.next_event(),
+        Err(TunnelCoreError::PayloadTooLarge(MAX_UDP_PAYLOAD + 1))
+    );
+
+    let mut core = TunnelCore::new(DatagramRules::udp(), 1000);
+    let mut wire = Vec::new();
+    encode(capsule::DATAGRAM, &ctx0(MAX_UDP_PAYLOAD), &mut wire);
+    core.push_body(Bytes::from(wire));
+    assert_eq!(
+        core.next_event(),
+        Err(TunnelCoreError::Malformed(CapsuleError::TooLarge {
+            ty: capsule::DATAGRAM,
+            len: MAX_UDP_PAYLOAD as u64 + 1,
+            max: 1000,
+        }))
+    );
+}
+
+/// R9297-17, R9298-38: a stream with oversize unknown-type and unknown-context
+/// capsules, cut at every single boundary into two chunks, yields the same
+/// events as the whole stream.
+#[test]
+fn r9297_17_oversize_split_at_every_boundary() {
+    let mut wire = Vec::new();
+    encode(capsule::DATAGRAM, b"\x00a", &mut wire);
+    encode(0x17, &[1; 300], &mut wire);
+    encode(capsule::DATAGRAM, b"\x00b", &mut wire);
+    encode_header(capsule::DATAGRAM, 2 + 300, &mut wire);
+    varint::put(0x3fff, &mut wire);
+    wire.extend_from_slice(&[2; 300]);
+    encode(0x2a, &[3; 17], &mut wire);
+    encode(capsule::DATAGRAM, b"\x00c", &mut wire);
+    let mk = || TunnelCore::new(DatagramRules::udp(), 16);
+    let mut whole = mk();
+    whole.push_body(Bytes::from(wire.clone()));
+    let expected = drain(&mut whole).unwrap();
+    assert_eq!(
+        expected,
+        vec![
+            TunnelEvent::Datagram(payload(b"a")),
+            TunnelEvent::Datagram(payload(b"b")),
+            TunnelEvent::Datagram(dropped(DropReason::UnknownContext)),
+            TunnelEvent::Datagram(payload(b"c")),
+        ]
+    );
+    for cut in 0..=wire.len() {
+        let mut core = mk();
+        core.push_body(Bytes::copy_from_slice(&wire[..cut]));
+        let mut got = drain(&mut core).unwrap();
+        core.push_body(Bytes::copy_from_slice(&wire[cut..]));
+        got.extend(drain(&mut core).unwrap());
+        assert_eq!(got, expected, "cut at {cut}");
+        assert_eq!(core.skipped_capsules(), 2);
+        assert_eq!(core.on_fin(), Ok(()));
+    }
 }
 
 /// R9297-31: a stream fed one byte at a time yields the same events, and a
@@ -406,4 +615,71 @@ proptest! {
             check(core.on_datagram(Bytes::from_static(b"\x00")).map(|_| ()), &mut failed)?;
         }
     }
+
+    /// R9297-17, R9298-38 with a small bound: valid streams mixing capsules
+    /// within the bound and oversize ones of unused types (skipped) and of unknown
+    /// Context IDs (dropped), cut into random chunks, yield the model's events and
+    /// never hold more than the bound plus a header.
+    #[test]
+    fn prop_oversize_skipped_same_events(
+        items in proptest::collection::vec(small_or_large_item(), 0..10),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..16),
+    ) {
+        let mut wire = Vec::new();
+        for it in &items {
+            it.encode(&mut wire);
+        }
+        let len = |it: &Item| {
+            let mut w = Vec::new();
+            it.encode(&mut w);
+            let (_, a) = varint::decode(&w).unwrap();
+            let (l, _) = varint::decode(&w[a..]).unwrap();
+            l as usize
+        };
+        let model: Vec<TunnelEvent> = items
+            .iter()
+            .filter(|it| !matches!(it, Item::Grease(..) | Item::Other(..)) || len(it) <= SMALL_MAX)
+            .map(Item::event)
+            .collect();
+        let skipped = items.len() - items.iter().filter(|it| {
+            !matches!(it, Item::Grease(..) | Item::Other(..)) || len(it) <= SMALL_MAX
+        }).count();
+
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        points.sort_unstable();
+        let mut core = TunnelCore::new(DatagramRules::udp(), SMALL_MAX);
+        let mut got = Vec::new();
+        let mut prev = 0;
+        for p in points.into_iter().chain([wire.len()]) {
+            core.push_body(Bytes::copy_from_slice(&wire[prev..p]));
+            got.extend(drain(&mut core).unwrap());
+            prop_assert!(core.buffered_len() <= SMALL_MAX + 16);
+            prev = p;
+        }
+        prop_assert_eq!(got, model);
+        prop_assert_eq!(core.skipped_capsules(), skipped as u64);
+        prop_assert_eq!(core.on_fin(), Ok(()));
+    }
+}
+
+const SMALL_MAX: usize = 24;
+
+/// Items for a tunnel bounded at [`SMALL_MAX`]: UDP payloads that fit (an
+/// oversize one is malformed), anything else of any size up to 2000 bytes.
+fn small_or_large_item() -> impl Strategy<Value = Item> {
+    let fits = || proptest::collection::vec(any::<u8>(), 0..SMALL_MAX);
+    let any_len = || {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(any::<u8>(), 0..2000),
+        ]
+    };
+    prop_oneof![
+        3 => fits().prop_map(Item::Udp),
+        2 => (1..=varint::MAX, any_len()).prop_map(|(c, p)| Item::UnknownContext(c, p)),
+        1 => any::<bool>().prop_map(Item::NoContextId),
+        2 => (0u64..(1 << 40), any_len())
+            .prop_map(|(n, v)| Item::Grease(grease_type(n).unwrap_or(0x17), v)),
+        2 => (1..=varint::MAX, any_len()).prop_map(|(t, v)| Item::Other(t, v)),
+    ]
 }

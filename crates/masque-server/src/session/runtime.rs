@@ -459,13 +459,13 @@ fn drain_events(
             Ok(None) => return after(catch(|| handler.flush(), n.metrics)),
             Err(e) => {
                 // R9297-22: a capsule error is a malformed message; R9298-41
-                // an oversize payload aborts the stream as well.
-                match e {
-                    masque_proto::tunnel::TunnelCoreError::PayloadTooLarge(_) => {
-                        Metrics::inc(&n.metrics.datagrams_dropped_oversize)
-                    }
-                    _ => Metrics::inc(&n.metrics.capsules_malformed),
+                // a DATAGRAM capsule with a UDP payload over 65527 bytes aborts
+                // the stream as well: the stream is reset for that capsule
+                // (`capsules_malformed`) and the payload counted as oversize.
+                if let masque_proto::tunnel::TunnelCoreError::PayloadTooLarge(_) = e {
+                    Metrics::inc(&n.metrics.datagrams_dropped_oversize);
                 }
+                Metrics::inc(&n.metrics.capsules_malformed);
                 return Some(CloseReason::ProtocolError(e.to_string()));
             }
         }
@@ -611,7 +611,53 @@ mod tests {
         assert_eq!(m.snapshot().handler_panics, 1);
     }
 
-    /// R9297-22: a malformed capsule (DATAGRAM over the bound) ends the tunnel.
+    /// R9297-17, R9298-38: a GREASE capsule and an unknown-context DATAGRAM
+    /// capsule over the bound are skipped unbuffered (the latter counted as an
+    /// unknown-context drop), not a reset; the tunnel keeps delivering.
+    #[test]
+    fn r9297_17_oversize_unknown_capsules_skipped() {
+        let m = Metrics::default();
+        let n = counters(&m);
+        let mut h = Recorder(Vec::new());
+        let mut core = udp_core(4);
+        let mut wire = Vec::new();
+        capsule::encode(0x17, &[7; 5000], &mut wire);
+        capsule::encode(capsule::DATAGRAM, &[6; 5000], &mut wire);
+        capsule::encode(capsule::DATAGRAM, b"\x00z", &mut wire);
+        for c in wire.chunks(100) {
+            core.push_body(Bytes::copy_from_slice(c));
+            assert!(drain_events(&mut h, &mut core, &n).is_none());
+        }
+        assert_eq!(h.0, vec![(0, Bytes::from_static(b"z"))]);
+        let s = m.snapshot();
+        assert_eq!(s.datagrams_dropped_unknown_context, 1);
+        assert_eq!(s.capsules_malformed, 0);
+        assert_eq!(core.skipped_capsules(), 1);
+    }
+
+    /// R9298-41: a context-0 DATAGRAM capsule whose UDP payload exceeds 65527
+    /// bytes ends the tunnel, within the capsule bound or over it (then as soon
+    /// as its Context ID arrives); counted as an oversize payload and a reset
+    /// for a capsule.
+    #[test]
+    fn r9298_41_oversize_datagram_capsule_aborts() {
+        for len in [1 + 65528usize, 100_000] {
+            let m = Metrics::default();
+            let mut core = udp_core(capsule::DEFAULT_MAX_CAPSULE_SIZE);
+            let mut wire = Vec::new();
+            capsule::encode_header(capsule::DATAGRAM, len, &mut wire);
+            // All of a capsule within the bound, the Context ID of one over it.
+            wire.resize(wire.len() + len.min(capsule::DEFAULT_MAX_CAPSULE_SIZE), 0);
+            core.push_body(Bytes::from(wire));
+            let r = drain_events(&mut Recorder(Vec::new()), &mut core, &counters(&m));
+            assert!(matches!(r, Some(CloseReason::ProtocolError(_))), "{len}");
+            let s = m.snapshot();
+            assert_eq!((s.datagrams_dropped_oversize, s.capsules_malformed), (1, 1));
+        }
+    }
+
+    /// R9297-22: a malformed capsule (a context-0 DATAGRAM over the bound) ends
+    /// the tunnel.
     #[test]
     fn r9297_22_malformed_capsule() {
         let m = Metrics::default();
