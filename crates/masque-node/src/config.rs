@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use masque_server::config::{DEFAULT_QUIC_SOCKET_BUFFER, TcpListen};
+use masque_server::{
+    config::{DEFAULT_QUIC_SOCKET_BUFFER, TcpListen},
+    policy::TargetRule,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -46,6 +49,16 @@ pub struct ServeArgs {
     /// Allow loopback, private and link-local targets (testing, private networks).
     #[arg(long)]
     pub allow_private: bool,
+    /// Allow targets in CIDR[:PORTS] (e.g. 10.1.0.0/16:53, [fd00::1]:443,
+    /// 192.0.2.0/24:1000-2000,3000), even inside loopback or private ranges;
+    /// never the node's own listeners, multicast or broadcast. Repeatable;
+    /// replaces the file's list. Order: docs/use/hardening.md.
+    #[arg(long, value_name = "CIDR[:PORTS]")]
+    pub allow_target: Vec<TargetRule>,
+    /// Refuse targets in CIDR[:PORTS] (403 destination_ip_prohibited); beats
+    /// --allow-target and --allow-private. Repeatable; replaces the file's list.
+    #[arg(long, value_name = "CIDR[:PORTS]")]
+    pub deny_target: Vec<TargetRule>,
     /// Tunnels one client connection may hold; more get 503 [default: 100].
     #[arg(long, value_name = "N")]
     pub max_tunnels_per_connection: Option<usize>,
@@ -90,6 +103,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     allow_private: Option<bool>,
+    allow_target: Option<Vec<String>>,
+    deny_target: Option<Vec<String>>,
     max_tunnels_per_connection: Option<usize>,
     log_format: Option<LogFormat>,
     state_dir: Option<PathBuf>,
@@ -108,6 +123,10 @@ pub struct NodeConfig {
     pub tcp_listen: TcpListen,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub allow_private: bool,
+    /// `--allow-target` (flags, else the file's `allow_target`).
+    pub allow_target: Vec<TargetRule>,
+    /// `--deny-target` (flags, else the file's `deny_target`).
+    pub deny_target: Vec<TargetRule>,
     pub max_tunnels_per_connection: usize,
     pub log_format: LogFormat,
     pub state_dir: PathBuf,
@@ -153,6 +172,8 @@ impl NodeConfig {
         } else {
             file.tcp_listen.map_or(TcpListen::SameAsH3, TcpListen::At)
         };
+        let allow_target = target_rules("allow_target", &args.allow_target, &file.allow_target)?;
+        let deny_target = target_rules("deny_target", &args.deny_target, &file.deny_target)?;
         let idle = args.idle_timeout.or(file.idle_timeout).unwrap_or(300);
         if idle == 0 {
             bail!("idle_timeout must be at least 1 second");
@@ -165,6 +186,8 @@ impl NodeConfig {
             tcp_listen,
             tls,
             allow_private: args.allow_private || file.allow_private.unwrap_or(false),
+            allow_target,
+            deny_target,
             max_tunnels_per_connection: max_tunnels,
             log_format: args
                 .log_format
@@ -191,6 +214,24 @@ impl NodeConfig {
             auth_token_file: args.auth_token_file.clone().or(file.auth_token_file),
         })
     }
+}
+
+/// A target rule list: the flags if any were given, else the file's.
+fn target_rules(
+    key: &str,
+    flags: &[TargetRule],
+    file: &Option<Vec<String>>,
+) -> Result<Vec<TargetRule>> {
+    if !flags.is_empty() {
+        return Ok(flags.to_vec());
+    }
+    file.iter()
+        .flatten()
+        .map(|s| {
+            s.parse::<TargetRule>()
+                .with_context(|| format!("{key} in the config file"))
+        })
+        .collect()
 }
 
 fn load_file(path: &Path) -> Result<FileConfig> {
@@ -224,6 +265,45 @@ mod tests {
         assert_eq!(c.quic_recv_buffer, 4 << 20);
         assert_eq!(c.quic_send_buffer, 4 << 20);
         assert_eq!(c.metrics_listen, None, "no metrics listener unless asked");
+        assert!(c.allow_target.is_empty() && c.deny_target.is_empty());
+    }
+
+    /// `allow_target` / `deny_target`: TOML lists, replaced by the flags;
+    /// a malformed rule is a start-up error naming the key.
+    #[test]
+    fn target_rules_file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("masque-node-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "allow_target = [\"10.1.0.0/16:53\", \"[fd00::1]:443\"]\ndeny_target = [\"10.1.2.0/24\"]\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(&args).unwrap();
+        let shown = |v: &[TargetRule]| v.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shown(&c.allow_target),
+            ["10.1.0.0/16:53", "fd00::1/128:443"]
+        );
+        assert_eq!(shown(&c.deny_target), ["10.1.2.0/24"]);
+        args.deny_target = vec!["192.0.2.0/24:1000-2000".parse().unwrap()];
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(
+            shown(&c.deny_target),
+            ["192.0.2.0/24:1000-2000"],
+            "flags replace"
+        );
+        assert_eq!(c.allow_target.len(), 2, "the file's allow list stays");
+        std::fs::write(&path, "deny_target = [\"10.0.0.1/8\"]\n").unwrap();
+        args.deny_target.clear();
+        let e = format!("{:#}", NodeConfig::resolve(&args).unwrap_err());
+        assert!(e.contains("deny_target") && e.contains("host bits"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -42,3 +42,37 @@ fn main() -> Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--allow-target` / `--deny-target` repeat and parse CIDR[:PORTS] up front.
+    #[test]
+    fn target_rule_flags() {
+        let cli = Cli::try_parse_from([
+            "masque-node",
+            "--allow-target",
+            "10.0.0.0/8:53",
+            "--allow-target",
+            "[fd00::1]:443,8443",
+            "--deny-target",
+            "10.9.0.0/16",
+        ])
+        .unwrap();
+        let shown = |v: &[masque_server::policy::TargetRule]| {
+            v.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            shown(&cli.serve.allow_target),
+            ["10.0.0.0/8:53", "fd00::1/128:443,8443"]
+        );
+        assert_eq!(shown(&cli.serve.deny_target), ["10.9.0.0/16"]);
+        for bad in ["10.0.0.1/8", "10.0.0.0/8:99999", "example.com"] {
+            assert!(
+                Cli::try_parse_from(["masque-node", "--deny-target", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

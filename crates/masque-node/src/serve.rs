@@ -5,8 +5,9 @@ use std::{net::IpAddr, sync::Arc};
 
 use anyhow::{Context, Result};
 use masque_server::{
-    Node, ProxyAuth, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig, config::TcpListen,
-    policy::AddressPolicy,
+    Node, ProxyAuth, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig,
+    config::TcpListen,
+    policy::{AddressPolicy, OwnListeners, TargetRules},
 };
 use masque_transport::tls::{DevCert, ServerTls, format_fingerprint_colon};
 
@@ -47,13 +48,32 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         .collect();
     own.dedup();
     let on_loopback = cfg.listen.ip().is_loopback() && tcp_ip.is_none_or(|ip| ip.is_loopback());
+    // The listeners themselves are never targets (a loop), even with
+    // --allow-private or --allow-target: the addresses asked for now, the
+    // bound ones (port 0 resolved) as soon as the node has them.
+    let own_listeners = OwnListeners::new(
+        [Some(cfg.listen), tcp_addr_asked(&cfg)]
+            .into_iter()
+            .flatten(),
+    );
     let proxy = UdpProxy::new(UdpProxyConfig {
         policy: AddressPolicy {
             allow_private: cfg.allow_private,
             own_addresses: own,
         },
+        targets: TargetRules {
+            allow: cfg.allow_target.clone(),
+            deny: cfg.deny_target.clone(),
+            own_listeners: own_listeners.clone(),
+        },
         ..Default::default()
     });
+    for rule in &cfg.deny_target {
+        tracing::info!(%rule, "outbound policy: deny");
+    }
+    for rule in &cfg.allow_target {
+        tracing::info!(%rule, "outbound policy: allow");
+    }
     let auth = match &cfg.auth_token_file {
         Some(path) => load_tokens(path)?,
         None => ProxyAuth::default(),
@@ -85,6 +105,11 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     let node = Node::start(server, &tls, Arc::new(proxy))
         .await
         .context("starting the node")?;
+    own_listeners.set(
+        [Some(node.local_addr()), node.tcp_addr()]
+            .into_iter()
+            .flatten(),
+    );
     match node.tcp_addr() {
         Some(tcp) => {
             tracing::info!(udp = %node.local_addr(), %tcp, "serving HTTP/3 on UDP, HTTP/2 and HTTP/1.1 on TLS/TCP")
@@ -117,6 +142,15 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     drop(metrics);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The TCP listener address asked for (its port may still be 0).
+fn tcp_addr_asked(cfg: &NodeConfig) -> Option<std::net::SocketAddr> {
+    match cfg.tcp_listen {
+        TcpListen::SameAsH3 => Some(cfg.listen),
+        TcpListen::At(addr) => Some(addr),
+        TcpListen::Off => None,
+    }
 }
 
 fn print_banner(

@@ -21,8 +21,8 @@ use masque_transport::{OutDatagram, TunnelRequest};
 use crate::{
     handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput},
     metrics::Metrics,
-    policy::AddressPolicy,
-    resolver::{ResolveError, Resolver, SystemResolver},
+    policy::{AddressPolicy, TargetRules},
+    resolver::{LookupBudget, LookupLimits, Resolver, SystemResolver, resolve_within_budget},
     task_group::TunnelTask,
     udp_socket::{ErrorClass, SendBatch, TargetSocket, UdpSocketConfig, classify_error},
 };
@@ -31,19 +31,26 @@ use crate::{
 #[derive(Clone)]
 pub struct UdpProxyConfig {
     pub policy: AddressPolicy,
+    /// `--allow-target` / `--deny-target` and the node's own listeners
+    /// (`policy::AddressPolicy::check`).
+    pub targets: TargetRules,
     /// R9298-17: a resolution slower than this is `dns_timeout` (504).
     pub dns_timeout: Duration,
     pub socket: UdpSocketConfig,
     pub resolver: Arc<dyn Resolver>,
+    /// §5: lookups in flight, node-wide and per connection; more are 503.
+    pub lookups: LookupLimits,
 }
 
 impl Default for UdpProxyConfig {
     fn default() -> Self {
         Self {
             policy: AddressPolicy::default(),
+            targets: TargetRules::default(),
             dns_timeout: Duration::from_secs(5),
             socket: UdpSocketConfig::default(),
             resolver: Arc::new(SystemResolver),
+            lookups: LookupLimits::default(),
         }
     }
 }
@@ -52,8 +59,10 @@ impl std::fmt::Debug for UdpProxyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdpProxyConfig")
             .field("policy", &self.policy)
+            .field("targets", &self.targets)
             .field("dns_timeout", &self.dns_timeout)
             .field("socket", &self.socket)
+            .field("lookups", &self.lookups)
             .finish_non_exhaustive()
     }
 }
@@ -62,14 +71,21 @@ impl std::fmt::Debug for UdpProxyConfig {
 #[derive(Debug, Clone)]
 pub struct UdpProxy {
     config: UdpProxyConfig,
+    lookups: Arc<LookupBudget>,
 }
 
 impl UdpProxy {
     pub fn new(config: UdpProxyConfig) -> Self {
-        Self { config }
+        let lookups = LookupBudget::new(config.lookups);
+        Self { config, lookups }
     }
 
-    async fn resolve(&self, target: &UdpTarget) -> Result<Vec<SocketAddr>, Refusal> {
+    async fn resolve(
+        &self,
+        request: &TunnelRequest,
+        target: &UdpTarget,
+        metrics: &Metrics,
+    ) -> Result<Vec<SocketAddr>, Refusal> {
         let UdpTarget::Host(hp) = target else {
             return Err(Refusal::new(TunnelFailure::MalformedRequest)
                 .with_details("wildcard target needs connect-udp-bind"));
@@ -79,17 +95,16 @@ impl UdpProxy {
             Host::V4(a) => Ok(vec![SocketAddr::new((*a).into(), port)]),
             Host::V6(a) => Ok(vec![SocketAddr::new((*a).into(), port)]),
             Host::Name(name) => {
-                let lookup = self.config.resolver.resolve(name.as_str(), port);
-                match tokio::time::timeout(self.config.dns_timeout, lookup).await {
-                    Ok(Ok(addrs)) => Ok(addrs),
-                    Ok(Err(ResolveError::NotFound)) => {
-                        Err(Refusal::new(TunnelFailure::DnsError).with_rcode("NXDOMAIN"))
-                    }
-                    Ok(Err(ResolveError::Failed(e))) => Err(Refusal::new(TunnelFailure::DnsError)
-                        .with_rcode("SERVFAIL")
-                        .with_details(e)),
-                    Err(_) => Err(Refusal::new(TunnelFailure::DnsTimeout)),
-                }
+                resolve_within_budget(
+                    self.config.resolver.as_ref(),
+                    &self.lookups,
+                    self.config.dns_timeout,
+                    request.peer,
+                    name.as_str(),
+                    port,
+                    metrics,
+                )
+                .await
             }
         }
     }
@@ -107,26 +122,30 @@ impl Handler for UdpProxy {
             Host::V6(a) => a.into(),
             Host::Name(_) => return Ok(()),
         };
-        if self.config.policy.allows(ip) {
-            Ok(())
-        } else {
-            Err(prohibited())
-        }
+        self.check(SocketAddr::new(ip, hp.port.get()))
     }
 
     async fn init(
         &self,
-        _request: &TunnelRequest,
+        request: &TunnelRequest,
         target: &Target,
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal> {
         let Target::Udp(target) = target;
-        let addrs = self.resolve(target).await?;
-        // R9298-53: check every resolved address; use the first allowed one.
+        let addrs = self.resolve(request, target, out.metrics()).await?;
+        // R9298-53: check every resolved address; use the first allowed one,
+        // else refuse as the first address was refused.
+        let mut refused = None;
         let addr = addrs
             .into_iter()
-            .find(|a| self.config.policy.allows(a.ip()))
-            .ok_or_else(prohibited)?;
+            .find(|a| match self.check(*a) {
+                Ok(()) => true,
+                Err(r) => {
+                    refused.get_or_insert(r);
+                    false
+                }
+            })
+            .ok_or_else(|| refused.unwrap_or_else(prohibited))?;
         let socket = TargetSocket::connect(addr, &self.config.socket)
             .map_err(|e| Refusal::new(socket_failure(&e)).with_details(e.to_string()))?;
         let socket = Arc::new(socket);
@@ -140,6 +159,16 @@ impl Handler for UdpProxy {
             metrics,
             outgoing: SendBatch::new(),
         }))
+    }
+}
+
+impl UdpProxy {
+    /// The outbound policy (`policy::AddressPolicy::check`) for one target.
+    fn check(&self, addr: SocketAddr) -> Result<(), Refusal> {
+        self.config
+            .policy
+            .check(&self.config.targets, addr)
+            .map_err(Refusal::from)
     }
 }
 
