@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// keep-alive would keep an idle client's connection up for good).
     /// `None`: never.
     pub connection_idle_timeout: Option<Duration>,
+    /// Node-wide caps: connections (in all, per source address), handshakes
+    /// in flight, QUIC Retry threshold, tunnels in all.
+    pub admission: crate::admission::AdmissionLimits,
     /// Who may open tunnels (default: anyone; R9298-52). Checked first: a
     /// request without valid credentials gets 407 before anything else.
     pub auth: crate::auth::ProxyAuth,
@@ -141,6 +144,7 @@ impl Default for ServerConfig {
             node_name: "masque-node".into(),
             max_tunnels_per_connection: 100,
             connection_idle_timeout: Some(Duration::from_secs(120)),
+            admission: crate::admission::AdmissionLimits::default(),
             auth: crate::auth::ProxyAuth::default(),
             udp_template: template::DEFAULT_UDP_PATH.into(),
             drain_timeout: Duration::from_secs(10),

@@ -7,13 +7,15 @@ use masque_proto::{
     template::{IpTemplate, TcpTemplate, TemplateError, UdpTemplate},
 };
 
-use crate::{config::ServerConfig, handler::Handler, metrics::Metrics};
+use crate::{admission::Admission, config::ServerConfig, handler::Handler, metrics::Metrics};
 
 pub(crate) struct ListenerContext {
     pub config: ServerConfig,
     pub session: Arc<crate::config::SessionConfig>,
     pub handler: Arc<dyn Handler>,
     pub metrics: Arc<Metrics>,
+    /// Node-wide admission (every listener of the node shares this context).
+    pub admission: Arc<Admission>,
     /// The URI templates requests are classified against.
     pub templates: Templates,
     pub node_name: Arc<str>,
@@ -32,6 +34,7 @@ impl ListenerContext {
             tcp: TcpTemplate::well_known(),
         };
         Ok(Self {
+            admission: Admission::new(config.admission, Arc::clone(&metrics)),
             session: Arc::new(config.session.clone()),
             node_name: config.node_name.as_str().into(),
             handler,

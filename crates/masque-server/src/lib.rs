@@ -2,6 +2,7 @@
 //! Erlang `masque` supervision tree (see [`node`]), the [`handler::Handler`]
 //! trait, and the built-in CONNECT-UDP handler [`udp_proxy::UdpProxy`].
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 mod context;

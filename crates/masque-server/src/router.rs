@@ -20,6 +20,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 
 use crate::{
+    admission::ConnectionPermit,
     auth::AuthFailure,
     context::ListenerContext,
     handler::{Refusal, Target},
@@ -48,20 +49,23 @@ pub struct ConnectionRouter;
 
 pub struct RouterArgs {
     pub(crate) conn: ServerConnection,
+    /// The connection's place under the node's admission caps.
+    pub(crate) permit: ConnectionPermit,
     pub(crate) ctx: Arc<ListenerContext>,
 }
 
 pub struct RouterState {
     conn: ServerConnection,
+    _permit: ConnectionPermit,
     ctx: Arc<ListenerContext>,
     /// Tunnels counted against the limit: in policy check or running.
     slots: Slots,
     draining: bool,
     /// Since when the connection carries no tunnel (`None`: it does).
     idle_since: Option<tokio::time::Instant>,
-    /// An `IdleCheck` is pending (one timer per router, however many
-    /// requests come and go).
-    idle_check_armed: bool,
+    /// The pending `IdleCheck` timer (one per router, however many requests
+    /// come and go); aborted with the router so no task outlives it.
+    idle_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<RouterMsg>>>>,
     accept_task: JoinHandle<()>,
     /// Where the handlers' data-plane tasks of this connection run, e.g. every
     /// tunnel's target reader (`TunnelOutput::spawn`, decisions §29).
@@ -71,6 +75,9 @@ pub struct RouterState {
 impl Drop for RouterState {
     fn drop(&mut self) {
         self.accept_task.abort();
+        if let Some(t) = self.idle_timer.take() {
+            t.abort();
+        }
         self.conn.close();
     }
 }
@@ -103,16 +110,15 @@ impl Actor for ConnectionRouter {
             }
             let _ = myself.cast(RouterMsg::ConnectionClosed);
         });
-        let idle_check_armed = match args.ctx.config.connection_idle_timeout {
-            Some(t) => {
-                myself_for_slots.send_after(t, || RouterMsg::IdleCheck);
-                true
-            }
-            None => false,
-        };
+        let idle_timer = args
+            .ctx
+            .config
+            .connection_idle_timeout
+            .map(|t| myself_for_slots.send_after(t, || RouterMsg::IdleCheck));
         Ok(RouterState {
+            _permit: args.permit,
             idle_since: Some(tokio::time::Instant::now()),
-            idle_check_armed,
+            idle_timer,
             conn: args.conn,
             ctx: args.ctx,
             slots: {
@@ -178,7 +184,7 @@ impl Actor for ConnectionRouter {
                 myself.stop(Some("drain deadline".into()));
             }
             RouterMsg::IdleCheck => {
-                state.idle_check_armed = false;
+                state.idle_timer = None;
                 let Some(t) = state.ctx.config.connection_idle_timeout else {
                     return Ok(());
                 };
@@ -190,8 +196,8 @@ impl Actor for ConnectionRouter {
                         myself.stop(Some("idle".into()));
                     }
                     Some(since) => {
-                        state.idle_check_armed = true;
-                        myself.send_after(t - since.elapsed(), || RouterMsg::IdleCheck);
+                        let rest = t - since.elapsed();
+                        state.idle_timer = Some(myself.send_after(rest, || RouterMsg::IdleCheck));
                     }
                     None => {}
                 }
@@ -254,9 +260,8 @@ fn arm_idle(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
         return;
     }
     state.idle_since = Some(tokio::time::Instant::now());
-    if !state.idle_check_armed {
-        state.idle_check_armed = true;
-        myself.send_after(t, || RouterMsg::IdleCheck);
+    if state.idle_timer.is_none() {
+        state.idle_timer = Some(myself.send_after(t, || RouterMsg::IdleCheck));
     }
 }
 
@@ -304,11 +309,17 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
             Refusal::new(TunnelFailure::ConnectionLimitReached).http_response(&ctx.node_name);
         return refuse(pending, answer);
     }
+    let Some(node_permit) = ctx.admission.tunnel() else {
+        let answer = Refusal::new(TunnelFailure::ConnectionLimitReached)
+            .with_details("the node holds its tunnel limit")
+            .http_response(&ctx.node_name);
+        return refuse(pending, answer);
+    };
     let target = match classify(&form, &pending.request.headers, ctx) {
         Ok(t) => t,
         Err(answer) => return refuse(pending, answer),
     };
-    let slot = state.slots.take();
+    let slot = state.slots.take(node_permit);
     let me = myself.clone();
     let ctx = Arc::clone(ctx);
     tokio::spawn(async move {

@@ -7,6 +7,7 @@
 //! (the router re-checks whether it is done), however the slot went away: a
 //! refusal, the end of a relay, or a session task aborted with its actor.
 
+use crate::admission::TunnelPermit;
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
@@ -39,11 +40,13 @@ impl Slots {
         self.count.load(Ordering::Acquire)
     }
 
-    pub(crate) fn take(&self) -> TunnelSlot {
+    /// A slot, holding the tunnel's place under the node-wide cap too.
+    pub(crate) fn take(&self, node: TunnelPermit) -> TunnelSlot {
         self.count.fetch_add(1, Ordering::AcqRel);
         TunnelSlot {
             count: Arc::clone(&self.count),
             on_free: Arc::clone(&self.on_free),
+            _node: Some(node),
         }
     }
 }
@@ -52,6 +55,8 @@ impl Slots {
 pub(crate) struct TunnelSlot {
     count: Arc<AtomicUsize>,
     on_free: OnFree,
+    /// The node-wide place, freed with the slot.
+    _node: Option<TunnelPermit>,
 }
 
 impl std::fmt::Debug for TunnelSlot {
@@ -78,8 +83,12 @@ mod tests {
         let s = Slots::new(move || {
             f.fetch_add(1, Ordering::Relaxed);
         });
-        let a = s.take();
-        let b = s.take();
+        let node = crate::admission::Admission::new(
+            Default::default(),
+            Arc::new(crate::metrics::Metrics::default()),
+        );
+        let a = s.take(node.tunnel().unwrap());
+        let b = s.take(node.tunnel().unwrap());
         assert_eq!(s.in_use(), 2);
         drop(a);
         assert_eq!((s.in_use(), freed.load(Ordering::Relaxed)), (1, 1));

@@ -3,6 +3,10 @@
 //! ListenerRegistry, runs QUIC and HTTP/3 handshakes off the actor and
 //! spawns a linked ConnectionRouter per connection.
 
+use crate::{
+    admission::{ConnectionPermit, HandshakePermit},
+    metrics::Metrics,
+};
 use std::{net::SocketAddr, sync::Arc};
 
 use masque_registry::ListenerProtocol;
@@ -94,12 +98,7 @@ impl Actor for H3Listener {
         .await;
         tracing::info!(%addr, name = %args.ctx.config.name, registered = outcome.is_registered(), "HTTP/3 listener up");
         args.bound.send_replace(Some(addr));
-        let accept_task = tokio::spawn(accept(
-            endpoint.clone(),
-            args.ctx.config.h3.clone(),
-            args.ctx.config.tunnel_limits,
-            myself,
-        ));
+        let accept_task = tokio::spawn(accept(endpoint.clone(), Arc::clone(&args.ctx), myself));
         Ok(H3ListenerState {
             endpoint,
             accept_task,
@@ -114,7 +113,9 @@ impl Actor for H3Listener {
         state: &mut H3ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ListenerMsg::Established(conn) => state.routers.spawn(&myself, conn).await,
+            ListenerMsg::Established(conn, permit) => {
+                state.routers.spawn(&myself, conn, permit).await
+            }
             ListenerMsg::Drain(timeout) => {
                 // No new connections; existing ones get GOAWAY and drain.
                 state.endpoint.set_server_config(None);
@@ -140,18 +141,40 @@ impl Actor for H3Listener {
 /// Accepts QUIC connections until the endpoint closes; each handshake (QUIC,
 /// then HTTP/3 SETTINGS) runs on a task of its own, so one slow client
 /// cannot stall accepting, and they all end with this task.
+/// Admission first (decisions §36): over the node's connection, per-address
+/// or handshake caps the connection is refused before any state is kept;
+/// above the Retry threshold an unvalidated address gets a Retry.
 async fn accept(
     endpoint: quinn::Endpoint,
-    h3: masque_h3::Config,
-    limits: TunnelLimits,
+    ctx: Arc<ListenerContext>,
     listener: ActorRef<ListenerMsg>,
 ) {
+    let (h3, limits) = (ctx.config.h3.clone(), ctx.config.tunnel_limits);
+    let admission = &ctx.admission;
     let mut handshakes = JoinSet::new();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    handshakes.spawn(handshake(incoming, h3.clone(), limits, listener.clone()));
+                    let Ok(permit) = admission.connection(incoming.remote_address().ip()) else {
+                        incoming.refuse();
+                        continue;
+                    };
+                    if admission.handshakes_in_flight() >= admission.limits().retry_above_handshakes
+                        && !incoming.remote_address_validated()
+                        && incoming.may_retry()
+                    {
+                        if incoming.retry().is_ok() {
+                            Metrics::inc(&ctx.metrics.quic_retries_sent);
+                        }
+                        continue;
+                    }
+                    let Some(hs) = admission.handshake() else {
+                        incoming.refuse();
+                        continue;
+                    };
+                    let listener = listener.clone();
+                    handshakes.spawn(handshake(incoming, h3.clone(), limits, listener, permit, hs));
                 }
                 None => return,
             },
@@ -165,6 +188,8 @@ async fn handshake(
     h3: masque_h3::Config,
     limits: TunnelLimits,
     listener: ActorRef<ListenerMsg>,
+    permit: ConnectionPermit,
+    handshake: HandshakePermit,
 ) {
     let quic = match incoming.await {
         Ok(q) => q,
@@ -173,10 +198,15 @@ async fn handshake(
             return;
         }
     };
-    match masque_h3::Connection::server(quic, h3).await {
+    let setup = masque_h3::Connection::server(quic, h3).await;
+    drop(handshake);
+    match setup {
         Ok(conn) => {
             let conn = ServerConnection::h3(conn, limits);
-            if listener.cast(ListenerMsg::Established(conn)).is_err() {
+            if listener
+                .cast(ListenerMsg::Established(conn, permit))
+                .is_err()
+            {
                 tracing::debug!("listener gone before the connection was handed over");
             }
         }

@@ -10,6 +10,7 @@
 mod h3;
 mod tls;
 
+use crate::admission::ConnectionPermit;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use masque_transport::ServerConnection;
@@ -24,8 +25,9 @@ use crate::{
 
 /// The messages of either listener kind.
 pub enum ListenerMsg {
-    /// A connection that completed its handshakes: spawn its router.
-    Established(ServerConnection),
+    /// A connection that completed its handshakes: spawn its router, which
+    /// holds the connection's admission permit.
+    Established(ServerConnection, ConnectionPermit),
     /// Stop accepting; pass Drain to every router; report `Drained` to the
     /// supervisor once the last router has stopped.
     Drain(Duration),
@@ -56,7 +58,12 @@ impl Routers {
 
     /// Spawns the router of `conn`, linked to the listener; a connection that
     /// completes after Drain is closed instead.
-    pub(crate) async fn spawn(&mut self, myself: &ActorRef<ListenerMsg>, conn: ServerConnection) {
+    pub(crate) async fn spawn(
+        &mut self,
+        myself: &ActorRef<ListenerMsg>,
+        conn: ServerConnection,
+        permit: ConnectionPermit,
+    ) {
         if self.draining {
             tracing::debug!(peer = %conn.peer(), "connection established while draining; closed");
             conn.close();
@@ -64,6 +71,7 @@ impl Routers {
         }
         let args = RouterArgs {
             conn,
+            permit,
             ctx: Arc::clone(&self.ctx),
         };
         match Actor::spawn_linked(None, ConnectionRouter, args, myself.get_cell()).await {

@@ -19,6 +19,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 use super::{ListenerMsg, Routers, drain_listener};
+use crate::admission::{ConnectionPermit, HandshakePermit};
 use crate::{
     context::ListenerContext,
     supervisor::{ChildSpec, Restart},
@@ -113,7 +114,9 @@ impl Actor for TlsListener {
         state: &mut TlsListenerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ListenerMsg::Established(conn) => state.routers.spawn(&myself, conn).await,
+            ListenerMsg::Established(conn, permit) => {
+                state.routers.spawn(&myself, conn, permit).await
+            }
             ListenerMsg::Drain(timeout) => {
                 state.accept_task.abort();
                 // Draining is the node's last act: refuse new connections at
@@ -151,17 +154,38 @@ async fn accept(
     ctx: Arc<ListenerContext>,
     me: ActorRef<ListenerMsg>,
 ) {
+    let admission = Arc::clone(&ctx.admission);
     let mut handshakes = JoinSet::new();
     loop {
+        // At the node's connection or handshake cap, stop accepting until a
+        // place frees (new connections wait in the kernel's backlog).
+        let room = async {
+            loop {
+                let freed = admission.freed();
+                if admission.has_room() {
+                    return;
+                }
+                freed.await;
+            }
+        };
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = async { room.await; listener.accept().await } => match accepted {
                 Ok((tcp, peer)) => {
+                    // Over the per-address cap (or a race past the total
+                    // one): closed at once.
+                    let Ok(permit) = admission.connection(peer.ip()) else {
+                        continue;
+                    };
+                    let Some(hs) = admission.handshake() else {
+                        continue;
+                    };
                     handshakes.spawn(handshake(
                         tcp,
                         peer,
                         acceptor.clone(),
                         Arc::clone(&ctx),
                         me.clone(),
+                        (permit, hs),
                     ));
                 }
                 Err(e) => {
@@ -181,6 +205,7 @@ async fn handshake(
     acceptor: TlsAcceptor,
     ctx: Arc<ListenerContext>,
     listener: ActorRef<ListenerMsg>,
+    (permit, hs): (ConnectionPermit, HandshakePermit),
 ) {
     let config = &ctx.config;
     let _ = tcp.set_nodelay(true);
@@ -210,8 +235,12 @@ async fn handshake(
         let watch = peer_watch(tls.get_ref().0);
         ServerConnection::h1(tls, peer, &config.h1, config.tunnel_limits, watch)
     };
+    drop(hs);
     tracing::debug!(%peer, transport = %conn.transport(), "TLS connection established");
-    if listener.cast(ListenerMsg::Established(conn)).is_err() {
+    if listener
+        .cast(ListenerMsg::Established(conn, permit))
+        .is_err()
+    {
         tracing::debug!(%peer, "listener gone before the connection was handed over");
     }
 }
