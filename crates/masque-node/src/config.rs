@@ -9,8 +9,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use masque_server::{
+    admission::AdmissionLimits,
     config::{DEFAULT_QUIC_SOCKET_BUFFER, TcpListen},
     policy::TargetRule,
+    resolver::LookupLimits,
 };
 use serde::Deserialize;
 
@@ -62,6 +64,33 @@ pub struct ServeArgs {
     /// Tunnels one client connection may hold; more get 503 [default: 100].
     #[arg(long, value_name = "N")]
     pub max_tunnels_per_connection: Option<usize>,
+    /// Connections the node holds in all, every transport; more are refused
+    /// (the TLS listener stops accepting) [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections from one source address [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Handshakes (QUIC or TLS, up to the HTTP SETTINGS) in flight [default: 512].
+    #[arg(long, value_name = "N")]
+    pub max_handshakes: Option<usize>,
+    /// Above this many QUIC handshakes in flight, clients with an unvalidated
+    /// address get a QUIC Retry first; 0 = always [default: 64].
+    #[arg(long, value_name = "N")]
+    pub retry_above_handshakes: Option<usize>,
+    /// Tunnels the node holds in all; more get 503 [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_tunnels: Option<usize>,
+    /// Seconds a connection may carry no tunnel before it gets GOAWAY and is
+    /// closed; 0 = never [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub connection_idle_timeout: Option<u64>,
+    /// DNS lookups in flight on the node; more get 503 at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_dns_lookups: Option<usize>,
+    /// DNS lookups in flight for one client connection [default: 8].
+    #[arg(long, value_name = "N")]
+    pub max_dns_lookups_per_connection: Option<usize>,
     /// Log format [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -106,6 +135,14 @@ struct FileConfig {
     allow_target: Option<Vec<String>>,
     deny_target: Option<Vec<String>>,
     max_tunnels_per_connection: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_handshakes: Option<usize>,
+    retry_above_handshakes: Option<usize>,
+    max_tunnels: Option<usize>,
+    connection_idle_timeout: Option<u64>,
+    max_dns_lookups: Option<usize>,
+    max_dns_lookups_per_connection: Option<usize>,
     log_format: Option<LogFormat>,
     state_dir: Option<PathBuf>,
     idle_timeout: Option<u64>,
@@ -128,6 +165,12 @@ pub struct NodeConfig {
     /// `--deny-target` (flags, else the file's `deny_target`).
     pub deny_target: Vec<TargetRule>,
     pub max_tunnels_per_connection: usize,
+    /// `--max-connections`, `--max-handshakes`, `--max-tunnels` and co.
+    pub admission: AdmissionLimits,
+    /// `--connection-idle-timeout` (`None`: 0, never).
+    pub connection_idle_timeout: Option<Duration>,
+    /// `--max-dns-lookups`, `--max-dns-lookups-per-connection`.
+    pub lookups: LookupLimits,
     pub log_format: LogFormat,
     pub state_dir: PathBuf,
     pub idle_timeout: Duration,
@@ -174,6 +217,56 @@ impl NodeConfig {
         };
         let allow_target = target_rules("allow_target", &args.allow_target, &file.allow_target)?;
         let deny_target = target_rules("deny_target", &args.deny_target, &file.deny_target)?;
+        let admission_defaults = AdmissionLimits::default();
+        let admission = AdmissionLimits {
+            max_connections: at_least_one(
+                "max_connections",
+                args.max_connections.or(file.max_connections),
+                admission_defaults.max_connections,
+            )?,
+            max_connections_per_ip: at_least_one(
+                "max_connections_per_ip",
+                args.max_connections_per_ip.or(file.max_connections_per_ip),
+                admission_defaults.max_connections_per_ip,
+            )?,
+            max_handshakes: at_least_one(
+                "max_handshakes",
+                args.max_handshakes.or(file.max_handshakes),
+                admission_defaults.max_handshakes,
+            )?,
+            // 0 is meaningful: a Retry for every unvalidated address.
+            retry_above_handshakes: args
+                .retry_above_handshakes
+                .or(file.retry_above_handshakes)
+                .unwrap_or(admission_defaults.retry_above_handshakes),
+            max_tunnels: at_least_one(
+                "max_tunnels",
+                args.max_tunnels.or(file.max_tunnels),
+                admission_defaults.max_tunnels,
+            )?,
+        };
+        let connection_idle_timeout = match args
+            .connection_idle_timeout
+            .or(file.connection_idle_timeout)
+        {
+            Some(0) => None,
+            Some(secs) => Some(Duration::from_secs(secs)),
+            None => masque_server::ServerConfig::default().connection_idle_timeout,
+        };
+        let lookup_defaults = LookupLimits::default();
+        let lookups = LookupLimits {
+            max_concurrent_lookups: at_least_one(
+                "max_dns_lookups",
+                args.max_dns_lookups.or(file.max_dns_lookups),
+                lookup_defaults.max_concurrent_lookups,
+            )?,
+            max_concurrent_lookups_per_connection: at_least_one(
+                "max_dns_lookups_per_connection",
+                args.max_dns_lookups_per_connection
+                    .or(file.max_dns_lookups_per_connection),
+                lookup_defaults.max_concurrent_lookups_per_connection,
+            )?,
+        };
         let idle = args.idle_timeout.or(file.idle_timeout).unwrap_or(300);
         if idle == 0 {
             bail!("idle_timeout must be at least 1 second");
@@ -189,6 +282,9 @@ impl NodeConfig {
             allow_target,
             deny_target,
             max_tunnels_per_connection: max_tunnels,
+            admission,
+            connection_idle_timeout,
+            lookups,
             log_format: args
                 .log_format
                 .or(file.log_format)
@@ -213,6 +309,16 @@ impl NodeConfig {
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             auth_token_file: args.auth_token_file.clone().or(file.auth_token_file),
         })
+    }
+}
+
+/// A count given (flag, else file) or its default; 0 is refused (it would
+/// refuse everything).
+fn at_least_one(key: &str, given: Option<usize>, default: usize) -> Result<usize> {
+    match given {
+        Some(0) => bail!("{key} must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(default),
     }
 }
 
@@ -266,6 +372,96 @@ mod tests {
         assert_eq!(c.quic_send_buffer, 4 << 20);
         assert_eq!(c.metrics_listen, None, "no metrics listener unless asked");
         assert!(c.allow_target.is_empty() && c.deny_target.is_empty());
+        assert_eq!(c.admission, AdmissionLimits::default());
+        assert_eq!(c.connection_idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(c.lookups, LookupLimits::default());
+    }
+
+    /// The admission, connection idle and DNS limits: TOML keys, flags over
+    /// the file, 0 refused where it would refuse everything.
+    #[test]
+    fn limits_file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("masque-node-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "max_connections = 50\nmax_connections_per_ip = 5\nmax_handshakes = 20\n\
+             retry_above_handshakes = 0\nmax_tunnels = 500\nconnection_idle_timeout = 0\n\
+             max_dns_lookups = 16\nmax_dns_lookups_per_connection = 2\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(
+            c.admission,
+            AdmissionLimits {
+                max_connections: 50,
+                max_connections_per_ip: 5,
+                max_handshakes: 20,
+                retry_above_handshakes: 0,
+                max_tunnels: 500,
+            }
+        );
+        assert_eq!(c.connection_idle_timeout, None, "0 = never");
+        assert_eq!(
+            c.lookups,
+            LookupLimits {
+                max_concurrent_lookups: 16,
+                max_concurrent_lookups_per_connection: 2,
+            }
+        );
+        args.max_connections = Some(7);
+        args.max_connections_per_ip = Some(3);
+        args.max_handshakes = Some(4);
+        args.retry_above_handshakes = Some(2);
+        args.max_tunnels = Some(9);
+        args.connection_idle_timeout = Some(30);
+        args.max_dns_lookups = Some(6);
+        args.max_dns_lookups_per_connection = Some(1);
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(
+            c.admission,
+            AdmissionLimits {
+                max_connections: 7,
+                max_connections_per_ip: 3,
+                max_handshakes: 4,
+                retry_above_handshakes: 2,
+                max_tunnels: 9,
+            },
+            "flags override the file"
+        );
+        assert_eq!(c.connection_idle_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            c.lookups,
+            LookupLimits {
+                max_concurrent_lookups: 6,
+                max_concurrent_lookups_per_connection: 1,
+            }
+        );
+        for key in [
+            "max_connections",
+            "max_connections_per_ip",
+            "max_handshakes",
+            "max_tunnels",
+            "max_dns_lookups",
+            "max_dns_lookups_per_connection",
+        ] {
+            std::fs::write(&path, format!("{key} = 0\n")).unwrap();
+            let e = format!(
+                "{:#}",
+                NodeConfig::resolve(&ServeArgs {
+                    config: Some(path.clone()),
+                    ..Default::default()
+                })
+                .unwrap_err()
+            );
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// `allow_target` / `deny_target`: TOML lists, replaced by the flags;

@@ -66,6 +66,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
             deny: cfg.deny_target.clone(),
             own_listeners: own_listeners.clone(),
         },
+        lookups: cfg.lookups,
         ..Default::default()
     });
     for rule in &cfg.deny_target {
@@ -93,6 +94,8 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         // A clone shares the token set: SIGHUP replaces it for the listener.
         auth: auth.clone(),
         max_tunnels_per_connection: cfg.max_tunnels_per_connection,
+        admission: cfg.admission,
+        connection_idle_timeout: cfg.connection_idle_timeout,
         drain_timeout: cfg.drain_timeout,
         quic_recv_buffer: cfg.quic_recv_buffer,
         quic_send_buffer: cfg.quic_send_buffer,

@@ -697,3 +697,124 @@ fn sighup_reloads_the_bearer_tokens() -> Result<()> {
         Ok(())
     })
 }
+
+/// Polls the metrics endpoint until `name` reaches `at_least`, at most `within`.
+fn wait_for_counter(url: &str, name: &str, at_least: u64, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = curl(url)?;
+        if counter(&text, name) >= Some(at_least) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{name} below {at_least} after {within:?}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `--max-connections` reaches the node: with 1, a second concurrent
+/// connection is refused (counted), while the first keeps its tunnel.
+#[test]
+fn max_connections_flag_refuses_a_second_connection() -> Result<()> {
+    use masque_client::ProxyClient;
+
+    let state = temp_dir("maxconn");
+    let (_node, banner) = start_node(
+        &state,
+        &[
+            "--allow-private",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "1",
+        ],
+    )?;
+    let url = banner.metrics.clone().context("no metrics line")?;
+    let echo = udp_echo()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let limit = Duration::from_secs(10);
+        let first = tokio::time::timeout(
+            limit,
+            ProxyClient::connect(&banner.url(), banner.pinned_options()?),
+        )
+        .await
+        .context("first connection: no answer")??;
+        let mut s = tokio::time::timeout(limit, first.open_udp(&udp_target(echo)))
+            .await
+            .context("first tunnel: no answer")??;
+        let mut options = banner.pinned_options()?;
+        options.connect_timeout = Duration::from_secs(2);
+        let second = tokio::time::timeout(limit, ProxyClient::connect(&banner.url(), options))
+            .await
+            .context("second connection: neither admitted nor refused")?;
+        if second.is_ok() {
+            bail!("a second connection was admitted under --max-connections 1");
+        }
+        s.send(b"still here").await?;
+        let back = tokio::time::timeout(Duration::from_secs(5), s.recv())
+            .await
+            .context("no echo on the first connection's tunnel")?;
+        assert_eq!(back.as_deref(), Some(&b"still here"[..]));
+        Ok(())
+    })?;
+    wait_for_counter(
+        &url,
+        "masque_connections_refused_limit",
+        1,
+        Duration::from_secs(5),
+    )
+}
+
+/// `--connection-idle-timeout` reaches the node: a connection that opens no
+/// tunnel is closed after it (counted).
+#[test]
+fn connection_idle_timeout_flag_closes_an_idle_connection() -> Result<()> {
+    use masque_client::ProxyClient;
+
+    let state = temp_dir("connidle");
+    let (_node, banner) = start_node(
+        &state,
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--connection-idle-timeout",
+            "1",
+        ],
+    )?;
+    let url = banner.metrics.clone().context("no metrics line")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            ProxyClient::connect(&banner.url(), banner.pinned_options()?),
+        )
+        .await
+        .context("no connection")?
+        .map_err(anyhow::Error::from)
+    })?;
+    // The default (120 s) would close nothing within the wait below. The
+    // client's runtime runs only while blocked on: poll the counter from
+    // inside it, so the connection answers the node's GOAWAY.
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = url.clone();
+            let text = tokio::task::spawn_blocking(move || curl(&url)).await??;
+            if counter(&text, "masque_connections_idle_closed") >= Some(1) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("no idle connection closed within 15 s:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })?;
+    drop(client);
+    Ok(())
+}
