@@ -19,6 +19,11 @@ pub struct SessionConfig {
     pub output_queue: usize,
     /// Info messages queued for a session; beyond it they are dropped and counted.
     pub info_queue: usize,
+    /// Longest one write to the client may wait for stream credit (the
+    /// response HEADERS, a capsule, a burst of DATAGRAM capsules). A peer that
+    /// withholds credit longer gets its stream reset (counted in
+    /// `writes_timed_out`), so it cannot park the session for good.
+    pub write_deadline: Duration,
 }
 
 impl Default for SessionConfig {
@@ -29,6 +34,7 @@ impl Default for SessionConfig {
             init_timeout: Duration::from_secs(15),
             output_queue: 64,
             info_queue: 64,
+            write_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -92,6 +98,14 @@ pub struct ServerConfig {
     /// stalls (half a ClientHello, then silence) is cut off after it. The
     /// HTTP/2 preface and SETTINGS exchange then has `h2.handshake_timeout`.
     pub tls_handshake_timeout: Duration,
+    /// Time a QUIC client has, after the QUIC handshake, for HTTP/3 setup
+    /// (the node opens its control and QPACK streams and writes SETTINGS); a
+    /// client that grants no unidirectional stream or no credit is closed
+    /// after it (counted in `h3_setup_timeouts`).
+    pub h3_setup_timeout: Duration,
+    /// Longest a connection's GOAWAY (drain, idle close) may wait for credit
+    /// on the control stream; then the router goes on without it.
+    pub goaway_timeout: Duration,
     /// QUIC path MTU: where quinn starts (PMTUD raises it) and the floor its
     /// black-hole detection never goes below. Both are clamped to
     /// 1200..=65527 and `min <= initial`. The defaults assume nothing about
@@ -157,6 +171,8 @@ impl Default for ServerConfig {
             h1: H1Config::default(),
             tunnel_limits: TunnelLimits::default(),
             tls_handshake_timeout: Duration::from_secs(10),
+            h3_setup_timeout: Duration::from_secs(10),
+            goaway_timeout: Duration::from_secs(1),
             quic_mtu: QuicMtu::default(),
             quic_recv_buffer: DEFAULT_QUIC_SOCKET_BUFFER,
             quic_send_buffer: DEFAULT_QUIC_SOCKET_BUFFER,

@@ -117,6 +117,9 @@ pub enum CloseReason {
     HandlerPanic,
     /// The node or the connection is shutting down.
     Shutdown,
+    /// A write to the client outlived `SessionConfig::write_deadline`: the
+    /// peer withheld stream credit (the stream was reset).
+    WriteStalled,
 }
 
 /// Server-side policy and per-tunnel setup. One value serves every tunnel of a

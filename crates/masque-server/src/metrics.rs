@@ -77,6 +77,9 @@ metrics! {
     info_dropped: "info messages dropped because the session queue was full",
     handler_panics: "handler callbacks that panicked",
     idle_timeouts: "tunnels closed by the idle timeout",
+    writes_timed_out: "streams reset because a write to the client (response, capsules) outlived session.write_deadline",
+    h3_setup_timeouts: "QUIC connections closed because HTTP/3 setup outlived h3_setup_timeout",
+    goaway_timeouts: "GOAWAY frames abandoned after goaway_timeout without stream credit",
 }
 
 macro_rules! transport_counters {

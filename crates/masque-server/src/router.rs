@@ -172,7 +172,7 @@ impl Actor for ConnectionRouter {
             }
             RouterMsg::Drain(timeout) => {
                 state.draining = true;
-                state.conn.goaway().await;
+                goaway(state).await;
                 if state.slots.in_use() == 0 {
                     myself.stop(Some("drained".into()));
                 } else {
@@ -192,7 +192,7 @@ impl Actor for ConnectionRouter {
                     _ if state.draining || state.slots.in_use() > 0 => {}
                     Some(since) if since.elapsed() >= t => {
                         Metrics::inc(&state.ctx.metrics.connections_idle_closed);
-                        state.conn.goaway().await;
+                        goaway(state).await;
                         myself.stop(Some("idle".into()));
                     }
                     Some(since) => {
@@ -249,6 +249,20 @@ fn release(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
     }
 }
 
+/// GOAWAY, bounded by `goaway_timeout`: on HTTP/3 it is written to the
+/// control stream, and a peer that withholds credit must not park the actor.
+/// Past the deadline the router goes on without it (counted).
+async fn goaway(state: &RouterState) {
+    let limit = state.ctx.config.goaway_timeout;
+    if tokio::time::timeout(limit, state.conn.goaway())
+        .await
+        .is_err()
+    {
+        Metrics::inc(&state.ctx.metrics.goaway_timeouts);
+        tracing::debug!("GOAWAY not sent within goaway_timeout: the peer withholds credit");
+    }
+}
+
 /// With no tunnel left, an idle period starts now: unless a request comes
 /// first, `IdleCheck` closes the connection after the idle timeout.
 fn arm_idle(myself: &ActorRef<RouterMsg>, state: &mut RouterState) {
@@ -285,7 +299,12 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
     Metrics::inc(&ctx.metrics.tunnel_requests);
     Metrics::inc(&ctx.metrics.transport(pending.request.transport).requests);
     let refuse = |pending, answer| {
-        tokio::spawn(reject(pending, answer, Arc::clone(&ctx.metrics)));
+        tokio::spawn(reject(
+            pending,
+            answer,
+            Arc::clone(&ctx.metrics),
+            ctx.session.write_deadline,
+        ));
     };
     // Malformed pseudo-headers or request line: never a tunnel (RFC 9114
     // §4.1.2, RFC 9113 §8.5, RFC 9112 §3), answered 400 (a stream error on
@@ -333,7 +352,8 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
             }
             Err(refusal) => {
                 let answer = refusal.http_response(&ctx.node_name);
-                reject(pending, answer, Arc::clone(&ctx.metrics)).await;
+                let deadline = ctx.session.write_deadline;
+                reject(pending, answer, Arc::clone(&ctx.metrics), deadline).await;
                 // Dropping the slot tells the router.
                 drop(slot);
             }
@@ -401,9 +421,12 @@ fn form_refusal(r: &request::Refusal, ctx: &ListenerContext) -> Answer {
     (status, headers)
 }
 
-/// Answers a request that never becomes a session.
-async fn reject(pending: PendingTunnel, answer: Answer, metrics: Arc<Metrics>) {
+/// Answers a request that never becomes a session, within `deadline`: a
+/// client that withholds credit for the answer gets the stream reset.
+async fn reject(pending: PendingTunnel, answer: Answer, metrics: Arc<Metrics>, deadline: Duration) {
     Metrics::inc(&metrics.tunnels_refused);
     let (status, headers) = answer;
-    pending.reject(status, headers).await;
+    if !pending.reject_within(status, headers, deadline).await {
+        Metrics::inc(&metrics.writes_timed_out);
+    }
 }

@@ -174,7 +174,13 @@ async fn accept(
                         continue;
                     };
                     let listener = listener.clone();
-                    handshakes.spawn(handshake(incoming, h3.clone(), limits, listener, permit, hs));
+                    let setup = H3Setup {
+                        config: h3.clone(),
+                        limits,
+                        timeout: ctx.config.h3_setup_timeout,
+                        metrics: Arc::clone(&ctx.metrics),
+                    };
+                    handshakes.spawn(handshake(incoming, setup, listener, permit, hs));
                 }
                 None => return,
             },
@@ -183,10 +189,18 @@ async fn accept(
     }
 }
 
+/// What the HTTP/3 setup after the QUIC handshake needs.
+struct H3Setup {
+    config: masque_h3::Config,
+    limits: TunnelLimits,
+    /// `ServerConfig::h3_setup_timeout`.
+    timeout: std::time::Duration,
+    metrics: Arc<Metrics>,
+}
+
 async fn handshake(
     incoming: quinn::Incoming,
-    h3: masque_h3::Config,
-    limits: TunnelLimits,
+    setup: H3Setup,
     listener: ActorRef<ListenerMsg>,
     permit: ConnectionPermit,
     handshake: HandshakePermit,
@@ -198,9 +212,28 @@ async fn handshake(
             return;
         }
     };
-    let setup = masque_h3::Connection::server(quic, h3).await;
+    // Opening the control and QPACK streams and writing SETTINGS wait for the
+    // peer's stream limit and credit: bounded, so a client that grants none
+    // cannot hold a handshake permit (and this task) for good.
+    let H3Setup {
+        config,
+        limits,
+        timeout,
+        metrics,
+    } = setup;
+    let started =
+        tokio::time::timeout(timeout, masque_h3::Connection::server(quic.clone(), config)).await;
     drop(handshake);
-    match setup {
+    let started = match started {
+        Ok(r) => r,
+        Err(_elapsed) => {
+            Metrics::inc(&metrics.h3_setup_timeouts);
+            tracing::debug!(peer = %quic.remote_address(), "HTTP/3 setup timed out: connection closed");
+            quic.close(masque_h3::Code::NO_ERROR.into(), b"HTTP/3 setup timed out");
+            return;
+        }
+    };
+    match started {
         Ok(conn) => {
             let conn = ServerConnection::h3(conn, limits);
             if listener

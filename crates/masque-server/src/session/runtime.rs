@@ -11,7 +11,7 @@
 //! client through `TunnelOutput`, whose capsule datagrams this task writes to
 //! the body. No actor hop per packet.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -22,7 +22,7 @@ use masque_proto::{
 };
 use masque_queue::{self as queue, QueueRx};
 use masque_transport::{
-    BodyRx, BodyTx, CapsuleQueue, OpenTunnel, PendingTunnel, ResetReason, Transport,
+    BodyRx, BodyTx, CapsuleQueue, OpenTunnel, PendingTunnel, ResetReason, Transport, TunnelError,
 };
 
 use crate::{
@@ -178,12 +178,23 @@ async fn establish(
         headers::CAPSULE_PROTOCOL,
         http::HeaderValue::from_static(headers::SF_TRUE),
     );
-    match pending.accept(response).await {
+    // A client that grants no credit for the 2xx gets the stream reset after
+    // the write deadline (by the transport) instead of parking this task.
+    match pending
+        .accept_within(response, s.config.write_deadline)
+        .await
+    {
         Ok(t) => Ok((t, handler)),
         Err(e) => {
-            tracing::debug!(error = %e, "client went away before the 2xx");
+            let reason = if matches!(e, TunnelError::Timeout(_)) {
+                tracing::debug!("the client withheld credit for the 2xx: stream reset");
+                Metrics::inc(&s.metrics.writes_timed_out);
+                CloseReason::WriteStalled
+            } else {
+                tracing::debug!(error = %e, "client went away before the 2xx");
+                CloseReason::ClientAborted
+            };
             out.fail();
-            let reason = CloseReason::ClientAborted;
             call_terminate(&mut *handler, &reason, &s.metrics);
             Err(reason)
         }
@@ -199,7 +210,14 @@ async fn refuse(
     out.fail();
     Metrics::inc(&s.metrics.tunnels_refused);
     let (status, headers) = refusal.http_response(&s.node_name);
-    pending.reject(status, headers).await;
+    if !pending
+        .reject_within(status, headers, s.config.write_deadline)
+        .await
+    {
+        // The client withheld credit for the answer: the stream was reset.
+        Metrics::inc(&s.metrics.writes_timed_out);
+        return CloseReason::WriteStalled;
+    }
     CloseReason::Handler(Action::Close)
 }
 
@@ -240,12 +258,15 @@ impl Relay<'_> {
             transport: s.metrics.transport(self.transport),
         };
         let idle = s.config.idle_timeout;
+        // Every write to the client is bounded: while one waits for stream
+        // credit, neither the idle timer nor shutdown is polled.
+        let deadline = s.config.write_deadline;
         // One timer per idle period, re-armed from the last activity when it
         // fires early: an idle tunnel costs no periodic wake-ups.
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
         let mut body_open = true;
-        let reason = loop {
+        let mut reason = loop {
             tokio::select! {
                 d = recv_datagram(&mut datagrams) => match d {
                     Some(d) => {
@@ -278,8 +299,9 @@ impl Relay<'_> {
                 },
                 c = recv_capsule(&mut capsules) => match c {
                     Some(first) => {
-                        if write_capsules(&mut body_tx, first, capsules.as_mut(), &n).await.is_err() {
-                            break CloseReason::ClientAborted;
+                        let w = bounded(deadline, write_capsules(&mut body_tx, first, capsules.as_mut(), &n)).await;
+                        if let Some(r) = write_failed(w, &n) {
+                            break r;
                         }
                     }
                     None => capsules = None,
@@ -297,8 +319,8 @@ impl Relay<'_> {
                         None => break CloseReason::HandlerPanic,
                     };
                     Metrics::inc(&n.transport.capsules_to_client);
-                    if body_tx.send(bytes).await.is_err() {
-                        break CloseReason::ClientAborted;
+                    if let Some(r) = write_failed(bounded(deadline, body_tx.send(bytes)).await, &n) {
+                        break r;
                     }
                 }
                 m = s.info.recv() => match m {
@@ -326,12 +348,37 @@ impl Relay<'_> {
             && let Some(q) = capsules.as_mut()
             && let Some(first) = q.try_recv()
         {
-            let _ = write_capsules(&mut body_tx, first, Some(q), &n).await;
+            let w = bounded(deadline, write_capsules(&mut body_tx, first, Some(q), &n)).await;
+            if let Some(CloseReason::WriteStalled) = write_failed(w, &n) {
+                reason = CloseReason::WriteStalled;
+            }
         }
         // Free the slot before the client can see the end.
         drop(slot);
         close_stream(&reason, &mut body_tx, &mut body_rx, body_open).await;
         reason
+    }
+}
+
+/// `f` within `deadline`; `None` when the deadline passed first.
+async fn bounded<T>(deadline: Duration, f: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(deadline, f).await.ok()
+}
+
+/// Why the relay ends after a bounded write, if it must: the client went away
+/// (`ClientAborted`) or withheld credit past the deadline (`WriteStalled`,
+/// counted).
+fn write_failed(w: Option<Result<(), TunnelError>>, n: &Counters<'_>) -> Option<CloseReason> {
+    match w {
+        Some(Ok(())) => None,
+        Some(Err(_)) => Some(CloseReason::ClientAborted),
+        None => {
+            Metrics::inc(&n.metrics.writes_timed_out);
+            tracing::debug!(
+                "the client withheld stream credit past the write deadline: stream reset"
+            );
+            Some(CloseReason::WriteStalled)
+        }
     }
 }
 
@@ -497,7 +544,7 @@ fn reset_for(reason: &CloseReason) -> Option<ResetReason> {
         CloseReason::ProtocolError(_) => Some(ResetReason::Malformed),
         CloseReason::Handler(Action::Abort) => Some(ResetReason::ConnectError),
         CloseReason::HandlerPanic => Some(ResetReason::Internal),
-        CloseReason::ClientAborted => Some(ResetReason::Cancelled),
+        CloseReason::ClientAborted | CloseReason::WriteStalled => Some(ResetReason::Cancelled),
     }
 }
 

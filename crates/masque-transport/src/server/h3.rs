@@ -1,6 +1,6 @@
 //! HTTP/3 adapter (masque-h3): request heads, responses and QUIC datagrams.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use masque_h3::{RequestHead, RequestStream, ResponseHead};
 use masque_proto::request::{Pseudo, form_from_pseudo};
@@ -37,21 +37,50 @@ pub(super) fn pending(
     }
 }
 
+/// Sends `head` on `stream`, within `deadline` if any. `Ok(false)`: the
+/// deadline passed (the peer withheld stream credit) and the stream was reset.
+async fn respond(
+    stream: &mut RequestStream,
+    head: &ResponseHead,
+    deadline: Option<Duration>,
+) -> Result<bool, masque_h3::Error> {
+    let Some(deadline) = deadline else {
+        return stream.send_response(head).await.map(|()| true);
+    };
+    match tokio::time::timeout(deadline, stream.send_response(head)).await {
+        Ok(r) => r.map(|()| true),
+        Err(_elapsed) => {
+            reset_stream(stream, ResetReason::Cancelled);
+            Ok(false)
+        }
+    }
+}
+
 pub(super) async fn reject(
     mut stream: RequestStream,
     status: http::StatusCode,
     headers: http::HeaderMap,
-) {
+    deadline: Option<Duration>,
+) -> bool {
     let mut head = ResponseHead::new(status);
     head.headers = headers;
-    if stream.send_response(&head).await.is_ok() {
-        let _ = stream.send.finish();
+    match respond(&mut stream, &head, deadline).await {
+        Ok(true) => {
+            let _ = stream.send.finish();
+        }
+        Ok(false) => return false,
+        Err(_) => {}
     }
     // We will not read the rest of the request (RFC 9114 §4.1.1).
     stream.recv.stop(masque_h3::Code::NO_ERROR);
+    true
 }
 
 pub(super) fn reset(mut stream: RequestStream, reason: ResetReason) {
+    reset_stream(&mut stream, reason);
+}
+
+fn reset_stream(stream: &mut RequestStream, reason: ResetReason) {
     stream.send.reset(reason.h3_code());
     stream.recv.stop(reason.h3_code());
 }
@@ -60,11 +89,14 @@ pub(super) async fn accept(
     mut stream: RequestStream,
     headers: http::HeaderMap,
     limits: TunnelLimits,
+    deadline: Option<Duration>,
 ) -> Result<OpenTunnel, TunnelError> {
     let datagram_rx = stream.take_datagrams().map(DatagramRx::H3);
     let mut head = ResponseHead::new(http::StatusCode::OK);
     head.headers = headers;
-    stream.send_response(&head).await?;
+    if !respond(&mut stream, &head, deadline).await? {
+        return Err(TunnelError::Timeout("response HEADERS"));
+    }
     let native = match &datagram_rx {
         Some(_) => match stream.send.datagram_sender().await {
             Ok(s) => Some(DatagramTx::H3(s)),

@@ -214,11 +214,37 @@ impl PendingTunnel {
 
     /// Sends a final non-2xx response and ends the stream (on HTTP/1.1 the
     /// response carries `Connection: close` and the connection ends: RFC 9931).
+    /// Waits as long as the peer withholds stream credit: see
+    /// [`reject_within`](Self::reject_within).
     pub async fn reject(self, status: http::StatusCode, headers: http::HeaderMap) {
         match self.inner {
-            PendingInner::H3(stream) => h3::reject(stream, status, headers).await,
+            PendingInner::H3(stream) => {
+                h3::reject(stream, status, headers, None).await;
+            }
             PendingInner::H2(p) => p.reject(status, headers),
             PendingInner::H1(p) => p.reject(status, headers),
+        }
+    }
+
+    /// [`reject`](Self::reject), the response bounded by `deadline`: a peer
+    /// that grants no stream credit for it gets the stream reset instead.
+    /// `false` when the deadline passed.
+    pub async fn reject_within(
+        self,
+        status: http::StatusCode,
+        headers: http::HeaderMap,
+        deadline: Duration,
+    ) -> bool {
+        match self.inner {
+            PendingInner::H3(stream) => h3::reject(stream, status, headers, Some(deadline)).await,
+            PendingInner::H2(p) => {
+                p.reject(status, headers);
+                true
+            }
+            PendingInner::H1(p) => {
+                p.reject(status, headers);
+                true
+            }
         }
     }
 
@@ -234,8 +260,27 @@ impl PendingTunnel {
     /// Sends the 2xx (101 for an HTTP/1.1 upgrade) with `headers` and returns
     /// the open tunnel.
     pub async fn accept(self, headers: http::HeaderMap) -> Result<OpenTunnel, TunnelError> {
+        self.accept_inner(headers, None).await
+    }
+
+    /// [`accept`](Self::accept), the response bounded by `deadline`: a peer
+    /// that grants no stream credit for it gets the stream reset and
+    /// [`TunnelError::Timeout`].
+    pub async fn accept_within(
+        self,
+        headers: http::HeaderMap,
+        deadline: Duration,
+    ) -> Result<OpenTunnel, TunnelError> {
+        self.accept_inner(headers, Some(deadline)).await
+    }
+
+    async fn accept_inner(
+        self,
+        headers: http::HeaderMap,
+        deadline: Option<Duration>,
+    ) -> Result<OpenTunnel, TunnelError> {
         match self.inner {
-            PendingInner::H3(stream) => h3::accept(stream, headers, self.limits).await,
+            PendingInner::H3(stream) => h3::accept(stream, headers, self.limits, deadline).await,
             PendingInner::H2(p) => p.accept(headers, self.limits),
             PendingInner::H1(p) => {
                 tokio::time::timeout(UPGRADE_LIMIT, p.accept(headers, self.limits))
