@@ -177,45 +177,63 @@ impl DatagramTx {
     /// buffer, or in the queue to the body writer, whose writes wait for the
     /// peer's credit.
     pub async fn send(&self, d: OutDatagram) -> Result<(), TunnelError> {
-        let d = match (self, d) {
-            (DatagramTx::H3(_), d @ OutDatagram::H3(_))
-            | (DatagramTx::Capsule(_), d @ OutDatagram::Capsule(_)) => d,
-            (tx, d) => tx.rebuild(d),
-        };
-        match (self, d) {
-            (DatagramTx::H3(s), OutDatagram::H3(b)) => Ok(s.send(b).await?),
-            (DatagramTx::Capsule(c), OutDatagram::Capsule(b)) => {
-                let capsule = c.encode(b)?;
+        match self {
+            DatagramTx::H3(s) => Ok(s.send(d.into_h3(s)).await?),
+            DatagramTx::Capsule(c) => {
+                let capsule = c.encode(d.into_capsule())?;
                 c.queue.send(capsule).await.map_err(|_| TunnelError::Closed)
             }
-            _ => unreachable!("rebuilt for this sender above"),
         }
     }
 
     /// Sends without waiting; a full send buffer or queue is an error (the
     /// caller counts it).
     pub fn try_send(&self, d: OutDatagram) -> Result<(), TunnelError> {
-        match (self, d) {
-            (DatagramTx::H3(s), OutDatagram::H3(b)) => Ok(s.try_send(b)?),
-            (DatagramTx::Capsule(c), OutDatagram::Capsule(b)) => {
-                c.queue.try_send(c.encode(b)?).map_err(|e| match e {
-                    TrySendError::Full(_) => TunnelError::QueueFull,
-                    TrySendError::Closed(_) => TunnelError::Closed,
-                })
+        match self {
+            DatagramTx::H3(s) => Ok(s.try_send(d.into_h3(s))?),
+            DatagramTx::Capsule(c) => {
+                c.queue
+                    .try_send(c.encode(d.into_capsule())?)
+                    .map_err(|e| match e {
+                        TrySendError::Full(_) => TunnelError::QueueFull,
+                        TrySendError::Closed(_) => TunnelError::Closed,
+                    })
             }
-            (tx, d) => tx.try_send(tx.rebuild(d)),
+        }
+    }
+}
+
+impl OutDatagram {
+    /// The HTTP datagram payload (context id first).
+    fn payload(&self) -> &[u8] {
+        match self {
+            OutDatagram::H3(b) => b.payload(),
+            OutDatagram::Capsule(c) => &c.buf[c.room..],
         }
     }
 
-    /// A buffer from another sender, rebuilt for this one (one copy).
-    fn rebuild(&self, d: OutDatagram) -> OutDatagram {
-        let payload = match &d {
-            OutDatagram::H3(b) => b.payload(),
-            OutDatagram::Capsule(c) => &c.buf[c.room..],
-        };
-        let mut b = self.buffer(payload.len());
-        b.payload_mut().extend_from_slice(payload);
-        b
+    /// For `s`; a buffer from another sender is copied once.
+    fn into_h3(self, s: &DatagramSender) -> DatagramBuf {
+        match self {
+            OutDatagram::H3(b) => b,
+            other => {
+                let mut b = s.buffer(other.payload().len());
+                b.payload_mut().extend_from_slice(other.payload());
+                b
+            }
+        }
+    }
+
+    /// For a capsule sender; a buffer from another sender is copied once.
+    fn into_capsule(self) -> CapsuleBuf {
+        match self {
+            OutDatagram::Capsule(c) => c,
+            other => {
+                let mut c = CapsuleBuf::new(other.payload().len());
+                c.buf.extend_from_slice(other.payload());
+                c
+            }
+        }
     }
 }
 
