@@ -5,18 +5,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use masque_client::{ClientError, ProxyClient, Target};
+use masque_client::{ClientError, ProxyClient};
 use masque_server::admission::AdmissionLimits;
 use masque_tests::{
     init_tracing,
     node::{TestNode, eventually, next_datagram, udp_echo},
-    transport::{Transport, options_for, url},
+    transport::{Transport, options_for, udp_target as udp, url},
     within,
 };
-
-fn udp(addr: std::net::SocketAddr) -> Target {
-    Target::udp(addr.ip().to_string(), addr.port())
-}
 
 async fn node_with(limits: AdmissionLimits) -> Result<TestNode> {
     TestNode::start_with(true, None, |c| c.admission = limits).await

@@ -24,9 +24,9 @@ use masque_server::{
 };
 use masque_tests::{
     init_tracing,
-    node::{TestNode, eventually, expect_refusal, next_datagram, udp_echo},
+    node::{TestNode, eventually, expect_refusal, udp_echo},
     per_transport,
-    transport::{Transport, options_for, url},
+    transport::{self, Transport, echo_tag, options_for, url},
     within,
 };
 use tokio::sync::watch;
@@ -167,25 +167,7 @@ async fn try_connect(
     host: &str,
     port: u16,
 ) -> Result<Result<UdpSession, ClientError>> {
-    within(
-        "the tunnel request",
-        masque_client::connect(&url(node, t), Target::udp(host, port), options_for(node, t)),
-    )
-    .await
-}
-
-/// Sends `tag` until its echo comes back (datagrams may be lost).
-async fn echo(s: &mut UdpSession, tag: &[u8]) -> Result<()> {
-    for _ in 0..10 {
-        s.send(tag).await?;
-        if let Ok(back) =
-            tokio::time::timeout(Duration::from_millis(500), next_datagram(s, "echo")).await
-        {
-            ensure!(back?[..] == *tag, "wrong echo");
-            return Ok(());
-        }
-    }
-    anyhow::bail!("no echo of {tag:?}")
+    transport::try_connect(node, t, Target::udp(host, port), options_for(node, t)).await
 }
 
 /// A request over the budget: 503 `connection_limit_reached`, quickly.
@@ -241,7 +223,7 @@ async fn lookups_over_the_node_budget_are_503_at_once(t: Transport) -> Result<()
     let mut literal = try_connect(&node, t, &echo_addr.ip().to_string(), echo_addr.port())
         .await?
         .context("a literal-address tunnel while the budget is spent")?;
-    echo(&mut literal, b"literal").await.context(t)?;
+    echo_tag(&mut literal, b"literal").await.context(t)?;
     assert_eq!(resolver.stalled(), N, "{t}: still stalled");
 
     resolver.release();
@@ -249,12 +231,12 @@ async fn lookups_over_the_node_budget_are_503_at_once(t: Transport) -> Result<()
         let mut s = within("a stalled request", s)
             .await???
             .with_context(|| format!("{t}: stalled lookup {i} after release"))?;
-        echo(&mut s, format!("stalled {i}").as_bytes()).await?;
+        echo_tag(&mut s, format!("stalled {i}").as_bytes()).await?;
     }
     let mut named = try_connect(&node, t, FAST, echo_addr.port())
         .await?
         .context("a name after the budget came back")?;
-    echo(&mut named, b"named").await.context(t)?;
+    echo_tag(&mut named, b"named").await.context(t)?;
     let node = Arc::into_inner(node).context("the requests are done")?;
     within("node shutdown", node.node.shutdown()).await?;
     Ok(())
@@ -289,7 +271,7 @@ async fn timed_out_lookups_keep_their_budget_until_they_end(t: Transport) -> Res
     let mut literal = try_connect(&node, t, &echo_addr.ip().to_string(), echo_addr.port())
         .await?
         .context("a literal-address tunnel while the budget is spent")?;
-    echo(&mut literal, b"literal").await.context(t)?;
+    echo_tag(&mut literal, b"literal").await.context(t)?;
 
     resolver.release();
     eventually("the stalled work ended", Duration::from_secs(10), || {
@@ -299,7 +281,7 @@ async fn timed_out_lookups_keep_their_budget_until_they_end(t: Transport) -> Res
     let mut named = try_connect(&node, t, FAST, echo_addr.port())
         .await?
         .context("a name after the timed-out lookups ended")?;
-    echo(&mut named, b"named").await.context(t)?;
+    echo_tag(&mut named, b"named").await.context(t)?;
     within("node shutdown", node.node.shutdown()).await?;
     Ok(())
 }
@@ -348,19 +330,19 @@ async fn lookups_over_the_connection_budget_are_503(t: Transport) -> Result<()> 
     let mut other = try_connect(&node, t, FAST, echo_addr.port())
         .await?
         .context("another connection's lookup")?;
-    echo(&mut other, b"other").await.context(t)?;
+    echo_tag(&mut other, b"other").await.context(t)?;
 
     resolver.release();
     for (i, s) in stalled.into_iter().enumerate() {
         let mut s = within("a stalled request", s)
             .await???
             .with_context(|| format!("{t}: stalled lookup {i} after release"))?;
-        echo(&mut s, format!("stalled {i}").as_bytes()).await?;
+        echo_tag(&mut s, format!("stalled {i}").as_bytes()).await?;
     }
     let mut again = within("the tunnel request", client.open_udp(&target))
         .await?
         .context("the connection's lookup after release")?;
-    echo(&mut again, b"again").await.context(t)?;
+    echo_tag(&mut again, b"again").await.context(t)?;
     within("node shutdown", node.node.shutdown()).await?;
     Ok(())
 }

@@ -4,10 +4,10 @@
 //! `allow_private` and an allow rule covering it; `deny` rules refuse,
 //! `allow` rules open a loopback target without `allow_private`.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use anyhow::{Context, Result, bail, ensure};
-use masque_client::{ClientError, Target, UdpSession};
+use anyhow::{Context, Result, ensure};
+use masque_client::Target;
 use masque_server::{
     Node, ServerConfig, UdpProxy, UdpProxyConfig,
     config::TcpListen,
@@ -18,7 +18,7 @@ use masque_tests::{
     init_tracing,
     node::{LOOPBACK_MTU, TestNode, expect_refusal, udp_echo},
     per_transport,
-    transport::{Transport, options_for, url},
+    transport::{Transport, echo_tag, options_for, try_connect, udp_target as udp},
     within,
 };
 use masque_transport::tls::DevCert;
@@ -72,38 +72,6 @@ async fn start(allow_private: bool, allow: &[String], deny: &[String]) -> Result
     Ok(TestNode { node, cert })
 }
 
-fn udp(addr: SocketAddr) -> Target {
-    Target::udp(addr.ip().to_string(), addr.port())
-}
-
-async fn try_connect(
-    node: &TestNode,
-    t: Transport,
-    target: Target,
-) -> Result<Result<UdpSession, ClientError>> {
-    within(
-        "the tunnel request",
-        masque_client::connect(&url(node, t), target, options_for(node, t)),
-    )
-    .await
-}
-
-/// Sends `tag` until its echo comes back (up to 10 tries of 500 ms).
-async fn echo(s: &mut UdpSession, tag: &[u8]) -> Result<()> {
-    for _ in 0..10 {
-        s.send(tag).await?;
-        match tokio::time::timeout(Duration::from_millis(500), s.recv()).await {
-            Ok(Some(back)) => {
-                ensure!(back[..] == *tag, "sent {tag:?}, got {back:?}");
-                return Ok(());
-            }
-            Ok(None) => bail!("the tunnel ended"),
-            Err(_) => {}
-        }
-    }
-    bail!("no echo of {tag:?} in 10 tries")
-}
-
 /// A tunnel to the node itself is a loop: 502 `proxy_loop_detected` for its
 /// UDP (HTTP/3) and TCP (HTTP/2, HTTP/1.1) listener ports, by literal
 /// address, IPv4-mapped, or a name resolving to it, even with
@@ -121,13 +89,13 @@ async fn own_udp_and_tcp_listeners_are_proxy_loop_detected(t: Transport) -> Resu
         Target::udp("::ffff:127.0.0.1", udp_port.port()),
         Target::udp("myself.example", tcp_port.port()),
     ] {
-        let opened = try_connect(&node, t, target.clone()).await?;
+        let opened = try_connect(&node, t, target.clone(), options_for(&node, t)).await?;
         expect_refusal(opened, 502, "proxy_loop_detected")
             .with_context(|| format!("{t}: {target}"))?;
     }
     let echo_addr = udp_echo().await?;
-    let mut s = try_connect(&node, t, udp(echo_addr)).await??;
-    echo(&mut s, b"still open").await.context(t)?;
+    let mut s = try_connect(&node, t, udp(echo_addr), options_for(&node, t)).await??;
+    echo_tag(&mut s, b"still open").await.context(t)?;
     drop(s);
     within("node shutdown", node.node.shutdown()).await?;
     Ok(())
@@ -145,10 +113,10 @@ async fn deny_target_is_403_destination_ip_prohibited(t: Transport) -> Result<()
         &[format!("127.0.0.0/8:{}", denied.port())],
     )
     .await?;
-    let opened = try_connect(&node, t, udp(denied)).await?;
+    let opened = try_connect(&node, t, udp(denied), options_for(&node, t)).await?;
     expect_refusal(opened, 403, "destination_ip_prohibited").context(t)?;
-    let mut s = try_connect(&node, t, udp(other)).await??;
-    echo(&mut s, b"not denied").await.context(t)?;
+    let mut s = try_connect(&node, t, udp(other), options_for(&node, t)).await??;
+    echo_tag(&mut s, b"not denied").await.context(t)?;
     drop(s);
     assert_eq!(node.node.metrics().snapshot().sessions_opened, 1, "{t}");
     within("node shutdown", node.node.shutdown()).await?;
@@ -162,10 +130,10 @@ async fn allow_target_opens_a_loopback_target(t: Transport) -> Result<()> {
     let allowed = udp_echo().await?;
     let other = udp_echo().await?;
     let node = start(false, &[format!("127.0.0.1:{}", allowed.port())], &[]).await?;
-    let mut s = try_connect(&node, t, udp(allowed)).await??;
-    echo(&mut s, b"allowed").await.context(t)?;
+    let mut s = try_connect(&node, t, udp(allowed), options_for(&node, t)).await??;
+    echo_tag(&mut s, b"allowed").await.context(t)?;
     drop(s);
-    let opened = try_connect(&node, t, udp(other)).await?;
+    let opened = try_connect(&node, t, udp(other), options_for(&node, t)).await?;
     expect_refusal(opened, 403, "destination_ip_prohibited").context(t)?;
     within("node shutdown", node.node.shutdown()).await?;
     Ok(())

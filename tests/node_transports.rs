@@ -11,7 +11,7 @@
 //! scale with the tunnels; datagrams are QUIC DATAGRAMs on HTTP/3 and DATAGRAM
 //! capsules on HTTP/2 and HTTP/1.1.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail, ensure};
 use masque_client::{ClientError, ClientOptions, CloseReason, ProxyClient, Target, UdpSession};
@@ -21,8 +21,8 @@ use masque_tests::{
     node::{TestNode, actor_tree, eventually, expect_refusal, next_datagram, udp_echo},
     per_transport,
     transport::{
-        H2_SETTINGS_MAX_CONCURRENT_STREAMS, Transport, authority, h2_server_settings, options_for,
-        proxy_addr, setting, url,
+        H2_SETTINGS_MAX_CONCURRENT_STREAMS, Transport, authority, echo_tag, h2_server_settings,
+        options_for, proxy_addr, setting, try_connect, udp_target as udp, url,
     },
     within,
 };
@@ -45,46 +45,9 @@ per_transport!(
     xc10_unserved_token_501_and_r9298_25_bad_variables_400,
 );
 
-fn udp(addr: SocketAddr) -> Target {
-    Target::udp(addr.ip().to_string(), addr.port())
-}
-
-/// [`masque_client::connect`] to `target` with `options`, within
-/// [`WAIT`](masque_tests::WAIT): the tunnel, or why the client refused it.
-async fn try_connect(
-    node: &TestNode,
-    t: Transport,
-    target: Target,
-    options: ClientOptions,
-) -> Result<Result<UdpSession, ClientError>> {
-    let url = url(node, t);
-    within(
-        "the tunnel request",
-        masque_client::connect(&url, target, options),
-    )
-    .await
-}
-
 /// A tunnel to `target` on its own connection.
 async fn connect(node: &TestNode, t: Transport, target: Target) -> Result<UdpSession> {
     Ok(try_connect(node, t, target, options_for(node, t)).await??)
-}
-
-/// Sends `tag` until its echo comes back (datagrams may be lost: up to 10
-/// tries of 500 ms); anything else arriving is cross-talk.
-async fn echo_tag(s: &mut UdpSession, tag: &[u8]) -> Result<()> {
-    for _ in 0..10 {
-        s.send(tag).await?;
-        match tokio::time::timeout(Duration::from_millis(500), s.recv()).await {
-            Ok(Some(back)) => {
-                ensure!(back[..] == *tag, "cross-talk: sent {tag:?}, got {back:?}");
-                return Ok(());
-            }
-            Ok(None) => bail!("the tunnel ended"),
-            Err(_) => {}
-        }
-    }
-    bail!("no echo of {tag:?} in 10 tries")
 }
 
 /// Nothing was counted on transports other than `t`.

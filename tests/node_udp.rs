@@ -9,19 +9,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use masque_client::Target;
+use masque_tests::transport::udp_target as udp;
 use masque_tests::{
     init_tracing, interop_python, interop_script,
     node::{TestNode, actor_tree, eventually, next_datagram, udp_echo},
     within,
 };
-
-fn udp(addr: std::net::SocketAddr) -> Target {
-    Target::Udp {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    }
-}
 
 /// aioquic (independent HTTP/3 client) through the node to a UDP echo target:
 /// QUIC datagrams both ways, DATAGRAM capsules treated as datagrams (R9297-31),

@@ -122,3 +122,40 @@ macro_rules! per_transport {
         }
     )*};
 }
+
+/// A CONNECT-UDP target for a socket address.
+pub fn udp_target(addr: SocketAddr) -> masque_client::Target {
+    masque_client::Target::udp(addr.ip().to_string(), addr.port())
+}
+
+/// [`masque_client::connect`] to `target` over `t` with `options`, within
+/// [`WAIT`](crate::WAIT): the tunnel, or why the client refused it.
+pub async fn try_connect(
+    node: &TestNode,
+    t: Transport,
+    target: masque_client::Target,
+    options: ClientOptions,
+) -> Result<Result<masque_client::UdpSession, masque_client::ClientError>> {
+    within(
+        "the tunnel request",
+        masque_client::connect(&url(node, t), target, options),
+    )
+    .await
+}
+
+/// Sends `tag` until its echo comes back (datagrams may be lost: up to 10
+/// tries of 500 ms); anything else arriving is cross-talk.
+pub async fn echo_tag(s: &mut masque_client::UdpSession, tag: &[u8]) -> Result<()> {
+    for _ in 0..10 {
+        s.send(tag).await?;
+        match tokio::time::timeout(std::time::Duration::from_millis(500), s.recv()).await {
+            Ok(Some(back)) => {
+                ensure!(back[..] == *tag, "cross-talk: sent {tag:?}, got {back:?}");
+                return Ok(());
+            }
+            Ok(None) => anyhow::bail!("the tunnel ended"),
+            Err(_) => {}
+        }
+    }
+    anyhow::bail!("no echo of {tag:?} in 10 tries")
+}
