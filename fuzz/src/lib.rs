@@ -3,13 +3,13 @@
 //! stable replay test (`tests/replay.rs`, run by `cargo xtask test` over
 //! `seeds/<target>/`) run the same code.
 
-/// Connect-UDP-Bind capsules/payloads and connect-tcp DATA/FINAL_DATA capsules.
+/// Connect-UDP-Bind capsules/payloads, and the connect-tcp receiver fed the
+/// input as a body in chunks whose size comes from the input.
 pub mod bind_tcp_capsules {
     use bytes::Bytes;
     use masque_proto::{
         bind::{self, BindCapsule},
-        capsule::Capsule,
-        tcp::{DRAFT_11, TcpReceiver},
+        tcp::{DRAFT_11, TcpEvent, TcpReceiver},
     };
 
     /// One fuzz input.
@@ -20,23 +20,24 @@ pub mod bind_tcp_capsules {
         let _ = BindCapsule::decode(0x11 + u64::from(ty % 3), value);
         let _ = bind::parse_uncompressed(Bytes::copy_from_slice(value));
         let mut rx = TcpReceiver::new(DRAFT_11);
-        for (i, chunk) in value.chunks(usize::from(ty % 7) + 1).enumerate() {
-            let ty = if i % 3 == 2 {
-                DRAFT_11.final_data
-            } else {
-                DRAFT_11.data
-            };
-            if rx
-                .on_capsule(Capsule {
-                    ty,
-                    value: Bytes::copy_from_slice(chunk),
-                })
-                .is_err()
-            {
-                break;
+        let mut fin = false;
+        for chunk in value.chunks(usize::from(ty % 7) + 1) {
+            rx.push(Bytes::copy_from_slice(chunk));
+            loop {
+                match rx.next() {
+                    Ok(Some(TcpEvent::Data(d))) => {
+                        assert!(!d.is_empty() && !fin, "data after FIN");
+                    }
+                    Ok(Some(TcpEvent::Fin)) => {
+                        assert!(!fin, "two FINs");
+                        fin = true;
+                    }
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
             }
         }
-        let _ = rx.end_of_stream();
+        let _ = rx.finish();
     }
 }
 

@@ -7,6 +7,7 @@ pub mod echo;
 pub mod netns;
 pub mod peer;
 pub mod run_cost;
+pub mod tcp;
 pub mod tls;
 pub mod transport;
 
