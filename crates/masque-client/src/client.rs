@@ -3,12 +3,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use masque_proto::template::UdpTemplate;
+use masque_proto::template::{TcpTemplate, UdpTemplate};
 use masque_transport::{ClientConfig, ClientConnection, Transport, socket_buffers::BufferSizes};
 use tokio::time::timeout;
 
 use crate::{
-    ClientError, ClientOptions, Target, UdpSession,
+    ClientError, ClientOptions, Target, TcpMode, TcpTunnel, UdpSession,
     proxy_url::{self, ProxyUrl},
     request,
 };
@@ -18,6 +18,7 @@ use crate::{
 pub(crate) struct Dialer {
     url: ProxyUrl,
     template: Arc<UdpTemplate>,
+    tcp_template: Arc<TcpTemplate>,
     config: ClientConfig,
     options: Arc<ClientOptions>,
 }
@@ -29,11 +30,13 @@ impl Dialer {
         let url = proxy_url::parse(proxy_url)?;
         let explicit = options.template.as_deref().or(url.template.as_deref());
         let template = request::template(&url.authority, explicit)?;
+        let tcp_template = request::tcp_template(&url.authority, options.tcp_template.as_deref())?;
         // A bad CA list or pin is a configuration error, found before dialing.
         masque_transport::tls::client_config(&options.verification, &[])?;
         Ok(Self {
             url,
             template: Arc::new(template),
+            tcp_template: Arc::new(tcp_template),
             config: options.client_config(),
             options: Arc::new(options),
         })
@@ -66,6 +69,7 @@ impl Dialer {
         Ok(ProxyClient {
             conn,
             template: Arc::clone(&self.template),
+            tcp_template: Arc::clone(&self.tcp_template),
             options: Arc::clone(&self.options),
         })
     }
@@ -92,6 +96,7 @@ impl Dialer {
 pub struct ProxyClient {
     conn: ClientConnection,
     template: Arc<UdpTemplate>,
+    tcp_template: Arc<TcpTemplate>,
     options: Arc<ClientOptions>,
 }
 
@@ -106,6 +111,13 @@ impl ProxyClient {
     /// Opens a connect-udp tunnel to `target` on this connection.
     pub async fn open_udp(&self, target: &Target) -> Result<UdpSession, ClientError> {
         UdpSession::open(&self.conn, &self.template, target, &self.options).await
+    }
+
+    /// Opens a TCP tunnel to `target` (a [`Target::Tcp`]) on this connection:
+    /// connect-tcp (extended CONNECT, HTTP/1.1 `Upgrade`) with the token of
+    /// `mode`, or classic CONNECT. See [`crate::connect_tcp`].
+    pub async fn open_tcp(&self, target: &Target, mode: TcpMode) -> Result<TcpTunnel, ClientError> {
+        TcpTunnel::open(&self.conn, &self.tcp_template, target, mode, &self.options).await
     }
 
     /// The HTTP version of this connection.

@@ -13,6 +13,11 @@
 //!   (bounded channel) and [`UdpSession::forward_to`] (an owner actor) turn it
 //!   into [`ClientEvent`]s plus a cloneable [`UdpSender`].
 //! * [`udp_forward`] is the CLI's local UDP port forwarder.
+//! * [`connect_tcp`] and [`ProxyClient::open_tcp`] open TCP tunnels
+//!   (connect-tcp or classic CONNECT, [`TcpMode`]): a [`TcpTunnel`] is
+//!   `AsyncRead + AsyncWrite` with `shutdown` as a half-close;
+//!   [`TcpTunnel::forward_to`] / [`TcpTunnel::into_events`] turn its read side
+//!   into [`TcpTunnelEvent`]s.
 //!
 //! Requirement ids (`R9298-nn`, `R9297-nn`) are those of docs/reference/conformance.md.
 #![forbid(unsafe_code)]
@@ -28,16 +33,23 @@ mod reader;
 mod request;
 mod sender;
 mod session;
+mod tcp;
 
 pub use client::ProxyClient;
 pub use close::{CloseInfo, CloseReason, SessionStats};
 pub use error::ClientError;
 pub use events::ClientEvent;
 pub use forward::udp_forward;
+/// connect-tcp capsule codepoints per upgrade token, for
+/// [`TcpMode::ConnectTcpToken`] (`DRAFT_11`, `DRAFT_12`, `FINAL`, `SERVED`).
+pub use masque_proto::tcp::{self as tcp_codepoints, Codepoints as TcpCodepoints};
 pub use options::{ClientOptions, Target, TransportChoice, UnknownTransport};
 pub use proxy_url::DEFAULT_PORT;
 pub use sender::UdpSender;
 pub use session::{LATE_DATAGRAM_LINGER, SessionInfo, UdpSession};
+pub use tcp::{
+    TcpMode, TcpReadHalf, TcpStreamError, TcpTunnel, TcpTunnelEvent, TcpTunnelInfo, TcpWriteHalf,
+};
 
 /// Opens one connect-udp tunnel on a new connection and returns once the
 /// proxy's 2xx arrived (R9298-31).
@@ -62,4 +74,21 @@ pub async fn connect(
     let mut session = client.open_udp(&target).await?;
     session.owned = true;
     Ok(session)
+}
+
+/// Opens one TCP tunnel to `target` (a [`Target::Tcp`]) on a new connection
+/// and returns once the proxy accepted it. `mode` picks connect-tcp (the
+/// template is `options.tcp_template`, else
+/// `/.well-known/masque/tcp/{target_host}/{target_port}/` on the proxy URL's
+/// origin) or classic CONNECT. A refusal is [`ClientError::Refused`] with the
+/// status and `Proxy-Status` (e.g. 502 `connection_refused`, 403
+/// `destination_ip_prohibited`). The connection ends when the tunnel does.
+pub async fn connect_tcp(
+    proxy_url: &str,
+    target: Target,
+    mode: TcpMode,
+    options: ClientOptions,
+) -> Result<TcpTunnel, ClientError> {
+    let client = ProxyClient::connect(proxy_url, options).await?;
+    client.open_tcp(&target, mode).await
 }

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use masque_proto::{
     headers::auth::{PROXY_AUTHORIZATION, is_token68},
-    template::{Host, HostPort, UdpTarget},
+    template::{Host, HostPort, TcpTarget, UdpTarget},
 };
 use masque_transport::{
     ClientConfig, Transport, TunnelLimits,
@@ -23,6 +23,10 @@ pub enum Target {
     /// literal (IPv6 with or without brackets; it is percent-encoded on expansion,
     /// R9298-11). Port 0 is refused (R9298-12).
     Udp { host: String, port: u16 },
+    /// A TCP target for connect-tcp or classic CONNECT
+    /// ([`crate::ProxyClient::open_tcp`]). Same host rules as
+    /// [`Target::Udp`]; port 0 is refused (CTCP-01).
+    Tcp { host: String, port: u16 },
 }
 
 impl Target {
@@ -34,31 +38,69 @@ impl Target {
         }
     }
 
-    /// The validated template target (R9298-10/11/12): rejects empty hosts, zone
-    /// identifiers, malformed names and port 0 before anything is sent.
-    pub(crate) fn to_udp_target(&self) -> Result<UdpTarget, ClientError> {
-        let Self::Udp { host, port } = self;
-        let invalid = |reason: String| ClientError::InvalidTarget {
+    /// A TCP target (connect-tcp, classic CONNECT).
+    pub fn tcp(host: impl Into<String>, port: u16) -> Self {
+        Self::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    fn host_port(&self) -> (&str, u16) {
+        match self {
+            Self::Udp { host, port } | Self::Tcp { host, port } => (host, *port),
+        }
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> ClientError {
+        let (host, port) = self.host_port();
+        ClientError::InvalidTarget {
             target: format!("{host}:{port}"),
-            reason,
-        };
+            reason: reason.into(),
+        }
+    }
+
+    /// The validated host and port: rejects empty hosts, zone identifiers,
+    /// malformed names and port 0 (R9298-10/11/12, CTCP-01).
+    fn validated(&self) -> Result<HostPort, ClientError> {
+        let (host, port) = self.host_port();
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let host = Host::parse(bare).map_err(|e| invalid(e.to_string()))?;
-        let hp = HostPort::new(host, *port).map_err(|e| invalid(e.to_string()))?;
-        Ok(UdpTarget::Host(hp))
+        let host = Host::parse(bare).map_err(|e| self.invalid(e.to_string()))?;
+        HostPort::new(host, port).map_err(|e| self.invalid(e.to_string()))
+    }
+
+    /// The validated template target (R9298-10/11/12): rejects empty hosts, zone
+    /// identifiers, malformed names and port 0 before anything is sent.
+    pub(crate) fn to_udp_target(&self) -> Result<UdpTarget, ClientError> {
+        if !matches!(self, Self::Udp { .. }) {
+            return Err(self.invalid("a TCP target cannot be a connect-udp tunnel"));
+        }
+        Ok(UdpTarget::Host(self.validated()?))
+    }
+
+    /// The validated connect-tcp / classic CONNECT target (CTCP-01).
+    pub(crate) fn to_tcp_target(&self) -> Result<TcpTarget, ClientError> {
+        if !matches!(self, Self::Tcp { .. }) {
+            return Err(self.invalid("a UDP target cannot be a TCP tunnel"));
+        }
+        self.validated()
     }
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self::Udp { host, port } = self;
+        let scheme = match self {
+            Self::Udp { .. } => "udp",
+            Self::Tcp { .. } => "tcp",
+        };
+        let (host, port) = self.host_port();
         if host.contains(':') && !host.starts_with('[') {
-            write!(f, "udp://[{host}]:{port}")
+            write!(f, "{scheme}://[{host}]:{port}")
         } else {
-            write!(f, "udp://{host}:{port}")
+            write!(f, "{scheme}://{host}:{port}")
         }
     }
 }
@@ -148,6 +190,11 @@ pub struct ClientOptions {
     /// RFC 9298 default `/.well-known/masque/udp/{target_host}/{target_port}/` on
     /// the proxy URL's origin (R9298-09).
     pub template: Option<String>,
+    /// A full connect-tcp URI template, e.g.
+    /// `https://proxy.example:4433/tcp{?target_host,target_port}`. `None`: the
+    /// default `/.well-known/masque/tcp/{target_host}/{target_port}/` on the
+    /// proxy URL's origin (CTCP-01, CTCP-30).
+    pub tcp_template: Option<String>,
     /// Extra request header fields (e.g. `proxy-authorization`).
     pub headers: http::HeaderMap,
     /// Local address of the QUIC endpoint (TCP transports use its IP only);
@@ -239,6 +286,7 @@ impl Default for ClientOptions {
             transport: TransportChoice::default(),
             verification: ServerVerification::default(),
             template: None,
+            tcp_template: None,
             headers: http::HeaderMap::new(),
             bind: None,
             initial_mtu: 1452,
@@ -312,6 +360,24 @@ mod tests {
             assert_eq!(TransportChoice::from(t).transport(), t);
             assert_eq!(TransportChoice::from(t).to_string(), t.as_str());
         }
+    }
+
+    #[test]
+    fn tcp_targets_are_validated_and_kept_apart_from_udp() {
+        assert!(Target::tcp("example.com", 443).to_tcp_target().is_ok());
+        assert!(Target::tcp("[2001:db8::42]", 443).to_tcp_target().is_ok());
+        for bad in [
+            Target::tcp("", 80),
+            Target::tcp("example.com", 0),
+            Target::tcp("bad host", 80),
+            Target::udp("example.com", 80),
+        ] {
+            let err = bad.to_tcp_target().unwrap_err();
+            assert!(matches!(err, ClientError::InvalidTarget { .. }), "{err}");
+        }
+        let err = Target::tcp("example.com", 80).to_udp_target().unwrap_err();
+        assert!(matches!(err, ClientError::InvalidTarget { .. }), "{err}");
+        assert_eq!(Target::tcp("::1", 22).to_string(), "tcp://[::1]:22");
     }
 
     #[test]

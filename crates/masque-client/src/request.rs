@@ -12,7 +12,8 @@ use masque_proto::{
     headers::{self, CAPSULE_PROTOCOL, PROXY_STATUS, SF_TRUE},
     proxy_status,
     request::CONNECT_UDP,
-    template::{UdpTarget, UdpTemplate},
+    tcp::Codepoints,
+    template::{Host, TcpTarget, TcpTemplate, UdpTarget, UdpTemplate},
 };
 use masque_transport::{
     Transport,
@@ -31,6 +32,70 @@ pub(crate) fn template(
         Some(t) => UdpTemplate::parse(t)?,
         None => UdpTemplate::with_authority(authority)?,
     })
+}
+
+/// The connect-tcp template: `explicit` if given, else the default
+/// `/.well-known/masque/tcp/{target_host}/{target_port}/` on the proxy's
+/// origin (CTCP-01, CTCP-30).
+pub(crate) fn tcp_template(
+    authority: &str,
+    explicit: Option<&str>,
+) -> Result<TcpTemplate, ClientError> {
+    Ok(match explicit {
+        Some(t) => TcpTemplate::parse(t)?,
+        None => TcpTemplate::with_authority(authority)?,
+    })
+}
+
+/// Extended CONNECT with `:protocol` = `codepoints.token` (HTTP/1.1: `GET` +
+/// `Upgrade: <token>`), `:scheme`, `:authority` and `:path` from the expanded
+/// template (CTCP-02, CTCP-08, CTCP-14) and `capsule-protocol: ?1` (CTCP-16).
+/// No HTTP datagrams. `extra` fields are added first.
+pub(crate) fn build_tcp(
+    template: &TcpTemplate,
+    target: &TcpTarget,
+    codepoints: Codepoints,
+    extra: &HeaderMap,
+) -> Result<TunnelHead, ClientError> {
+    let e = template.expand(target);
+    let bad = |reason: &'static str| ClientError::InvalidTarget {
+        target: format!("{target:?}"),
+        reason: reason.to_owned(),
+    };
+    let scheme = Scheme::from_str(e.scheme.unwrap_or("https")).map_err(|_| bad("bad scheme"))?;
+    let authority = Authority::from_str(e.authority.ok_or(bad("template has no authority"))?)
+        .map_err(|_| bad("template authority is not a valid :authority"))?;
+    let path = PathAndQuery::from_str(&e.path).map_err(|_| bad("expanded path is invalid"))?;
+    let mut head = TunnelHead::extended(codepoints.token, authority.as_str(), path.as_str());
+    head.scheme = scheme;
+    head.headers = extra.clone();
+    head.headers
+        .insert(CAPSULE_PROTOCOL, HeaderValue::from_static(SF_TRUE));
+    Ok(head)
+}
+
+/// Classic `CONNECT host:port` (RFC 9110 §9.3.6; HTTP/2 and HTTP/3:
+/// `:authority` only, RFC 9113 §8.5, RFC 9114 §4.4); IPv6 literals in
+/// brackets. `extra` fields are sent with it.
+pub(crate) fn build_classic(target: &TcpTarget, extra: &HeaderMap) -> TunnelHead {
+    let authority = match &target.host {
+        Host::V6(a) => format!("[{a}]:{}", target.port),
+        host => format!("{host}:{}", target.port),
+    };
+    let mut head = TunnelHead::classic(authority);
+    head.headers = extra.clone();
+    head
+}
+
+/// Accepts a classic CONNECT response: any 2xx is the tunnel (RFC 9110
+/// §9.3.6, its Content-Length / Transfer-Encoding ignored); anything else is a
+/// refusal with its `Proxy-Status`.
+pub(crate) fn check_classic_response(head: &ResponseHead) -> Result<(), ClientError> {
+    if head.status.is_success() {
+        Ok(())
+    } else {
+        Err(refused(head))
+    }
 }
 
 /// Extended CONNECT `:protocol connect-udp` (HTTP/1.1: `GET` + `Upgrade:
@@ -120,11 +185,7 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use masque_proto::{
-        proxy_status::ProxyStatusError,
-        request::RequestForm,
-        template::{Host, HostPort},
-    };
+    use masque_proto::{proxy_status::ProxyStatusError, request::RequestForm, template::HostPort};
 
     use super::*;
 
@@ -132,6 +193,19 @@ mod tests {
 
     fn target(host: &str, port: u16) -> UdpTarget {
         UdpTarget::Host(HostPort::new(Host::parse(host).unwrap(), port).unwrap())
+    }
+
+    trait IntoHost {
+        fn into_host(self) -> HostPort;
+    }
+
+    impl IntoHost for UdpTarget {
+        fn into_host(self) -> HostPort {
+            match self {
+                UdpTarget::Host(hp) => hp,
+                UdpTarget::Wildcard => panic!("wildcard"),
+            }
+        }
     }
 
     fn response(status: u16, fields: &[(&'static str, &'static str)]) -> ResponseHead {
@@ -179,6 +253,55 @@ mod tests {
         let (_, authority, path) = extended(&head);
         assert_eq!(authority, "proxy.example.org:4443");
         assert_eq!(path, "/masque?target_host=example.com&target_port=53");
+    }
+
+    /// CTCP-02/14/16: the connect-tcp request from the default template, per
+    /// token; classic CONNECT brackets IPv6.
+    #[test]
+    fn ctcp_02_request_and_classic_authority() {
+        let t = tcp_template("proxy.example:4433", None).unwrap();
+        for cp in masque_proto::tcp::SERVED {
+            let head = build_tcp(
+                &t,
+                &target("2001:db8::42", 443).into_host(),
+                cp,
+                &HeaderMap::new(),
+            )
+            .unwrap();
+            assert_eq!(
+                extended(&head),
+                (
+                    cp.token,
+                    "proxy.example:4433",
+                    "/.well-known/masque/tcp/2001%3Adb8%3A%3A42/443/"
+                )
+            );
+            assert!(!head.datagrams);
+            assert_eq!(head.headers[CAPSULE_PROTOCOL], "?1");
+        }
+        let head = build_classic(&target("2001:db8::42", 443).into_host(), &HeaderMap::new());
+        assert_eq!(
+            head.form,
+            RequestForm::Classic {
+                authority: "[2001:db8::42]:443".into()
+            }
+        );
+        let head = build_classic(&target("example.com", 80).into_host(), &HeaderMap::new());
+        assert_eq!(
+            head.form,
+            RequestForm::Classic {
+                authority: "example.com:80".into()
+            }
+        );
+        assert!(check_classic_response(&response(200, &[("content-length", "0")])).is_ok());
+        assert!(matches!(
+            check_classic_response(&response(
+                502,
+                &[("proxy-status", "masque-node; error=connection_refused")]
+            )),
+            Err(ClientError::Refused { status, ref details, .. })
+                if status == 502 && details[0].error == Some(ProxyStatusError::ConnectionRefused)
+        ));
     }
 
     /// R9298-08: an invalid template is refused before sending.

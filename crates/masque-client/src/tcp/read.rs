@@ -1,0 +1,273 @@
+//! The read side of a TCP tunnel: a small task owns the body's [`BodyRx`],
+//! turns it into the TCP byte stream (connect-tcp: the payloads of DATA /
+//! FINAL_DATA through masque-proto's [`TcpReceiver`]; classic CONNECT: the
+//! body itself) and hands the pieces, as they arrived and without a copy, to
+//! [`TcpReadHalf`] through a queue of [`READ_QUEUE`] pieces. When the queue is
+//! full the task stops reading, so the transport's flow control (HTTP/3 and
+//! HTTP/2 windows, TCP on HTTP/1.1) holds the proxy back: what the client
+//! buffers is bounded by the queue plus the transport's window.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Buf, Bytes};
+use masque_proto::tcp::{StreamEnd, TcpEvent, TcpReceiver};
+use masque_transport::{BodyRx, ResetReason};
+use tokio::{io::ReadBuf, sync::mpsc};
+
+use super::{TcpStreamError, write::Shared};
+
+/// Pieces queued between the reader task and the read half.
+pub(crate) const READ_QUEUE: usize = 4;
+
+/// What the reader task hands on.
+#[derive(Debug)]
+pub(crate) enum Piece {
+    Data(Bytes),
+    /// The proxy's FINAL_DATA (connect-tcp) or FIN (classic): our EOF.
+    Fin,
+    /// The stream failed; the last piece.
+    Failed(TcpStreamError),
+    /// The stream ended cleanly after the FIN; the last piece.
+    Ended,
+}
+
+/// The read half of a [`TcpTunnel`](crate::TcpTunnel): `AsyncRead` that
+/// returns EOF at the proxy's FINAL_DATA / FIN, and an `io::Error` of kind
+/// `ConnectionReset` when the stream was reset or ended without it.
+#[derive(Debug)]
+pub struct TcpReadHalf {
+    rx: mpsc::Receiver<Piece>,
+    /// The rest of a piece a short read did not take.
+    rest: Bytes,
+    /// EOF seen, or the error every later read returns.
+    done: Option<Result<(), TcpStreamError>>,
+    /// How the stream ended after the FIN, once known (for events).
+    ended: Option<Result<(), TcpStreamError>>,
+    stream_id: u64,
+}
+
+impl TcpReadHalf {
+    /// Spawns the reader of `body`; `framing` is connect-tcp's receiver
+    /// (`None`: classic CONNECT). A malformed stream also resets our write
+    /// side through `writer`.
+    pub(crate) fn spawn(
+        body: BodyRx,
+        framing: Option<TcpReceiver>,
+        writer: Arc<Shared>,
+        linger: Duration,
+        stream_id: u64,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(READ_QUEUE);
+        tokio::spawn(run(body, framing, tx, writer, linger));
+        Self {
+            rx,
+            rest: Bytes::new(),
+            done: None,
+            ended: None,
+            stream_id,
+        }
+    }
+
+    /// The tunnel's request stream id (HTTP/1.1: its sequence number).
+    pub fn stream_id(&self) -> u64 {
+        self.stream_id
+    }
+
+    /// The next bytes of the stream as they arrived, without a copy; `None`
+    /// at EOF (the proxy's FINAL_DATA or FIN). Do not mix with partial
+    /// `AsyncRead` reads unless they drained what they took.
+    pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Poll form of [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        self.poll_piece(cx).map_err(|e| e.io())
+    }
+
+    /// [`recv`](Self::recv) with the typed error.
+    pub(crate) async fn next_piece(&mut self) -> Result<Option<Bytes>, TcpStreamError> {
+        std::future::poll_fn(|cx| self.poll_piece(cx)).await
+    }
+
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, TcpStreamError>> {
+        if !self.rest.is_empty() {
+            return Poll::Ready(Ok(Some(std::mem::take(&mut self.rest))));
+        }
+        match &self.done {
+            Some(Ok(())) => return Poll::Ready(Ok(None)),
+            Some(Err(e)) => return Poll::Ready(Err(e.clone())),
+            None => {}
+        }
+        let piece = std::task::ready!(self.rx.poll_recv(cx));
+        Poll::Ready(match piece {
+            Some(Piece::Data(b)) => Ok(Some(b)),
+            Some(Piece::Fin) => {
+                self.done = Some(Ok(()));
+                Ok(None)
+            }
+            Some(Piece::Ended) => {
+                // Only after a FIN; kept for `end`.
+                self.done = Some(Ok(()));
+                self.ended = Some(Ok(()));
+                Ok(None)
+            }
+            Some(Piece::Failed(e)) => {
+                self.done = Some(Err(e.clone()));
+                Err(e)
+            }
+            None => {
+                let e = TcpStreamError::Closed;
+                self.done = Some(Err(e.clone()));
+                Err(e)
+            }
+        })
+    }
+
+    /// After EOF: waits until the stream itself has ended and says how
+    /// (connect-tcp: anything after FINAL_DATA is an error).
+    pub(crate) async fn end(&mut self) -> Result<(), TcpStreamError> {
+        if let Some(Err(e)) = &self.done {
+            return Err(e.clone());
+        }
+        if let Some(end) = &self.ended {
+            return end.clone();
+        }
+        let end = loop {
+            match self.rx.recv().await {
+                Some(Piece::Ended) | None => break Ok(()),
+                Some(Piece::Failed(e)) => break Err(e),
+                Some(Piece::Data(_) | Piece::Fin) => {}
+            }
+        };
+        self.ended = Some(end.clone());
+        end
+    }
+}
+
+impl tokio::io::AsyncRead for TcpReadHalf {
+    /// Copies the received bytes once, into `buf`.
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let Some(mut piece) = std::task::ready!(this.poll_recv(cx))? else {
+            return Poll::Ready(Ok(()));
+        };
+        let n = piece.len().min(buf.remaining());
+        buf.put_slice(&piece[..n]);
+        piece.advance(n);
+        this.rest = piece;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The reader task. Ends when the stream ends, or when the read half is gone
+/// (STOP_SENDING on HTTP/3 unless the FIN was already received, in which case
+/// the stream is drained for up to `linger` so that the proxy's clean end is
+/// not turned into an abort).
+async fn run(
+    mut body: BodyRx,
+    mut framing: Option<TcpReceiver>,
+    tx: mpsc::Sender<Piece>,
+    writer: Arc<Shared>,
+    linger: Duration,
+) {
+    let mut fin = false;
+    let outcome = loop {
+        let chunk = tokio::select! {
+            c = body.recv() => c,
+            () = tx.closed() => {
+                if fin {
+                    drain(&mut body, linger).await;
+                } else {
+                    body.stop(ResetReason::Cancelled);
+                }
+                return;
+            }
+        };
+        let chunk = match chunk {
+            Ok(Some(c)) => c,
+            Ok(None) => break end_of_stream(framing.as_ref(), fin),
+            Err(e) => break Err(TcpStreamError::from_transport(&e)),
+        };
+        let Some(rx) = framing.as_mut() else {
+            if !send(&tx, Piece::Data(chunk)).await {
+                body.stop(ResetReason::Cancelled);
+                return;
+            }
+            continue;
+        };
+        rx.push(chunk);
+        let malformed = loop {
+            match rx.next() {
+                Ok(Some(TcpEvent::Data(b))) => {
+                    if !fin && !send(&tx, Piece::Data(b)).await {
+                        body.stop(ResetReason::Cancelled);
+                        return;
+                    }
+                }
+                Ok(Some(TcpEvent::Fin)) => {
+                    fin = true;
+                    // The read half may be gone already; the stream is
+                    // still read to its end.
+                    let _ = send(&tx, Piece::Fin).await;
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if let Some(e) = malformed {
+            // R9297-22 / CTCP-04: abort the request stream.
+            body.stop(ResetReason::Malformed);
+            writer.abort(ResetReason::Malformed);
+            break Err(TcpStreamError::Malformed(e.to_string()));
+        }
+    };
+    if framing.is_none() && outcome.is_ok() {
+        // Classic CONNECT: the end of the body is the FIN.
+        let _ = send(&tx, Piece::Fin).await;
+    }
+    let last = match outcome {
+        Ok(()) => Piece::Ended,
+        Err(e) => Piece::Failed(e),
+    };
+    let _ = send(&tx, last).await;
+}
+
+/// The stream ended cleanly: fine after FINAL_DATA (connect-tcp) and always
+/// on classic CONNECT; otherwise the target's connection was not closed
+/// cleanly (CTCP-22) or a capsule was cut short (R9297-24).
+fn end_of_stream(framing: Option<&TcpReceiver>, fin: bool) -> Result<(), TcpStreamError> {
+    let Some(rx) = framing else {
+        return Ok(());
+    };
+    match rx.finish() {
+        Ok(StreamEnd::Graceful) if fin => Ok(()),
+        Ok(_) => Err(TcpStreamError::Abortive),
+        Err(e) => Err(TcpStreamError::Malformed(e.to_string())),
+    }
+}
+
+/// Reads the rest of a stream whose FIN was received, for up to `limit`.
+async fn drain(body: &mut BodyRx, limit: Duration) {
+    let rest = async { while let Ok(Some(_)) = body.recv().await {} };
+    if tokio::time::timeout(limit, rest).await.is_err() {
+        body.stop(ResetReason::Cancelled);
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Piece>, piece: Piece) -> bool {
+    tx.send(piece).await.is_ok()
+}
