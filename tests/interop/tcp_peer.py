@@ -1,0 +1,751 @@
+#!/usr/bin/env python3
+"""An independent TCP-tunnel client against masque-node: CONNECT-TCP
+(draft-ietf-httpbis-connect-tcp-11, tokens `connect-tcp`, `connect-tcp-07`,
+`connect-tcp-12`) and classic CONNECT, each over
+
+  h3   aioquic (HTTP/3 extended CONNECT; classic: `:method CONNECT` +
+       `:authority host:port` only)
+  h2   Python `h2` over the standard `ssl` module (RFC 8441 extended CONNECT;
+       classic CONNECT as RFC 9113 §8.5)
+  h1   a hand-written HTTP/1.1 client on `ssl` memory BIOs (`GET` +
+       `Upgrade: <token>` answered 101; `CONNECT host:port` answered 2xx)
+
+to a TCP target given with --target HOST:PORT. None of it uses the node's
+code; the capsule codec is tcp_capsules.py.
+
+Scenarios (one per run):
+
+  echo              2xx/101 (+ `capsule-protocol: ?1` for connect-tcp; no
+                    Content-Length / Transfer-Encoding), --bytes seeded
+                    pseudo-random bytes sent while reading, then the
+                    half-close: FINAL_DATA (connect-tcp), END_STREAM / QUIC
+                    FIN (classic h2/h3), TLS close_notify + TCP FIN (classic
+                    h1). The echo (the target echoes until our FIN, then
+                    FINs) must come back byte-exact and end cleanly:
+                    FINAL_DATA with nothing after it, then the stream's FIN /
+                    END_STREAM (h1: the connection closed with close_notify).
+                    For connect-tcp the client ends its own stream (h1: its
+                    close_notify + FIN) once the node's FINAL_DATA arrived.
+  grease            echo with the data in DATA capsules of random sizes and
+                    unknown capsules around them (types 0x29*N+0x17, small,
+                    and two over the 64 KiB capsule bound); connect-tcp only
+  refused           expect 502 with `error=connection_refused` in Proxy-Status
+  private           expect 403 with `error=destination_ip_prohibited`
+  data-after-final  DATA, FINAL_DATA, DATA in one write (malformed): the node
+                    resets the stream (h3 H3_MESSAGE_ERROR 0x10e, h2
+                    RST_STREAM PROTOCOL_ERROR 0x1) or, on h1, closes the
+                    connection; connect-tcp only
+  target-reset      the target resets after reading some bytes: the node
+                    resets the stream (h3 H3_CONNECT_ERROR 0x10f, h2
+                    RST_STREAM CONNECT_ERROR 0xa) or, on h1, closes the
+                    connection without close_notify; never a FINAL_DATA
+
+Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
+1 with the reason in `"error"` on a failed check. Every wait is bounded
+(TIMEOUT per step without progress, and --limit for the whole run).
+"""
+import argparse
+import asyncio
+import os
+import random
+import select
+import socket
+import ssl
+import sys
+import time
+
+import h2.events
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # masque_peer, even under `python -P`
+from masque_peer import TIMEOUT, Fail, H2Client, Tls, check, client_context, emit  # noqa: E402
+from tcp_capsules import Codec, grease_stream, payload, sha256  # noqa: E402
+
+H3_MESSAGE_ERROR = 0x10E
+H3_CONNECT_ERROR = 0x10F
+H2_PROTOCOL_ERROR = 0x1
+H2_CONNECT_ERROR = 0xA
+
+PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
+SCENARIOS = ["echo", "grease", "refused", "private", "data-after-final", "target-reset"]
+# DATA capsule size of the plain echo.
+CHUNK = 16384
+
+
+class Response:
+    def __init__(self, status, fields):
+        self.status = status
+        self.fields = fields  # [(name lowercased, value)] as received
+
+    def get(self, name):
+        vals = [v for k, v in self.fields if k == name]
+        return ", ".join(vals) if vals else None
+
+    def tokens(self, name):
+        v = self.get(name) or ""
+        return [t.strip().lower() for t in v.split(",") if t.strip()]
+
+
+def text(b):
+    return b.decode("latin-1") if isinstance(b, (bytes, bytearray)) else str(b)
+
+
+# Events of a tunnel, returned by `poll`:
+#   ("data", bytes)
+#   ("end", how)      the node ended its side cleanly: "fin" (h3),
+#                     "end_stream" (h2), "close_notify" (h1 TLS close)
+#   ("reset", code)   stream reset (h3 RESET_STREAM / h2 RST_STREAM code)
+#   ("closed", how)   the connection went away: h1 "fin" (TCP FIN without
+#                     close_notify), "reset" (TCP RST); h2/h3 a GOAWAY,
+#                     CONNECTION_CLOSE or EOF
+
+
+# ---------------------------------------------------------------- HTTP/3
+
+
+class H3:
+    """aioquic behind a blocking facade: each call runs the event loop until
+    it has an answer or the deadline passes."""
+
+    name = "h3"
+
+    def __init__(self, a):
+        from aioquic.asyncio import connect
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic_client import Client
+
+        self.loop = asyncio.new_event_loop()
+        config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], max_datagram_frame_size=65536)
+        config.load_verify_locations(a.ca)
+        config.server_name = "localhost"
+        self.cm = connect("127.0.0.1", a.port, configuration=config, create_protocol=Client)
+        self.c = self._run(self.cm.__aenter__(), "QUIC handshake")
+        self.sid = None
+        self.pending = []
+
+    def _run(self, coro, what, timeout=TIMEOUT):
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        except (asyncio.TimeoutError, TimeoutError):
+            raise Fail(f"h3: {what}: not within {timeout}s") from None
+
+    def open(self, headers):
+        self.sid = self.c.request([(k.encode(), v.encode()) for k, v in headers])
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            ev = self._run(self._next(deadline), "response")
+            if ev[0] == "headers":
+                fields = [(text(k).lower(), text(v)) for k, v in ev[1].items()]
+                status = int(ev[1].get(b":status", b"0"))
+                if ev[2]:
+                    self.pending.append(("end", "fin"))
+                return Response(status, fields)
+            raise Fail(f"h3: expected the response, got {ev[0]} {ev[1:]}")
+
+    async def _next(self, deadline):
+        """The next raw event of our stream, or ("closed", code) once the
+        connection is gone."""
+        q = self.c._queue(self.c.events, self.sid)
+        if not q.empty():
+            return q.get_nowait()
+        if self.c.terminated.done():
+            return ("closed", f"CONNECTION_CLOSE {self.c.terminated.result():#x}")
+        get = asyncio.ensure_future(q.get())
+        await asyncio.wait({get, self.c.terminated}, timeout=max(deadline - time.monotonic(), 0.001), return_when=asyncio.FIRST_COMPLETED)
+        if get.done():
+            return get.result()
+        get.cancel()
+        if self.c.terminated.done():
+            return ("closed", f"CONNECTION_CLOSE {self.c.terminated.result():#x}")
+        raise socket.timeout()
+
+    def send(self, data):
+        self.c.send_data(self.sid, bytes(data))
+
+    def end(self):
+        self.c.send_data(self.sid, b"", end=True)
+
+    def poll(self, deadline):
+        if self.pending:
+            out, self.pending = self.pending, []
+            return out
+        try:
+            ev = self.loop.run_until_complete(self._next(deadline))
+        except asyncio.TimeoutError:
+            raise socket.timeout() from None
+        if ev[0] == "data":
+            out = [("data", ev[1])] if ev[1] else []
+            if ev[2]:
+                out.append(("end", "fin"))
+            return out
+        if ev[0] == "reset":
+            return [("reset", ev[1])]
+        if ev[0] == "headers":
+            raise Fail(f"h3: HEADERS after the response: {ev[1]}")
+        return [ev]
+
+    def close(self):
+        try:
+            self._run(self.cm.__aexit__(None, None, None), "close", timeout=2)
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+        self.loop.close()
+
+
+# ---------------------------------------------------------------- HTTP/2
+
+
+class H2(H2Client):
+    """Python `h2` on a blocking `ssl` socket. Sends what `send` queued as
+    the flow-control windows allow, reading whenever they are shut (the
+    node's own sends are bounded by our windows, so a blocking write never
+    waits on a node that waits on us)."""
+
+    name = "h2"
+
+    def __init__(self, a):
+        ctx = client_context(a.ca, None, ["h2"])
+        raw = socket.create_connection(("127.0.0.1", a.port), timeout=TIMEOUT)
+        self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.sock.settimeout(TIMEOUT)
+        alpn = self.sock.selected_alpn_protocol()
+        check(alpn == "h2", f"h2: ALPN: server selected {alpn!r}")
+        self.sid = None
+        self.outq = bytearray()
+        self.want_end = False
+        self.end_sent = False
+        self.events = []
+        self.eof_how = None
+        super().__init__()
+
+    def _write(self, data):
+        self.sock.sendall(data)
+
+    def _read(self, deadline):
+        self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            self.eof_how = "reset"
+            return b""
+        except ssl.SSLEOFError:
+            self.eof_how = "eof"
+            return b""
+        if not data:
+            self.eof_how = "eof"
+        return data
+
+    def how_closed(self):
+        return self.eof_how
+
+    def _on_event(self, ev):
+        sid = getattr(ev, "stream_id", None)
+        if isinstance(ev, h2.events.DataReceived):
+            if ev.flow_controlled_length:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            if sid == self.sid and ev.data:
+                self.events.append(("data", bytes(ev.data)))
+            return
+        super()._on_event(ev)
+        if sid != self.sid or self.sid is None:
+            if isinstance(ev, h2.events.ConnectionTerminated):
+                self.events.append(("closed", f"GOAWAY {int(ev.error_code):#x}"))
+            return
+        if isinstance(ev, h2.events.StreamEnded):
+            self.events.append(("end", "end_stream"))
+        elif isinstance(ev, h2.events.StreamReset) and ev.remote_reset:
+            self.events.append(("reset", int(ev.error_code)))
+
+    def open(self, headers):
+        self.sid = self.request(headers)
+        s = self.response(self.sid, "h2: response")
+        if s.headers is None:
+            raise Fail(f"h2: the request was reset ({s.reset:#x}) instead of answered")
+        fields = [(text(k), text(v)) for k, v in s.headers.items()]
+        return Response(s.status, fields)
+
+    def send(self, data):
+        self.outq += data
+
+    def end(self):
+        self.want_end = True
+
+    def _push(self):
+        stream = self.conn.streams.get(self.sid)
+        if stream is None or stream.closed:
+            self.outq.clear()
+            return
+        while self.outq:
+            window = self.conn.local_flow_control_window(self.sid)
+            n = min(window, self.conn.max_outbound_frame_size, len(self.outq))
+            if n <= 0:
+                break
+            self.conn.send_data(self.sid, bytes(self.outq[:n]))
+            del self.outq[:n]
+        if not self.outq and self.want_end and not self.end_sent:
+            self.conn.end_stream(self.sid)
+            self.end_sent = True
+        self.flush()
+
+    def poll(self, deadline):
+        if not self.events:
+            self._push()
+        while not self.events:
+            if self.closed:
+                return [("closed", self.eof_how or "eof")]
+            data = self._read(deadline)
+            if not data:
+                self.closed = True
+                continue
+            for ev in self.conn.receive_data(data):
+                self._on_event(ev)
+            self._push()
+        out, self.events = self.events, []
+        return out
+
+    def close(self):
+        try:
+            self.conn.close_connection()
+            self.flush()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- HTTP/1.1
+
+
+class H1:
+    """HTTP/1.1 on TLS over memory BIOs and a non-blocking socket: one select
+    loop sends and reads at once, so a large echo never deadlocks."""
+
+    name = "h1"
+
+    def __init__(self, a):
+        self.tls = Tls(a.port, client_context(a.ca, None, ["http/1.1"]))
+        self.tls.handshake("http/1.1")
+        self.sock = self.tls.sock
+        self.obj = self.tls.obj
+        self.raw_out = bytearray()  # TLS records not yet on the wire
+        self.shut_after_flush = False
+        self.shut = False
+        self.tcp_eof = False
+        self.done = None  # how the node closed
+        self.events = []
+        self.buf = bytearray()
+
+    def _queue_app(self, data):
+        view = memoryview(bytes(data))
+        while view:
+            n = self.obj.write(view)
+            view = view[n:]
+        self.raw_out += self.tls.outg.read()
+
+    def open(self, request):
+        self._queue_app(request)
+        deadline = time.monotonic() + TIMEOUT
+        self.sock.setblocking(False)
+        while b"\r\n\r\n" not in self.buf:
+            try:
+                events = self._io(deadline)
+            except (socket.timeout, TimeoutError):
+                raise Fail(f"h1: no response head within {TIMEOUT}s: {bytes(self.buf)!r}") from None
+            for ev in events:
+                if ev[0] == "data":
+                    self.buf += ev[1]
+                elif b"\r\n\r\n" in self.buf:
+                    self.events.append(ev)  # after the rest of this read
+                else:
+                    raise Fail(f"h1: the node closed the connection ({ev[1]}) before a response head: {bytes(self.buf)!r}")
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        self.buf = bytearray()
+        if rest:
+            self.events.insert(0, ("data", rest))
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        check(len(parts) >= 2 and parts[0] == "HTTP/1.1" and parts[1].isdigit(), f"h1: status line {lines[0]!r}")
+        fields = []
+        for line in lines[1:]:
+            k, sep, v = line.partition(":")
+            check(sep == ":", f"h1: field line {line!r}")
+            fields.append((k.strip().lower(), v.strip()))
+        return Response(int(parts[1]), fields)
+
+    def send(self, data):
+        self._queue_app(data)
+
+    def end(self):
+        """close_notify, then TCP FIN once every record is on the wire;
+        reading goes on (TLS 1.3 half-close)."""
+        try:
+            self.obj.unwrap()
+        except (ssl.SSLWantReadError, ssl.SSLError):
+            pass
+        self.raw_out += self.tls.outg.read()
+        self.shut_after_flush = True
+
+    def _io(self, deadline):
+        """One round of the select loop: writes what the socket takes, reads
+        what arrived; the decrypted events."""
+        if self.done:
+            return [("closed", self.done)] if self.done != "close_notify" else [("end", "close_notify")]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout()
+        want_w = [self.sock] if self.raw_out and not self.shut else []
+        want_r = [self.sock] if not self.tcp_eof else []
+        if not want_r and not want_w:
+            raise Fail("h1: the node sent TCP FIN inside a TLS record")
+        r, w, _ = select.select(want_r, want_w, [], remaining)
+        if w:
+            try:
+                n = self.sock.send(self.raw_out)
+                del self.raw_out[:n]
+            except (BrokenPipeError, ConnectionResetError):
+                self.raw_out.clear()
+                self.shut = True
+        if self.shut_after_flush and not self.raw_out and not self.shut:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.shut = True
+        out = []
+        if r:
+            try:
+                data = self.sock.recv(262144)
+            except BlockingIOError:
+                data = None
+            except ConnectionResetError:
+                self.done = "reset"
+                data = None
+                self.tls.inc.write_eof()
+                self.tcp_eof = True
+            if data == b"":
+                self.tcp_eof = True
+                self.tls.inc.write_eof()
+            elif data:
+                self.tls.inc.write(data)
+        while True:
+            try:
+                d = self.obj.read(262144)
+                if not d:
+                    self.done = self.done or "close_notify"
+                    break
+                out.append(("data", d))
+            except ssl.SSLWantReadError:
+                if self.tcp_eof:
+                    self.done = self.done or "fin"
+                break
+            except ssl.SSLZeroReturnError:
+                self.done = self.done or "close_notify"
+                break
+            except ssl.SSLEOFError:
+                self.done = self.done or "fin"
+                break
+            except ssl.SSLError as e:
+                self.done = self.done or f"tls error {e.reason}"
+                break
+        # Our close_notify / KeyUpdate answers, if any.
+        self.raw_out += self.tls.outg.read() if not self.shut else b""
+        if self.done:
+            out.append(("end", "close_notify") if self.done == "close_notify" else ("closed", self.done))
+        return out
+
+    def poll(self, deadline):
+        if self.events:
+            out, self.events = self.events, []
+            return out
+        while True:
+            out = self._io(deadline)
+            if out:
+                return out
+
+    def close(self):
+        self.tls.close()
+
+
+# ---------------------------------------------------------------- requests
+
+
+def target_parts(a):
+    host, _, port = a.target.rpartition(":")
+    check(host and port.isdigit(), f"--target {a.target!r}: HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def tcp_path(a):
+    host, port = target_parts(a)
+    return f"/.well-known/masque/tcp/{host}/{port}/"
+
+
+def open_transport(a):
+    return {"h3": H3, "h2": H2, "h1": H1}[a.transport](a)
+
+
+def open_tunnel(a, out):
+    """Connects and sends the request; (transport, response)."""
+    t = open_transport(a)
+    classic = a.protocol == "classic"
+    if a.transport == "h1":
+        if classic:
+            req = f"CONNECT {a.target} HTTP/1.1\r\nHost: {a.target}\r\n\r\n"
+        else:
+            req = (
+                f"GET {tcp_path(a)} HTTP/1.1\r\nHost: localhost:{a.port}\r\n"
+                f"Connection: Upgrade\r\nUpgrade: {a.protocol}\r\nCapsule-Protocol: ?1\r\n\r\n"
+            )
+        r = t.open(req.encode())
+    else:
+        if classic:
+            headers = [(":method", "CONNECT"), (":authority", a.target)]
+        else:
+            headers = [
+                (":method", "CONNECT"),
+                (":protocol", a.protocol),
+                (":scheme", "https"),
+                (":authority", f"localhost:{a.port}"),
+                (":path", tcp_path(a)),
+                ("capsule-protocol", "?1"),
+            ]
+        r = t.open(headers)
+    out["status"] = r.status
+    out["proxy_status"] = r.get("proxy-status")
+    return t, r
+
+
+def check_success(a, r):
+    label = f"{a.transport} {a.protocol}"
+    if a.transport == "h1" and a.protocol != "classic":
+        check(r.status == 101, f"{label}: status {r.status}, wanted 101: {r.fields}")
+        up = r.tokens("upgrade")
+        check(up == [a.protocol], f"{label}: Upgrade {up}, wanted exactly {a.protocol}")
+        check("upgrade" in r.tokens("connection"), f"{label}: Connection {r.get('connection')} lacks `upgrade`")
+    else:
+        check(200 <= r.status < 300, f"{label}: status {r.status}, wanted 2xx: {r.fields}")
+    check(r.get("content-length") is None, f"{label}: Content-Length on a {r.status} to CONNECT: {r.fields}")
+    check(r.get("transfer-encoding") is None, f"{label}: Transfer-Encoding on a {r.status}: {r.fields}")
+    if a.protocol != "classic":
+        check(r.get("capsule-protocol") == "?1", f"{label}: capsule-protocol {r.get('capsule-protocol')!r}, wanted ?1")
+
+
+def check_refusal(a, r, status, error):
+    label = f"{a.transport} {a.protocol}"
+    check(r.status == status, f"{label}: status {r.status}, wanted {status}: {r.fields}")
+    ps = r.get("proxy-status")
+    check(ps is not None, f"{label}: {status} without Proxy-Status: {r.fields}")
+    check(f"error={error}" in ps, f"{label}: Proxy-Status {ps!r}, wanted error={error}")
+
+
+class Collector:
+    """What came back: the TCP bytes (capsules decoded for connect-tcp) and
+    how the node's side ended."""
+
+    def __init__(self, a):
+        self.codec = None if a.protocol == "classic" else Codec(a.protocol)
+        self.reader = self.codec.reader() if self.codec else None
+        self.raw = bytearray()
+        self.end = None  # ("end"|"reset"|"closed", detail)
+
+    def take(self, ev):
+        if ev[0] == "data":
+            if self.end is not None:
+                raise Fail(f"data after the end ({self.end}): {len(ev[1])} bytes")
+            if self.reader:
+                self.reader.feed(ev[1])
+            else:
+                self.raw += ev[1]
+        elif self.end is None:
+            self.end = ev
+
+    @property
+    def stream(self):
+        return self.reader.stream if self.reader else self.raw
+
+    @property
+    def final(self):
+        return bool(self.reader and self.reader.final)
+
+    def summary(self, out):
+        out["received_bytes"] = len(self.stream)
+        out["final_data"] = self.final
+        out["end"] = self.end[0] if self.end else None
+        out["end_detail"] = self.end[1] if self.end else None
+        if self.end and self.end[0] == "reset":
+            out["reset_code"] = self.end[1]
+        if self.reader:
+            out["unknown_capsules_received"] = self.reader.unknown
+            out["after_final"] = self.reader.after_final_bytes
+
+
+def pump(t, col, until, what, on_event=None):
+    """Polls `t` into `col` until `until()`; TIMEOUT without any event
+    fails."""
+    deadline = time.monotonic() + TIMEOUT
+    while not until():
+        try:
+            events = t.poll(deadline)
+        except (socket.timeout, TimeoutError):
+            raise Fail(f"{what}: nothing from the node for {TIMEOUT}s ({len(col.stream)} bytes so far, end {col.end})") from None
+        if events:
+            deadline = time.monotonic() + TIMEOUT
+        for ev in events:
+            col.take(ev)
+            if on_event:
+                on_event(ev)
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def scenario_echo(a, out, grease=False):
+    label = f"{a.transport} {a.protocol}"
+    t, r = open_tunnel(a, out)
+    try:
+        check_success(a, r)
+        data = payload(a.seed, a.bytes)
+        out["sent_bytes"] = len(data)
+        out["sent_sha256"] = sha256(data)[:16]
+        col = Collector(a)
+        if col.codec:
+            if grease:
+                blob, n_grease, n_data = grease_stream(col.codec, data, random.Random(a.seed))
+                out["grease_capsules_sent"] = n_grease
+                out["data_capsules_sent"] = n_data
+            else:
+                blob = b"".join(col.codec.data(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK))
+            t.send(blob + col.codec.final())
+        else:
+            t.send(data)
+            t.end()
+        ended_ours = [col.codec is None]
+
+        def after_final(_ev):
+            # connect-tcp: both FINAL_DATAs are through, so our stream ends.
+            if col.final and not ended_ours[0]:
+                t.end()
+                ended_ours[0] = True
+
+        pump(t, col, lambda: col.end is not None, f"{label}: echo", after_final)
+        col.summary(out)
+        got = bytes(col.stream)
+        out["received_sha256"] = sha256(got)[:16]
+        check(col.end[0] != "reset", f"{label}: the stream was reset ({col.end[1]:#x}) after {len(got)} of {len(data)} bytes")
+        check(col.end[0] != "closed", f"{label}: the connection ended ({col.end[1]}) after {len(got)} of {len(data)} bytes")
+        check(len(got) == len(data), f"{label}: {len(got)} bytes echoed, sent {len(data)}")
+        check(got == data, f"{label}: the echo differs from what was sent (first at byte {next(i for i, (x, y) in enumerate(zip(got, data)) if x != y)})")
+        if col.reader:
+            check(col.reader.final, f"{label}: the node ended ({col.end}) without FINAL_DATA")
+            check(col.reader.after_final_bytes == 0, f"{label}: {col.reader.after_final_bytes} bytes after FINAL_DATA")
+            check(col.reader.truncated == 0, f"{label}: a truncated capsule ({col.reader.truncated} bytes) at the end")
+        want_end = {"h3": "fin", "h2": "end_stream", "h1": "close_notify"}[a.transport]
+        check(col.end == ("end", want_end), f"{label}: ended with {col.end}, wanted {want_end}")
+    finally:
+        t.close()
+
+
+def scenario_grease(a, out):
+    check(a.protocol != "classic", "grease: connect-tcp only (classic CONNECT has no capsules)")
+    scenario_echo(a, out, grease=True)
+
+
+def scenario_refused(a, out):
+    t, r = open_tunnel(a, out)
+    try:
+        check_refusal(a, r, 502, "connection_refused")
+    finally:
+        t.close()
+
+
+def scenario_private(a, out):
+    t, r = open_tunnel(a, out)
+    try:
+        check_refusal(a, r, 403, "destination_ip_prohibited")
+    finally:
+        t.close()
+
+
+def scenario_data_after_final(a, out):
+    label = f"{a.transport} {a.protocol}"
+    check(a.protocol != "classic", "data-after-final: connect-tcp only")
+    t, r = open_tunnel(a, out)
+    try:
+        check_success(a, r)
+        col = Collector(a)
+        # One write: the node sees the malformed sequence at once.
+        t.send(col.codec.data(b"before") + col.codec.final(b"final") + col.codec.data(b"after"))
+        pump(t, col, lambda: col.end is not None, f"{label}: the reset")
+        col.summary(out)
+        if a.transport == "h1":
+            check(col.end[0] in ("end", "closed"), f"{label}: {col.end}")
+        else:
+            want = H3_MESSAGE_ERROR if a.transport == "h3" else H2_PROTOCOL_ERROR
+            check(col.end[0] == "reset", f"{label}: ended with {col.end}, wanted a stream reset {want:#x}")
+            check(col.end[1] == want, f"{label}: reset {col.end[1]:#x}, wanted {want:#x}")
+    finally:
+        t.close()
+
+
+def scenario_target_reset(a, out):
+    label = f"{a.transport} {a.protocol}"
+    t, r = open_tunnel(a, out)
+    try:
+        check_success(a, r)
+        col = Collector(a)
+        data = payload(a.seed, a.bytes)
+        out["sent_bytes"] = len(data)
+        t.send(col.codec.data(data) if col.codec else data)
+        pump(t, col, lambda: col.end is not None, f"{label}: the reset")
+        col.summary(out)
+        check(not col.final, f"{label}: FINAL_DATA after the target's reset")
+        if a.transport == "h1":
+            check(col.end[0] == "closed", f"{label}: ended with {col.end}, wanted a close without close_notify")
+        else:
+            want = H3_CONNECT_ERROR if a.transport == "h3" else H2_CONNECT_ERROR
+            check(col.end[0] == "reset", f"{label}: ended with {col.end}, wanted a stream reset {want:#x}")
+            check(col.end[1] == want, f"{label}: reset {col.end[1]:#x}, wanted {want:#x}")
+    finally:
+        t.close()
+
+
+RUN = {
+    "echo": scenario_echo,
+    "grease": scenario_grease,
+    "refused": scenario_refused,
+    "private": scenario_private,
+    "data-after-final": scenario_data_after_final,
+    "target-reset": scenario_target_reset,
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("scenario", choices=SCENARIOS)
+    p.add_argument("--transport", choices=["h3", "h2", "h1"], required=True)
+    p.add_argument("--protocol", choices=PROTOCOLS, required=True)
+    p.add_argument("--port", type=int, required=True, help="the node's UDP port (h3) or TLS/TCP port (h2, h1)")
+    p.add_argument("--ca", required=True, help="PEM file of the node's certificate")
+    p.add_argument("--target", required=True, help="the TCP target, HOST:PORT")
+    p.add_argument("--bytes", type=int, default=1 << 20, help="bytes to send (echo, grease, target-reset)")
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    out = {"transport": a.transport, "protocol": a.protocol, "scenario": a.scenario, "ok": False}
+    started = time.monotonic()
+    try:
+        RUN[a.scenario](a, out)
+        out["ok"] = True
+    except Fail as e:
+        out["error"] = str(e)
+    except (OSError, ssl.SSLError) as e:
+        out["error"] = f"{type(e).__name__}: {e}"
+    out["seconds"] = round(time.monotonic() - started, 3)
+    emit(out)
+    if not out["ok"]:
+        print(f"FAIL {a.transport} {a.protocol} {a.scenario}: {out['error']}", file=sys.stderr, flush=True)
+    sys.exit(0 if out["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

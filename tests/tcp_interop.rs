@@ -1,0 +1,404 @@
+//! TCP tunnels through the node against independent peers: CONNECT-TCP
+//! (draft-ietf-httpbis-connect-tcp-11; tokens `connect-tcp`, `connect-tcp-07`,
+//! `connect-tcp-12`) and classic CONNECT, over HTTP/3 (aioquic), HTTP/2
+//! (Python `h2`) and HTTP/1.1 (a hand-written client on Python's `ssl`), all
+//! in `tests/interop/tcp_peer.py` with the capsule codec of
+//! `tests/interop/tcp_capsules.py`; and curl using the node as an HTTPS proxy
+//! for plain HTTP (classic CONNECT).
+//!
+//! One test per cell (scenario × protocol × transport), named
+//! `<transport>_<protocol>_<scenario>`: each starts its own node and TCP
+//! target, runs one scenario of the peer with a bounded time and checks its
+//! one-line JSON summary. The peer checks the details itself (statuses,
+//! headers, byte-exact echo, how the stream ended); this file re-checks the
+//! summary's key fields so a peer that silently skipped a check fails here.
+
+use std::{net::SocketAddr, process::Stdio, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use masque_tests::{
+    init_tracing, interop_script,
+    node::TestNode,
+    peer::{field, node_ca_file, number, python_or_skip},
+    tcp::{tcp_echo, tcp_refused_addr, tcp_resetter},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+    process::Command,
+};
+
+/// Upper bound for one peer run (its own steps are bounded at 10 s each).
+const PEER_LIMIT: Duration = Duration::from_secs(120);
+/// Bytes each echo sends (and must get back byte-exact).
+const ECHO_BYTES: usize = 1 << 20;
+/// The resetting target reads this many bytes, then resets; the peer sends
+/// [`RESET_SENT`].
+const RESET_AFTER: usize = 1024;
+const RESET_SENT: usize = 8192;
+
+/// HTTP/3 H3_MESSAGE_ERROR, H3_CONNECT_ERROR; HTTP/2 PROTOCOL_ERROR,
+/// CONNECT_ERROR.
+const H3_MESSAGE_ERROR: u64 = 0x10e;
+const H3_CONNECT_ERROR: u64 = 0x10f;
+const H2_PROTOCOL_ERROR: u64 = 0x1;
+const H2_CONNECT_ERROR: u64 = 0xa;
+
+/// The peer's one JSON line for `scenario` over `transport` with
+/// `protocol`, after checking that it passed; `None` (after printing why)
+/// only when the interop Python cannot be set up.
+async fn run_peer(
+    transport: &str,
+    protocol: &str,
+    scenario: &str,
+    node: &TestNode,
+    target: SocketAddr,
+    bytes: usize,
+) -> Result<Option<String>> {
+    let Some(python) = python_or_skip().await else {
+        return Ok(None);
+    };
+    let port = if transport == "h3" {
+        node.node.local_addr().port()
+    } else {
+        node.node
+            .tcp_addr()
+            .context("the node started without its TLS/TCP listener")?
+            .port()
+    };
+    let ca = node_ca_file(node)?;
+    let out = tokio::time::timeout(
+        PEER_LIMIT,
+        Command::new(&python)
+            .arg(interop_script("tcp_peer.py"))
+            .arg(scenario)
+            .args(["--transport", transport, "--protocol", protocol])
+            .args(["--port", &port.to_string()])
+            .arg("--ca")
+            .arg(ca.path())
+            .args(["--target", &target.to_string()])
+            .args(["--bytes", &bytes.to_string()])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .with_context(|| format!("the peer did not finish within {PEER_LIMIT:?}"))??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "tcp_peer.py {scenario} --transport {transport} --protocol {protocol}:\n{stdout}{stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
+    ensure!(
+        lines.len() == 1,
+        "expected one JSON summary, got {stdout:?} {stderr}"
+    );
+    let json = lines[0].to_owned();
+    ensure!(
+        out.status.success() && field(&json, "ok") == Some("true"),
+        "the peer failed ({}): {json}\n{stderr}",
+        out.status
+    );
+    for (key, want) in [
+        ("scenario", scenario),
+        ("transport", transport),
+        ("protocol", protocol),
+    ] {
+        ensure!(
+            field(&json, key) == Some(&format!("\"{want}\"")),
+            "{key} is not {want}: {json}"
+        );
+    }
+    Ok(Some(json))
+}
+
+/// One cell: a node (private targets allowed except for `private`), the
+/// target the scenario needs, the peer, and the checks of its summary.
+async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
+    init_tracing();
+    let connect_tcp = protocol != "classic";
+    let node = TestNode::start(scenario != "private").await?;
+    let (target, bytes) = match scenario {
+        "refused" => (tcp_refused_addr()?, 0),
+        "target-reset" => (tcp_resetter(RESET_AFTER).await?, RESET_SENT),
+        _ => (tcp_echo().await?, ECHO_BYTES),
+    };
+    let Some(json) = run_peer(transport, protocol, scenario, &node, target, bytes).await? else {
+        return Ok(());
+    };
+    let text = |key: &str| field(&json, key).map(|v| v.trim_matches('"').to_owned());
+    match scenario {
+        "echo" | "grease" => {
+            let sent = number(&json, "sent_bytes")?;
+            ensure!(sent == ECHO_BYTES as u64, "sent {sent}: {json}");
+            ensure!(number(&json, "received_bytes")? == sent, "{json}");
+            ensure!(
+                field(&json, "sent_sha256") == field(&json, "received_sha256"),
+                "{json}"
+            );
+            ensure!(text("end").as_deref() == Some("end"), "{json}");
+            ensure!(
+                field(&json, "final_data") == Some(if connect_tcp { "true" } else { "false" }),
+                "{json}"
+            );
+            if connect_tcp {
+                ensure!(number(&json, "after_final")? == 0, "{json}");
+            }
+            if scenario == "grease" {
+                ensure!(number(&json, "grease_capsules_sent")? > 2, "{json}");
+            }
+        }
+        "refused" => {
+            ensure!(number(&json, "status")? == 502, "{json}");
+            ensure!(json.contains("error=connection_refused"), "{json}");
+        }
+        "private" => {
+            ensure!(number(&json, "status")? == 403, "{json}");
+            ensure!(json.contains("error=destination_ip_prohibited"), "{json}");
+        }
+        "data-after-final" | "target-reset" => {
+            let end = text("end").context("no end")?;
+            let want = match (transport, scenario) {
+                ("h3", "data-after-final") => Some(H3_MESSAGE_ERROR),
+                ("h2", "data-after-final") => Some(H2_PROTOCOL_ERROR),
+                ("h3", _) => Some(H3_CONNECT_ERROR),
+                ("h2", _) => Some(H2_CONNECT_ERROR),
+                _ => None,
+            };
+            match want {
+                Some(code) => {
+                    ensure!(end == "reset", "{json}");
+                    ensure!(number(&json, "reset_code")? == code, "{json}");
+                }
+                None if scenario == "target-reset" => {
+                    ensure!(end == "closed", "h1: not an abrupt close: {json}");
+                }
+                None => ensure!(end == "closed" || end == "end", "{json}"),
+            }
+            if scenario == "target-reset" {
+                ensure!(field(&json, "final_data") == Some("false"), "{json}");
+            }
+        }
+        other => anyhow::bail!("no checks for scenario {other}"),
+    }
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// `#[tokio::test]`s named after their cell; the error names the cell too.
+/// The attributes in the leading brackets apply to every cell.
+macro_rules! cells {
+    ([$(#[$all:meta])*] $($(#[$attr:meta])* $name:ident: $transport:literal, $protocol:literal, $scenario:literal;)*) => {
+        $(
+            $(#[$all])*
+            $(#[$attr])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> Result<()> {
+                cell($transport, $protocol, $scenario).await.with_context(|| {
+                    format!(
+                        "cell {} {} {} (tcp_peer.py {} --transport {} --protocol {})",
+                        $transport, $protocol, $scenario, $scenario, $transport, $protocol
+                    )
+                })
+            }
+        )*
+    };
+}
+
+cells! {
+    [#[ignore = "the node answers TCP tunnels 501 until its TCP sessions land"]]
+    // 1 MiB echoed byte-exact, half-close by FINAL_DATA / FIN / END_STREAM /
+    // close_notify, clean end (CTCP-03, CTCP-19/20/21, CC-16, CC-21).
+    h3_connect_tcp_echo: "h3", "connect-tcp", "echo";
+    h3_connect_tcp_07_echo: "h3", "connect-tcp-07", "echo";
+    h3_connect_tcp_12_echo: "h3", "connect-tcp-12", "echo";
+    h3_classic_echo: "h3", "classic", "echo";
+    h2_connect_tcp_echo: "h2", "connect-tcp", "echo";
+    h2_connect_tcp_07_echo: "h2", "connect-tcp-07", "echo";
+    h2_connect_tcp_12_echo: "h2", "connect-tcp-12", "echo";
+    h2_classic_echo: "h2", "classic", "echo";
+    h1_connect_tcp_echo: "h1", "connect-tcp", "echo";
+    h1_connect_tcp_07_echo: "h1", "connect-tcp-07", "echo";
+    h1_connect_tcp_12_echo: "h1", "connect-tcp-12", "echo";
+    h1_classic_echo: "h1", "classic", "echo";
+    // Unknown and oversized capsules between DATA capsules (CTCP-07).
+    h3_connect_tcp_grease: "h3", "connect-tcp", "grease";
+    h2_connect_tcp_grease: "h2", "connect-tcp", "grease";
+    h1_connect_tcp_grease: "h1", "connect-tcp", "grease";
+    h3_connect_tcp_12_grease: "h3", "connect-tcp-12", "grease";
+    // The target refuses: 502 connection_refused.
+    h3_connect_tcp_refused: "h3", "connect-tcp", "refused";
+    h3_classic_refused: "h3", "classic", "refused";
+    h2_connect_tcp_refused: "h2", "connect-tcp", "refused";
+    h2_classic_refused: "h2", "classic", "refused";
+    h1_connect_tcp_refused: "h1", "connect-tcp", "refused";
+    h1_classic_refused: "h1", "classic", "refused";
+    // A loopback target on a node that refuses private targets: 403.
+    h3_connect_tcp_private: "h3", "connect-tcp", "private";
+    h3_classic_private: "h3", "classic", "private";
+    h2_connect_tcp_private: "h2", "connect-tcp", "private";
+    h2_classic_private: "h2", "classic", "private";
+    h1_connect_tcp_private: "h1", "connect-tcp", "private";
+    h1_classic_private: "h1", "classic", "private";
+    // DATA after FINAL_DATA is malformed (CTCP-04): the stream is reset.
+    h3_connect_tcp_data_after_final: "h3", "connect-tcp", "data-after-final";
+    h2_connect_tcp_data_after_final: "h2", "connect-tcp", "data-after-final";
+    h1_connect_tcp_data_after_final: "h1", "connect-tcp", "data-after-final";
+    // The target resets mid-tunnel: CONNECT_ERROR (CTCP-21, CC-17, CC-22).
+    h3_connect_tcp_target_reset: "h3", "connect-tcp", "target-reset";
+    h3_classic_target_reset: "h3", "classic", "target-reset";
+    h2_connect_tcp_target_reset: "h2", "connect-tcp", "target-reset";
+    h2_classic_target_reset: "h2", "classic", "target-reset";
+    h1_connect_tcp_target_reset: "h1", "connect-tcp", "target-reset";
+    h1_classic_target_reset: "h1", "classic", "target-reset";
+}
+
+/// The peer's capsule codec against the draft's vectors (DATA "abc" =
+/// `a0 28 d7 f0 03 61 62 63`, empty FINAL_DATA = `a0 28 d7 f1 00`, the -12
+/// codepoints) and its streaming reader; needs no node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_capsule_codec_vectors() -> Result<()> {
+    let Some(python) = python_or_skip().await else {
+        return Ok(());
+    };
+    let out = tokio::time::timeout(
+        PEER_LIMIT,
+        Command::new(&python)
+            .arg(interop_script("tcp_capsules.py"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("tcp_capsules.py timed out")??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("\"ok\": true"),
+        "tcp_capsules.py: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- curl
+
+const CURL_LIMIT: Duration = Duration::from_secs(30);
+const ORIGIN_BODY: &str = "hello from the origin through a TCP tunnel\n";
+
+/// A plain HTTP origin on 127.0.0.1:0: every connection gets one fixed
+/// response after its request head, then a close.
+async fn http_origin() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ORIGIN_BODY}",
+                    ORIGIN_BODY.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn curl(args: &[&str]) -> Result<(bool, String, String)> {
+    let out = tokio::time::timeout(
+        CURL_LIMIT,
+        Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "20"])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("curl timed out")?
+    .context("running curl (install it: apt-get install curl)")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Whether the installed curl knows `flag` (`curl --help all`).
+async fn curl_has(flag: &str) -> Result<bool> {
+    let (_, help, _) = curl(&["--help", "all"]).await?;
+    Ok(help.split_whitespace().any(|w| w == flag))
+}
+
+/// curl fetches `http://127.0.0.1:ORIGIN/` through the node as an HTTPS
+/// proxy (`-p`: classic CONNECT), with `proxy_flags` choosing the proxy's
+/// HTTP version; the body must be the origin's.
+async fn curl_through_node(proxy_flags: &[&str], want_version: &str) -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let tcp = node.node.tcp_addr().context("the node serves TCP")?;
+    let ca = node_ca_file(&node)?;
+    let origin = http_origin().await?;
+    let proxy = format!("https://localhost:{}", tcp.port());
+    let resolve = format!("localhost:{}:127.0.0.1", tcp.port());
+    let url = format!("http://{origin}/");
+    let mut args = vec![
+        "--proxytunnel",
+        "--proxy",
+        &proxy,
+        "--proxy-cacert",
+        ca.path().to_str().context("path")?,
+        "--resolve",
+        &resolve,
+        "--verbose",
+        "--write-out",
+        "\n%{http_code} %{http_connect}",
+    ];
+    args.extend_from_slice(proxy_flags);
+    args.push(&url);
+    let (ok, out, err) = curl(&args).await?;
+    ensure!(ok, "curl failed:\n{err}");
+    let (body, codes) = out.rsplit_once('\n').context("no --write-out line")?;
+    ensure!(body == ORIGIN_BODY, "body {body:?}\n{err}");
+    ensure!(
+        codes.starts_with("200 2"),
+        "origin status / CONNECT status {codes:?}\n{err}"
+    );
+    ensure!(
+        err.contains(&format!("CONNECT {origin} HTTP/{want_version}"))
+            || err.contains(&format!("CONNECT {origin}")),
+        "curl did not tunnel with CONNECT:\n{err}"
+    );
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// curl's classic CONNECT over HTTP/1.1 to the node (CC-09, CC-11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the node answers TCP tunnels 501 until its TCP sessions land"]
+async fn curl_classic_connect_h1() -> Result<()> {
+    curl_through_node(&[], "1.1").await
+}
+
+/// curl's classic CONNECT over HTTP/2 to the node (`--proxy-http2`, curl ≥
+/// 8.1); skipped, saying so, with an older curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_classic_connect_h2() -> Result<()> {
+    if !curl_has("--proxy-http2").await? {
+        println!(
+            "SKIPPED: the installed curl has no --proxy-http2 (HTTP/2 to proxies needs curl >= 8.1)"
+        );
+        return Ok(());
+    }
+    curl_through_node(&["--proxy-http2"], "2").await
+}
