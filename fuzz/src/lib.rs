@@ -24,7 +24,7 @@ pub mod bind_tcp_capsules {
         for chunk in value.chunks(usize::from(ty % 7) + 1) {
             rx.push(Bytes::copy_from_slice(chunk));
             loop {
-                match rx.next() {
+                match rx.next_event() {
                     Ok(Some(TcpEvent::Data(d))) => {
                         assert!(!d.is_empty() && !fin, "data after FIN");
                     }

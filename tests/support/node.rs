@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Result;
 use masque_client::ClientOptions;
 use masque_server::{
-    Node, QuicMtu, ServerConfig, UdpProxy, UdpProxyConfig, policy::AddressPolicy,
+    Node, Proxy, QuicMtu, ServerConfig, TcpProxyConfig, UdpProxyConfig, policy::AddressPolicy,
     resolver::Resolver,
 };
 use masque_transport::tls::{DevCert, ServerVerification};
@@ -56,7 +56,8 @@ impl TestNode {
             ..Default::default()
         };
         tweak(&mut config);
-        let node = Node::start(config, &cert.server_tls(), Arc::new(UdpProxy::new(proxy))).await?;
+        let handler = Proxy::new(proxy, TcpProxyConfig::default());
+        let node = Node::start(config, &cert.server_tls(), Arc::new(handler)).await?;
         Ok(Self { node, cert })
     }
 

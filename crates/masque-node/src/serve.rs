@@ -5,7 +5,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use anyhow::{Context, Result};
 use masque_server::{
-    Node, ProxyAuth, ServerConfig, SessionConfig, UdpProxy, UdpProxyConfig,
+    Node, Proxy, ProxyAuth, ServerConfig, SessionConfig, TcpProxyConfig, UdpProxyConfig,
     config::TcpListen,
     policy::{AddressPolicy, OwnListeners, TargetRules},
 };
@@ -56,7 +56,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
             .into_iter()
             .flatten(),
     );
-    let proxy = UdpProxy::new(UdpProxyConfig {
+    let udp = UdpProxyConfig {
         policy: AddressPolicy {
             allow_private: cfg.allow_private,
             own_addresses: own,
@@ -68,7 +68,8 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         },
         lookups: cfg.lookups,
         ..Default::default()
-    });
+    };
+    let proxy = Proxy::new(udp, TcpProxyConfig::default());
     for rule in &cfg.deny_target {
         tracing::info!(%rule, "outbound policy: deny");
     }

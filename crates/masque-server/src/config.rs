@@ -24,6 +24,13 @@ pub struct SessionConfig {
     /// withholds credit longer gets its stream reset (counted in
     /// `writes_timed_out`), so it cannot park the session for good.
     pub write_deadline: Duration,
+    /// Stream tunnels: longest one write may wait, to the client for stream
+    /// credit or to the target for TCP window, before the tunnel is reset
+    /// (longer than `write_deadline`: a reader may pause a download).
+    pub stream_write_timeout: Duration,
+    /// Stream tunnels with one direction finished (half-closed): no traffic
+    /// for this long ends the tunnel (a quiet open one waits `idle_timeout`).
+    pub half_closed_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -35,6 +42,8 @@ impl Default for SessionConfig {
             output_queue: 64,
             info_queue: 64,
             write_deadline: Duration::from_secs(10),
+            stream_write_timeout: Duration::from_secs(60),
+            half_closed_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -13,6 +13,11 @@
 //!    on the session's data-plane task: no allocation, no actor hop).
 //! 4. [`TunnelHandler::terminate`] runs once when the tunnel ends for any reason
 //!    the session observes (a panic in a callback resets the stream first).
+//!
+//! Stream tunnels (CONNECT-TCP, classic CONNECT) take steps 1 and 2 as
+//! [`Handler::accept`] and [`Handler::connect`]: `connect` returns the byte
+//! stream to the target, opened before the 2xx, and the session relays it
+//! with backpressure both ways and per-direction half-close (decisions §40).
 
 use std::any::Any;
 
@@ -20,9 +25,11 @@ use bytes::Bytes;
 use masque_proto::{
     capsule::Capsule,
     proxy_status::{ProxyStatus, TunnelFailure},
-    template::UdpTarget,
+    tcp::Codepoints,
+    template::{HostPort, UdpTarget},
 };
 use masque_transport::TunnelRequest;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use crate::output::TunnelOutput;
 
@@ -31,6 +38,48 @@ pub use crate::output::TunnelOutput;
 pub enum Target {
     /// CONNECT-UDP (RFC 9298).
     Udp(UdpTarget),
+    /// A TCP stream: CONNECT-TCP or classic CONNECT.
+    Tcp(TcpTarget),
+}
+
+/// The target of a stream tunnel and how its bytes are framed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpTarget {
+    pub target: HostPort,
+    pub framing: StreamFraming,
+}
+
+/// How the tunnel's body carries the TCP byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFraming {
+    /// CONNECT-TCP: DATA / FINAL_DATA capsules with the codepoints of the
+    /// request's token (draft-ietf-httpbis-connect-tcp §3).
+    Capsules(Codepoints),
+    /// Classic CONNECT: raw bytes, the end of the body is the FIN (RFC 9110
+    /// §9.3.6, RFC 9113 §8.5, RFC 9114 §4.4).
+    Raw,
+}
+
+/// Any byte stream a handler can hand to a stream tunnel.
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// The byte stream to a stream tunnel's target, opened by [`Handler::connect`].
+pub enum TargetStream {
+    /// A TCP connection: an aborted tunnel resets it (RST, CTCP-22).
+    Tcp(tokio::net::TcpStream),
+    /// Anything else (an in-process service, a test double): an aborted
+    /// tunnel drops it.
+    Io(Box<dyn ByteStream>),
+}
+
+impl std::fmt::Debug for TargetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetStream::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
+            TargetStream::Io(_) => f.write_str("Io(..)"),
+        }
+    }
 }
 
 /// A refused tunnel: one entry of the failure table plus optional detail.
@@ -120,6 +169,10 @@ pub enum CloseReason {
     /// A write to the client outlived `SessionConfig::write_deadline`: the
     /// peer withheld stream credit (the stream was reset).
     WriteStalled,
+    /// The target of a stream tunnel failed: it reset the connection, or
+    /// took no data for `SessionConfig::stream_write_timeout` (the stream
+    /// was reset with H3_CONNECT_ERROR / CONNECT_ERROR, CTCP-21).
+    TargetFailed(String),
 }
 
 /// Server-side policy and per-tunnel setup. One value serves every tunnel of a
@@ -140,6 +193,21 @@ pub trait Handler: Send + Sync + 'static {
         target: &Target,
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal>;
+
+    /// Opens the target of a stream tunnel before the 2xx (CTCP-09: the TCP
+    /// connection is tried before any status is sent). The default serves no
+    /// stream tunnels: 501.
+    /// `metrics` are the node's (e.g. for the DNS counters).
+    async fn connect(
+        &self,
+        request: &TunnelRequest,
+        target: &TcpTarget,
+        metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<TargetStream, Refusal> {
+        let _ = (request, target, metrics);
+        Err(Refusal::new(TunnelFailure::NotImplemented)
+            .with_details("this node's handler serves no stream tunnels"))
+    }
 }
 
 /// Per-tunnel callbacks. They run on the session's data-plane task and must not

@@ -18,14 +18,19 @@ pub mod session;
 mod slot;
 pub mod supervisor;
 mod task_group;
+pub mod tcp_proxy;
 pub mod udp_proxy;
 pub mod udp_socket;
 
 pub use auth::ProxyAuth;
 pub use config::{QuicMtu, ServerConfig, SessionConfig, TcpListen};
-pub use handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler, TunnelOutput};
+pub use handler::{
+    Action, ByteStream, CloseReason, Handler, Refusal, StreamFraming, Target, TargetStream,
+    TcpTarget, TunnelHandler, TunnelOutput,
+};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{Node, NodeError};
 pub use output::OutputError;
 pub use task_group::TunnelTask;
+pub use tcp_proxy::{Proxy, TcpProxy, TcpProxyConfig};
 pub use udp_proxy::{UdpProxy, UdpProxyConfig};

@@ -1,6 +1,7 @@
 //! Node counters (atomics, read without an actor hop) and their Prometheus text
 //! exposition. Every drop on the data plane has a counter here.
 
+use masque_proto::proxy_status::{ProxyStatusError, TunnelFailure};
 use masque_transport::Transport;
 use std::{
     fmt::Write,
@@ -15,6 +16,8 @@ macro_rules! metrics {
             $(#[doc = $help] pub $name: AtomicU64,)*
             /// The same traffic split by the HTTP version it came on.
             pub by_transport: ByTransport,
+            /// Refused tunnel requests by their Proxy-Status error.
+            pub refusals: Refusals,
         }
 
         /// A copy of [`Metrics`] at one instant.
@@ -41,6 +44,7 @@ macro_rules! metrics {
                 let _ = writeln!(out, "# TYPE masque_sessions_active gauge");
                 let _ = writeln!(out, "masque_sessions_active {}", self.active_sessions());
                 self.by_transport.render(&mut out);
+                self.refusals.render(&mut out);
                 out
             }
         }
@@ -80,6 +84,10 @@ metrics! {
     writes_timed_out: "streams reset because a write to the client (response, capsules) outlived session.write_deadline",
     h3_setup_timeouts: "QUIC connections closed because HTTP/3 setup outlived h3_setup_timeout",
     goaway_timeouts: "GOAWAY frames abandoned after goaway_timeout without stream credit",
+    tcp_tunnels: "stream tunnels (CONNECT-TCP, classic CONNECT) that got their 2xx",
+    tcp_tunnels_reset: "stream tunnels that ended abruptly (stream reset, target reset)",
+    tcp_bytes_to_target: "bytes written to the targets of stream tunnels",
+    tcp_bytes_from_target: "bytes read from the targets of stream tunnels",
 }
 
 macro_rules! transport_counters {
@@ -146,6 +154,44 @@ impl ByTransport {
     }
 }
 
+/// Refused tunnel requests, one counter per RFC 9209 error type, exposed as
+/// `masque_tunnels_refused_by_error{error="connection_refused"}`.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    by_error: [AtomicU64; ProxyStatusError::ALL.len()],
+}
+
+impl Refusals {
+    /// Counts one refusal answered with `failure`'s Proxy-Status error.
+    pub fn count(&self, failure: TunnelFailure) {
+        let (_, error) = failure.response();
+        Metrics::inc(&self.by_error[error as usize]);
+    }
+
+    /// Refusals so far with `error`.
+    pub fn get(&self, error: ProxyStatusError) -> u64 {
+        self.by_error[error as usize].load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP masque_tunnels_refused_by_error tunnel requests refused, by Proxy-Status error"
+        );
+        let _ = writeln!(out, "# TYPE masque_tunnels_refused_by_error counter");
+        for e in ProxyStatusError::ALL {
+            let n = self.get(e);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "masque_tunnels_refused_by_error{{error=\"{}\"}} {n}",
+                    e.token()
+                );
+            }
+        }
+    }
+}
+
 impl Metrics {
     /// The counters of transport `t`.
     pub fn transport(&self, t: Transport) -> &TransportCounters {
@@ -189,5 +235,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("masque_transport_tunnels{transport=\"h1\"} 0\n"));
+        m.refusals.count(TunnelFailure::ConnectionRefused);
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("masque_tunnels_refused_by_error{error=\"connection_refused\"} 1\n"),
+            "{text}"
+        );
     }
 }

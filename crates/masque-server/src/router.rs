@@ -14,6 +14,7 @@ use masque_proto::{
     },
     proxy_status::TunnelFailure,
     request::{self, RequestHeaders, TunnelTarget},
+    tcp::Codepoints,
 };
 use masque_transport::{PendingTunnel, ServerConnection};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -23,9 +24,9 @@ use crate::{
     admission::ConnectionPermit,
     auth::AuthFailure,
     context::ListenerContext,
-    handler::{Refusal, Target},
+    handler::{Refusal, StreamFraming, Target, TcpTarget},
     metrics::Metrics,
-    session::{SessionMsg, UdpSession, udp::UdpSessionArgs},
+    session::{SessionMsg, TunnelSession, actor::TunnelSessionArgs},
     slot::{Slots, TunnelSlot},
     task_group::TaskGroup,
 };
@@ -149,7 +150,7 @@ impl Actor for ConnectionRouter {
             }
             RouterMsg::Accepted(acc) => {
                 let (pending, target, slot) = *acc;
-                let args = UdpSessionArgs {
+                let args = TunnelSessionArgs {
                     pending,
                     target,
                     slot,
@@ -159,7 +160,8 @@ impl Actor for ConnectionRouter {
                     node_name: Arc::clone(&state.ctx.node_name),
                     group: state.group.clone(),
                 };
-                if let Err(e) = Actor::spawn_linked(None, UdpSession, args, myself.get_cell()).await
+                if let Err(e) =
+                    Actor::spawn_linked(None, TunnelSession, args, myself.get_cell()).await
                 {
                     // Its slot went with its arguments (and told us).
                     tracing::warn!(error = %e, "session failed to start");
@@ -324,11 +326,17 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
     pending.request.headers.remove(PROXY_AUTHORIZATION);
     if state.slots.in_use() >= ctx.config.max_tunnels_per_connection {
         Metrics::inc(&ctx.metrics.tunnels_refused_limit);
+        ctx.metrics
+            .refusals
+            .count(TunnelFailure::ConnectionLimitReached);
         let answer =
             Refusal::new(TunnelFailure::ConnectionLimitReached).http_response(&ctx.node_name);
         return refuse(pending, answer);
     }
     let Some(node_permit) = ctx.admission.tunnel() else {
+        ctx.metrics
+            .refusals
+            .count(TunnelFailure::ConnectionLimitReached);
         let answer = Refusal::new(TunnelFailure::ConnectionLimitReached)
             .with_details("the node holds its tunnel limit")
             .http_response(&ctx.node_name);
@@ -351,6 +359,7 @@ fn on_request(myself: &ActorRef<RouterMsg>, state: &mut RouterState, mut pending
                 }
             }
             Err(refusal) => {
+                ctx.metrics.refusals.count(refusal.failure);
                 let answer = refusal.http_response(&ctx.node_name);
                 let deadline = ctx.session.write_deadline;
                 reject(pending, answer, Arc::clone(&ctx.metrics), deadline).await;
@@ -371,6 +380,9 @@ fn auth_required(failure: AuthFailure, ctx: &ListenerContext) -> Answer {
         AuthFailure::Missing => "proxy authentication required",
         AuthFailure::Invalid => "invalid proxy credentials",
     };
+    ctx.metrics
+        .refusals
+        .count(TunnelFailure::ProxyAuthenticationRequired);
     let (status, mut headers) = Refusal::new(TunnelFailure::ProxyAuthenticationRequired)
         .with_details(details)
         .http_response(&ctx.node_name);
@@ -395,10 +407,28 @@ fn classify(
     let target = request::classify(form, &h, &ctx.templates).map_err(|r| form_refusal(&r, ctx))?;
     let unsupported = match target {
         TunnelTarget::Udp(t) => return Ok(Target::Udp(t.into())),
+        TunnelTarget::Tcp { target, token } => {
+            // The classifier only lets served tokens through.
+            let Some(codepoints) = Codepoints::for_token(&token) else {
+                let refusal = request::Refusal::new(
+                    TunnelFailure::NotImplemented,
+                    format!("upgrade token `{token}` is not served"),
+                );
+                return Err(form_refusal(&refusal, ctx));
+            };
+            return Ok(Target::Tcp(TcpTarget {
+                target,
+                framing: StreamFraming::Capsules(codepoints),
+            }));
+        }
+        TunnelTarget::Classic(target) => {
+            return Ok(Target::Tcp(TcpTarget {
+                target,
+                framing: StreamFraming::Raw,
+            }));
+        }
         TunnelTarget::UdpBind => "connect-udp-bind",
         TunnelTarget::Ip(_) => "connect-ip",
-        TunnelTarget::Tcp { .. } => "connect-tcp",
-        TunnelTarget::Classic(_) => "CONNECT",
     };
     let refusal = request::Refusal::new(
         TunnelFailure::NotImplemented,
@@ -411,6 +441,9 @@ fn classify(
 /// Proxy-Status with the details (none where the node answers as an origin
 /// server, PS-04: a request that is no tunnel request at all).
 fn form_refusal(r: &request::Refusal, ctx: &ListenerContext) -> Answer {
+    if let Some(f) = r.failure {
+        ctx.metrics.refusals.count(f);
+    }
     let status = http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::BAD_REQUEST);
     let mut headers = http::HeaderMap::new();
     if let Some(ps) = r.proxy_status(&ctx.node_name)

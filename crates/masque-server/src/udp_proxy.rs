@@ -14,7 +14,7 @@ use bytes::Bytes;
 use masque_proto::{
     datagram::UDP_CONTEXT_ID,
     proxy_status::TunnelFailure,
-    template::{Host, UdpTarget},
+    template::{Host, HostPort, UdpTarget},
 };
 use masque_transport::{OutDatagram, TunnelRequest};
 
@@ -90,6 +90,17 @@ impl UdpProxy {
             return Err(Refusal::new(TunnelFailure::MalformedRequest)
                 .with_details("wildcard target needs connect-udp-bind"));
         };
+        self.resolve_host(request, hp, metrics).await
+    }
+
+    /// The addresses of `hp`: a literal as it is, a name through the
+    /// resolver within the DNS budget (R9298-17: `dns_timeout`).
+    pub(crate) async fn resolve_host(
+        &self,
+        request: &TunnelRequest,
+        hp: &HostPort,
+        metrics: &Metrics,
+    ) -> Result<Vec<SocketAddr>, Refusal> {
         let port = hp.port.get();
         match &hp.host {
             Host::V4(a) => Ok(vec![SocketAddr::new((*a).into(), port)]),
@@ -112,17 +123,13 @@ impl UdpProxy {
 
 #[async_trait::async_trait]
 impl Handler for UdpProxy {
-    /// Literal IP targets are checked against the policy before any session.
+    /// Literal IP targets (UDP or TCP) are checked against the policy
+    /// before any session.
     async fn accept(&self, _request: &TunnelRequest, target: &Target) -> Result<(), Refusal> {
-        let Target::Udp(UdpTarget::Host(hp)) = target else {
-            return Ok(());
-        };
-        let ip = match hp.host {
-            Host::V4(a) => a.into(),
-            Host::V6(a) => a.into(),
-            Host::Name(_) => return Ok(()),
-        };
-        self.check(SocketAddr::new(ip, hp.port.get()))
+        match crate::tcp_proxy::literal_target(target) {
+            Some(addr) => self.check(addr),
+            None => Ok(()),
+        }
     }
 
     async fn init(
@@ -131,21 +138,14 @@ impl Handler for UdpProxy {
         target: &Target,
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal> {
-        let Target::Udp(target) = target;
+        let Target::Udp(target) = target else {
+            return Err(Refusal::new(TunnelFailure::NotImplemented)
+                .with_details("UdpProxy serves CONNECT-UDP only"));
+        };
         let addrs = self.resolve(request, target, out.metrics()).await?;
         // R9298-53: check every resolved address; use the first allowed one,
         // else refuse as the first address was refused.
-        let mut refused = None;
-        let addr = addrs
-            .into_iter()
-            .find(|a| match self.check(*a) {
-                Ok(()) => true,
-                Err(r) => {
-                    refused.get_or_insert(r);
-                    false
-                }
-            })
-            .ok_or_else(|| refused.unwrap_or_else(prohibited))?;
+        let addr = self.allowed(addrs)?[0];
         let socket = TargetSocket::connect(addr, &self.config.socket)
             .map_err(|e| Refusal::new(socket_failure(&e)).with_details(e.to_string()))?;
         let socket = Arc::new(socket);
@@ -163,8 +163,28 @@ impl Handler for UdpProxy {
 }
 
 impl UdpProxy {
+    /// The addresses the outbound policy allows, in order (never empty), or
+    /// the refusal of the first one.
+    pub(crate) fn allowed(&self, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refusal> {
+        let mut refused = None;
+        let allowed: Vec<_> = addrs
+            .into_iter()
+            .filter(|a| match self.check(*a) {
+                Ok(()) => true,
+                Err(r) => {
+                    refused.get_or_insert(r);
+                    false
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            return Err(refused.unwrap_or_else(prohibited));
+        }
+        Ok(allowed)
+    }
+
     /// The outbound policy (`policy::AddressPolicy::check`) for one target.
-    fn check(&self, addr: SocketAddr) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, addr: SocketAddr) -> Result<(), Refusal> {
         self.config
             .policy
             .check(&self.config.targets, addr)
@@ -184,7 +204,7 @@ fn prohibited() -> Refusal {
 /// without `SO_BROADCAST`): the destination is prohibited. Anything else,
 /// including `EPERM` from this host's own security policy and out of memory or
 /// buffers: 500 `proxy_internal_error`.
-fn socket_failure(e: &std::io::Error) -> TunnelFailure {
+pub(crate) fn socket_failure(e: &std::io::Error) -> TunnelFailure {
     match e.raw_os_error() {
         Some(libc::EMFILE | libc::ENFILE | libc::EADDRINUSE | libc::EAGAIN) => {
             TunnelFailure::ConnectionLimitReached

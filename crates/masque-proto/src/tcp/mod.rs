@@ -92,6 +92,11 @@ impl TcpSender {
         }
     }
 
+    /// The codepoints this sender encodes with.
+    pub fn codepoints(&self) -> Codepoints {
+        self.codepoints
+    }
+
     pub fn fin_sent(&self) -> bool {
         self.fin
     }

@@ -75,7 +75,7 @@ impl TcpReceiver {
         }
     }
 
-    /// The next chunk of the HTTP body. Call [`next`](Self::next) until it
+    /// The next chunk of the HTTP body. Call [`next_event`](Self::next_event) until it
     /// returns `None` before pushing another.
     pub fn push(&mut self, chunk: Bytes) {
         debug_assert!(
@@ -93,7 +93,7 @@ impl TcpReceiver {
     }
 
     /// The next event of the pushed bytes; `None` when they are used up.
-    pub fn next(&mut self) -> Result<Option<TcpEvent>, CapsuleError> {
+    pub fn next_event(&mut self) -> Result<Option<TcpEvent>, CapsuleError> {
         loop {
             match self.state {
                 State::Header => {

@@ -15,7 +15,7 @@ fn receive(
     let (mut stream, mut fin) = (Vec::new(), false);
     for chunk in wire.chunks(step.max(1)) {
         r.push(Bytes::copy_from_slice(chunk));
-        while let Some(e) = r.next()? {
+        while let Some(e) = r.next_event()? {
             match e {
                 TcpEvent::Data(d) => {
                     assert!(!d.is_empty());
@@ -132,7 +132,7 @@ fn ctcp_22_abortive_end_and_ctcp_07_ignore() {
     let mut got = Vec::new();
     for c in wire.chunks(4096) {
         r.push(Bytes::copy_from_slice(c));
-        while let Some(e) = r.next().unwrap() {
+        while let Some(e) = r.next_event().unwrap() {
             got.push(e);
         }
     }
@@ -160,14 +160,14 @@ fn ctcp_06_payload_streams_through() {
     let mut head = Vec::new();
     crate::capsule::encode_header(DRAFT_11.data, 1 << 20, &mut head);
     r.push(Bytes::from(head));
-    assert_eq!(r.next(), Ok(None));
+    assert_eq!(r.next_event(), Ok(None));
     let piece = Bytes::from(vec![7u8; 1000]);
     r.push(piece.clone());
-    match r.next() {
+    match r.next_event() {
         Ok(Some(TcpEvent::Data(d))) => assert_eq!(d.as_ptr(), piece.as_ptr()),
         other => panic!("{other:?}"),
     }
-    assert_eq!(r.next(), Ok(None));
+    assert_eq!(r.next_event(), Ok(None));
 }
 
 proptest! {

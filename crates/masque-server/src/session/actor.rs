@@ -1,6 +1,8 @@
-//! `UdpSession`: the actor of one CONNECT-UDP tunnel (Erlang:
-//! masque_server_udp_session). It owns the runtime task that carries the data
-//! plane and takes only control messages: info for the handler, close.
+//! `TunnelSession`: the actor of one tunnel (Erlang: masque_server_udp_session
+//! and its siblings). It owns the runtime task that carries the data plane,
+//! the datagram runtime (CONNECT-UDP) or the stream runtime (CONNECT-TCP,
+//! classic CONNECT), and takes only control messages: info for the handler,
+//! close.
 //!
 //! Cleanup is DOWN-style and total: the task stops when the actor stops for any
 //! reason (its handle aborts on drop, even when the actor is killed with its
@@ -8,6 +10,7 @@
 
 use std::{any::Any, sync::Arc, time::Duration};
 
+use masque_proto::tunnel::DatagramRules;
 use masque_queue::{self as queue, QueueTx};
 use masque_transport::PendingTunnel;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -17,7 +20,10 @@ use crate::{
     config::SessionConfig,
     handler::{CloseReason, Handler, Target},
     metrics::Metrics,
-    session::runtime::{self, SessionEnv, SessionSetup},
+    session::{
+        runtime::{self, SessionEnv, SessionSetup},
+        stream::{self, StreamSetup},
+    },
     slot::TunnelSlot,
     task_group::TaskGroup,
 };
@@ -34,10 +40,10 @@ pub enum SessionMsg {
     Ended(CloseReason),
 }
 
-pub struct UdpSession;
+pub struct TunnelSession;
 
 /// Spawn arguments.
-pub struct UdpSessionArgs {
+pub struct TunnelSessionArgs {
     pub(crate) pending: PendingTunnel,
     pub(crate) target: Target,
     /// Its place under the connection's tunnel limit, freed when the relay ends.
@@ -51,57 +57,81 @@ pub struct UdpSessionArgs {
 }
 
 /// Aborts the runtime task when the actor's state goes away (stop or kill).
-pub struct UdpSessionState {
+pub struct TunnelSessionState {
     task: JoinHandle<()>,
     /// Info for the handler; closing it tells the runtime to end the tunnel.
     info: QueueTx<Box<dyn Any + Send>>,
     metrics: Arc<Metrics>,
 }
 
-impl Drop for UdpSessionState {
+impl Drop for TunnelSessionState {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
+/// Runs a session's runtime on its own task, not the connection's group: the
+/// runtime runs handler callbacks, and a slow one must not hold up the
+/// connection's other tunnels (an A/B with runtimes in the group measured no
+/// gain). The actor hears when it ends.
+fn spawn_runtime(
+    run: impl std::future::Future<Output = CloseReason> + Send + 'static,
+    myself: ActorRef<SessionMsg>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let reason = run.await;
+        tracing::debug!(?reason, "tunnel ended");
+        // The actor may already be stopping; then nobody needs the news.
+        let _ = myself.cast(SessionMsg::Ended(reason));
+    })
+}
+
 /// How long a stopping session waits for its task to close the stream cleanly.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
-impl Actor for UdpSession {
+impl Actor for TunnelSession {
     type Msg = SessionMsg;
-    type State = UdpSessionState;
-    type Arguments = UdpSessionArgs;
+    type State = TunnelSessionState;
+    type Arguments = TunnelSessionArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<SessionMsg>,
-        args: UdpSessionArgs,
-    ) -> Result<UdpSessionState, ActorProcessingErr> {
+        args: TunnelSessionArgs,
+    ) -> Result<TunnelSessionState, ActorProcessingErr> {
         let (info, info_rx) = queue::channel(args.config.info_queue);
         let metrics = Arc::clone(&args.metrics);
-        let setup = SessionSetup {
-            pending: args.pending,
-            target: args.target,
-            slot: args.slot,
-            handler: args.handler,
-            env: SessionEnv {
-                config: args.config,
-                metrics: args.metrics,
-                node_name: args.node_name,
-                info: info_rx,
-                group: args.group,
-            },
+        let env = SessionEnv {
+            config: args.config,
+            metrics: args.metrics,
+            node_name: args.node_name,
+            info: info_rx,
+            group: args.group,
         };
-        // Its own task, not the connection's group: the runtime runs handler
-        // callbacks, and a slow one must not hold up the connection's other
-        // tunnels (an A/B with runtimes in the group measured no gain).
-        let task = tokio::spawn(async move {
-            let reason = runtime::run(setup).await;
-            tracing::debug!(?reason, "tunnel ended");
-            // The actor may already be stopping; then nobody needs the news.
-            let _ = myself.cast(SessionMsg::Ended(reason));
-        });
-        Ok(UdpSessionState {
+        let task = match args.target {
+            Target::Tcp(target) => spawn_runtime(
+                stream::run(StreamSetup {
+                    pending: args.pending,
+                    target,
+                    slot: args.slot,
+                    handler: args.handler,
+                    env,
+                }),
+                myself,
+            ),
+            target @ Target::Udp(_) => spawn_runtime(
+                runtime::run(SessionSetup {
+                    pending: args.pending,
+                    target,
+                    rules: DatagramRules::udp(),
+                    slot: args.slot,
+                    handler: args.handler,
+                    env,
+                }),
+                myself,
+            ),
+        };
+        Ok(TunnelSessionState {
             task,
             info,
             metrics,
@@ -112,7 +142,7 @@ impl Actor for UdpSession {
         &self,
         myself: ActorRef<SessionMsg>,
         msg: SessionMsg,
-        state: &mut UdpSessionState,
+        state: &mut TunnelSessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Info(m) => {
@@ -129,7 +159,7 @@ impl Actor for UdpSession {
     async fn post_stop(
         &self,
         _myself: ActorRef<SessionMsg>,
-        state: &mut UdpSessionState,
+        state: &mut TunnelSessionState,
     ) -> Result<(), ActorProcessingErr> {
         // Graceful path: let the runtime finish the stream and run `terminate`.
         state.info.close();

@@ -1,7 +1,11 @@
 //! Tunnel sessions: one actor per tunnel (temporary, never restarted: its stream
-//! is gone), each running a transport-generic runtime task.
+//! is gone), each running a transport-generic runtime task: the datagram
+//! runtime (`runtime`) or the stream runtime (`stream`), on one spine
+//! (`establish`).
 
+pub mod actor;
+pub(crate) mod establish;
 pub(crate) mod runtime;
-pub mod udp;
+pub(crate) mod stream;
 
-pub use udp::{SessionMsg, UdpSession};
+pub use actor::{SessionMsg, TunnelSession};

@@ -14,22 +14,22 @@
 use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
 use masque_proto::{
     capsule, headers,
-    proxy_status::TunnelFailure,
     tunnel::{DatagramEvent, DatagramRules, DropReason, TunnelCore, TunnelEvent},
 };
 use masque_queue::{self as queue, QueueRx};
 use masque_transport::{
     BodyRx, BodyTx, CapsuleQueue, OpenTunnel, PendingTunnel, ResetReason, Transport, TunnelError,
+    TunnelRequest,
 };
 
 use crate::{
     config::SessionConfig,
-    handler::{Action, CloseReason, Handler, Refusal, Target, TunnelHandler},
+    handler::{Action, CloseReason, Handler, Target, TunnelHandler},
     metrics::Metrics,
     output::{Activity, Control, TunnelOutput},
+    session::establish::{self, NotOpened, SetupFuture},
     slot::TunnelSlot,
     task_group::TaskGroup,
 };
@@ -38,6 +38,8 @@ use crate::{
 pub(crate) struct SessionSetup {
     pub pending: PendingTunnel,
     pub target: Target,
+    /// The datagram rules of the target's protocol.
+    pub rules: DatagramRules,
     pub slot: TunnelSlot,
     pub handler: Arc<dyn Handler>,
     pub env: SessionEnv,
@@ -63,10 +65,10 @@ struct Counters<'a> {
 
 /// Counts the session open on creation and closed on drop: exactly once on
 /// every path, including an aborted task.
-struct OpenGuard(Arc<Metrics>);
+pub(crate) struct OpenGuard(Arc<Metrics>);
 
 impl OpenGuard {
-    fn new(metrics: &Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: &Arc<Metrics>) -> Self {
         Metrics::inc(&metrics.sessions_opened);
         Self(Arc::clone(metrics))
     }
@@ -83,13 +85,13 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
     let SessionSetup {
         pending,
         target,
+        rules,
         slot,
         handler,
         env: mut s,
     } = setup;
     let _open = OpenGuard::new(&s.metrics);
     let transport = pending.request.transport;
-    let rules = rules_for(&target);
     let (control_tx, mut control_rx) = queue::channel(s.config.output_queue);
     let activity = Arc::new(Activity::new());
     let out = TunnelOutput::new(
@@ -125,100 +127,36 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
     reason
 }
 
-/// The datagram rules of a target's protocol.
-fn rules_for(target: &Target) -> DatagramRules {
-    match target {
-        Target::Udp(_) => DatagramRules::udp(),
-    }
-}
-
-/// The handler's `init` (bounded in time, panics contained), then the answer:
-/// the 2xx and the open tunnel, or the refusal already sent.
+/// The handler's `init` on the shared spine, then the 2xx with
+/// `Capsule-Protocol: ?1` (or the refusal already sent).
 async fn establish(
-    mut pending: PendingTunnel,
+    pending: PendingTunnel,
     target: Target,
     handler: Arc<dyn Handler>,
     s: &mut SessionEnv,
     out: &TunnelOutput,
 ) -> Result<(OpenTunnel, Box<dyn TunnelHandler>), CloseReason> {
-    let init = {
-        let (request, watch) = pending.watch();
-        let init = AssertUnwindSafe(handler.init(request, &target, out.clone())).catch_unwind();
-        tokio::select! {
-            r = tokio::time::timeout(s.config.init_timeout, init) => Some(r),
-            () = s.info.ended() => None,
-            // The client gave up (RST_STREAM, STOP_SENDING, connection
-            // loss): nobody is waiting for the answer, free the slot now.
-            () = watch.cancelled() => {
-                out.fail();
-                return Err(CloseReason::ClientAborted);
-            }
-        }
-    };
-    let Some(init) = init else {
-        out.fail();
-        pending.reset(ResetReason::Cancelled);
-        return Err(CloseReason::Shutdown);
-    };
-    let mut handler = match init {
-        Ok(Ok(Ok(h))) => h,
-        Ok(Ok(Err(refusal))) => return Err(refuse(pending, s, out, &refusal).await),
-        Ok(Err(_panic)) => {
-            Metrics::inc(&s.metrics.handler_panics);
-            let r = Refusal::new(TunnelFailure::HandlerFailed).with_details("handler panic");
-            return Err(refuse(pending, s, out, &r).await);
-        }
-        Err(_elapsed) => {
-            let r = Refusal::new(TunnelFailure::ConnectionTimeout).with_details("setup timed out");
-            return Err(refuse(pending, s, out, &r).await);
-        }
-    };
     let mut response = http::HeaderMap::new();
     response.insert(
         headers::CAPSULE_PROTOCOL,
         http::HeaderValue::from_static(headers::SF_TRUE),
     );
-    // A client that grants no credit for the 2xx gets the stream reset after
-    // the write deadline (by the transport) instead of parking this task.
-    match pending
-        .accept_within(response, s.config.write_deadline)
-        .await
-    {
-        Ok(t) => Ok((t, handler)),
-        Err(e) => {
-            let reason = if matches!(e, TunnelError::Timeout(_)) {
-                tracing::debug!("the client withheld credit for the 2xx: stream reset");
-                Metrics::inc(&s.metrics.writes_timed_out);
-                CloseReason::WriteStalled
-            } else {
-                tracing::debug!(error = %e, "client went away before the 2xx");
-                CloseReason::ClientAborted
-            };
+    let init_out = out.clone();
+    let setup = establish::setup_fn(
+        move |request: &TunnelRequest| -> SetupFuture<'_, Box<dyn TunnelHandler>> {
+            Box::pin(async move { handler.init(request, &target, init_out).await })
+        },
+    );
+    match establish::establish(pending, s, setup, response).await {
+        Ok(v) => Ok(v),
+        Err(NotOpened { reason, setup }) => {
             out.fail();
-            call_terminate(&mut *handler, &reason, &s.metrics);
+            if let Some(mut handler) = setup {
+                call_terminate(&mut *handler, &reason, &s.metrics);
+            }
             Err(reason)
         }
     }
-}
-
-async fn refuse(
-    pending: PendingTunnel,
-    s: &SessionEnv,
-    out: &TunnelOutput,
-    refusal: &Refusal,
-) -> CloseReason {
-    out.fail();
-    Metrics::inc(&s.metrics.tunnels_refused);
-    let (status, headers) = refusal.http_response(&s.node_name);
-    if !pending
-        .reject_within(status, headers, s.config.write_deadline)
-        .await
-    {
-        // The client withheld credit for the answer: the stream was reset.
-        Metrics::inc(&s.metrics.writes_timed_out);
-        return CloseReason::WriteStalled;
-    }
-    CloseReason::Handler(Action::Close)
 }
 
 fn call_terminate(handler: &mut dyn TunnelHandler, reason: &CloseReason, metrics: &Metrics) {
@@ -361,7 +299,7 @@ impl Relay<'_> {
 }
 
 /// `f` within `deadline`; `None` when the deadline passed first.
-async fn bounded<T>(deadline: Duration, f: impl Future<Output = T>) -> Option<T> {
+pub(crate) async fn bounded<T>(deadline: Duration, f: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout(deadline, f).await.ok()
 }
 
@@ -542,7 +480,9 @@ fn reset_for(reason: &CloseReason) -> Option<ResetReason> {
         | CloseReason::Shutdown
         | CloseReason::Handler(Action::Close | Action::Continue) => None,
         CloseReason::ProtocolError(_) => Some(ResetReason::Malformed),
-        CloseReason::Handler(Action::Abort) => Some(ResetReason::ConnectError),
+        CloseReason::Handler(Action::Abort) | CloseReason::TargetFailed(_) => {
+            Some(ResetReason::ConnectError)
+        }
         CloseReason::HandlerPanic => Some(ResetReason::Internal),
         CloseReason::ClientAborted | CloseReason::WriteStalled => Some(ResetReason::Cancelled),
     }
