@@ -211,7 +211,7 @@ async fn run(
         };
         rx.push(chunk);
         let malformed = loop {
-            match rx.next() {
+            match rx.next_event() {
                 Ok(Some(TcpEvent::Data(b))) => {
                     if !fin && !send(&tx, Piece::Data(b)).await {
                         body.stop(ResetReason::Cancelled);
