@@ -189,20 +189,24 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
 /// `#[tokio::test]`s named after their cell; the error names the cell too.
 /// The attributes in the leading brackets apply to every cell.
 macro_rules! cells {
-    ([$(#[$all:meta])*] $($(#[$attr:meta])* $name:ident: $transport:literal, $protocol:literal, $scenario:literal;)*) => {
-        $(
-            $(#[$all])*
-            $(#[$attr])*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> Result<()> {
-                cell($transport, $protocol, $scenario).await.with_context(|| {
-                    format!(
-                        "cell {} {} {} (tcp_peer.py {} --transport {} --protocol {})",
-                        $transport, $protocol, $scenario, $scenario, $transport, $protocol
-                    )
-                })
-            }
-        )*
+    ([$($all:tt)*]) => {};
+    (
+        [$($all:tt)*]
+        $(#[$attr:meta])* $name:ident: $transport:literal, $protocol:literal, $scenario:literal;
+        $($rest:tt)*
+    ) => {
+        $($all)*
+        $(#[$attr])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() -> Result<()> {
+            cell($transport, $protocol, $scenario).await.with_context(|| {
+                format!(
+                    "cell {} {} {} (tcp_peer.py {} --transport {} --protocol {})",
+                    $transport, $protocol, $scenario, $scenario, $transport, $protocol
+                )
+            })
+        }
+        cells!([$($all)*] $($rest)*);
     };
 }
 
