@@ -303,12 +303,16 @@ impl Actor for Supervisor {
         evt: SupervisionEvent,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (who, failure) = match &evt {
-            SupervisionEvent::ActorTerminated(who, _, _) => (who, None),
-            SupervisionEvent::ActorFailed(who, e) => (who, Some(e.to_string())),
+        let (id, failure) = match &evt {
+            SupervisionEvent::ActorTerminated(who, _, _) => (who.get_id(), None),
+            SupervisionEvent::ActorFailed(who, e) => (who.get_id(), Some(e.to_string())),
             _ => return Ok(()),
         };
-        let id = who.get_id();
+        // A child that stopped (or was killed) hands its final state up in
+        // the event: drop it now, before any restart, so that what the old
+        // incarnation held (a listener's accept task on a shared socket) is
+        // gone before the new one starts, as when an OTP process exits.
+        drop(evt);
         let Some(i) = state.find(id) else {
             return Ok(());
         };

@@ -281,3 +281,62 @@ async fn drain_completes_from_the_tree() {
     assert_eq!(n.load(Ordering::SeqCst), 4, "no restarts while draining");
     sup.stop(None);
 }
+
+/// Counts the live states of its incarnations.
+struct Holder;
+
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Actor for Holder {
+    type Msg = ();
+    type State = Held;
+    type Arguments = Arc<AtomicUsize>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        alive: Arc<AtomicUsize>,
+    ) -> Result<Held, ActorProcessingErr> {
+        alive.fetch_add(1, Ordering::SeqCst);
+        Ok(Held(alive))
+    }
+}
+
+/// A restarted child's old state, which ractor hands up in the supervision
+/// event when the child stops or is killed, is gone before the new
+/// incarnation starts (what a listener holds on a shared socket must not
+/// overlap with its successor's).
+#[tokio::test]
+async fn old_state_is_dropped_before_the_restart() {
+    let alive = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spec = {
+        let (alive, seen) = (Arc::clone(&alive), Arc::clone(&seen));
+        ChildSpec::new("holder", Restart::Permanent, move |sup| {
+            seen.lock().unwrap().push(alive.load(Ordering::SeqCst));
+            let alive = Arc::clone(&alive);
+            async move {
+                let (r, _) = Actor::spawn_linked(None, Holder, alive, sup).await?;
+                Ok(Some(r.get_cell()))
+            }
+        })
+    };
+    let (sup, _) = start(vec![spec], RestartIntensity::default()).await;
+    child(&sup, 0).stop(None);
+    eventually("restarted after a stop", || seen.lock().unwrap().len() == 2).await;
+    eventually("linked", || sup.get_children().len() == 1).await;
+    child(&sup, 0).kill();
+    eventually("restarted after a kill", || seen.lock().unwrap().len() == 3).await;
+    assert_eq!(*seen.lock().unwrap(), vec![0, 0, 0]);
+    eventually("one incarnation alive", || {
+        alive.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    sup.stop(None);
+}
