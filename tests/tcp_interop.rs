@@ -211,7 +211,7 @@ macro_rules! cells {
 }
 
 cells! {
-    [#[ignore = "the node answers TCP tunnels 501 until its TCP sessions land"]]
+    []
     // 1 MiB echoed byte-exact, half-close by FINAL_DATA / FIN / END_STREAM /
     // close_notify, clean end (CTCP-03, CTCP-19/20/21, CC-16, CC-21).
     h3_connect_tcp_echo: "h3", "connect-tcp", "echo";
@@ -389,7 +389,6 @@ async fn curl_through_node(proxy_flags: &[&str], want_version: &str) -> Result<(
 
 /// curl's classic CONNECT over HTTP/1.1 to the node (CC-09, CC-11).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the node answers TCP tunnels 501 until its TCP sessions land"]
 async fn curl_classic_connect_h1() -> Result<()> {
     curl_through_node(&[], "1.1").await
 }
