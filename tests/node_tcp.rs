@@ -18,16 +18,20 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use masque_client::{
     ClientError, ProxyClient, Target, TcpMode, TcpStreamError, TcpTunnel, TcpTunnelEvent,
+    tcp_codepoints::{DRAFT_11, DRAFT_12},
 };
 use masque_tests::{
     node::{TestNode, expect_refusal},
+    per_transport,
     tcp::{tcp_echo, tcp_refused_addr, tcp_resetter},
     transport::{Transport, options_for, url},
     within,
 };
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
+    sync::{mpsc, oneshot},
 };
 
 /// For each named `async fn(Transport, TcpMode) -> Result<()>`, one test per
@@ -68,8 +72,11 @@ per_mode!(
     private_target_is_403_destination_ip_prohibited,
     slow_reader_holds_the_target_back,
     events_carry_data_fin_and_closed,
+    forward_to_owner_actor,
+    drop_without_shutdown_resets_the_target,
 );
 per_mode!(shared: hundred_concurrent_tunnels_on_one_connection);
+per_transport!(interop_tokens_echo);
 
 const MIB: usize = 1 << 20;
 
@@ -399,5 +406,160 @@ async fn events_carry_data_fin_and_closed(t: Transport, mode: TcpMode) -> Result
             .is_none(),
         "events after Closed"
     );
+    Ok(())
+}
+
+/// An owner actor that hands the tunnel's events to the test.
+struct Owner;
+
+impl Actor for Owner {
+    type Msg = TcpTunnelEvent;
+    type State = mpsc::UnboundedSender<TcpTunnelEvent>;
+    type Arguments = mpsc::UnboundedSender<TcpTunnelEvent>;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<TcpTunnelEvent>,
+        out: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(out)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<TcpTunnelEvent>,
+        ev: TcpTunnelEvent,
+        out: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = out.send(ev);
+        Ok(())
+    }
+}
+
+/// `forward_to`: an owner actor gets the echo as Data, then Fin and
+/// Closed(Ok); the write half stays with the caller.
+async fn forward_to_owner_actor(t: Transport, mode: TcpMode) -> Result<()> {
+    let node = TestNode::start(true).await?;
+    let tunnel = open(&node, t, mode, tcp_echo().await?).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (owner, handle) = Actor::spawn(None, Owner, tx).await?;
+    let mut write = tunnel.forward_to(owner.clone());
+    let data = pattern(50_000, 5);
+    within("writing", write.write_all(&data)).await??;
+    within("the half-close", write.shutdown()).await??;
+    let mut back = Vec::new();
+    let last = loop {
+        match within("the owner's next event", rx.recv()).await? {
+            Some(TcpTunnelEvent::Data(b)) => back.extend_from_slice(&b),
+            other => break other,
+        }
+    };
+    ensure!(back == data, "{} of {} bytes", back.len(), data.len());
+    ensure!(
+        last == Some(TcpTunnelEvent::Fin),
+        "after the data: {last:?}"
+    );
+    let closed = within("the Closed event", rx.recv()).await?;
+    ensure!(
+        closed == Some(TcpTunnelEvent::Closed(Ok(()))),
+        "after Fin: {closed:?}"
+    );
+    owner.stop(None);
+    within("the owner's stop", handle).await??;
+    Ok(())
+}
+
+/// How a target's connection ended, as the target saw it.
+#[derive(Debug, PartialEq, Eq)]
+enum TargetEnd {
+    /// A FIN: read returned 0.
+    Fin,
+    /// An error (RST).
+    Reset(std::io::ErrorKind),
+}
+
+/// A target that reports how many bytes it read and how its connection
+/// ended, for one connection.
+async fn observed_target() -> Result<(SocketAddr, oneshot::Receiver<(usize, TargetEnd)>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        let end = loop {
+            match s.read(&mut buf).await {
+                Ok(0) => break TargetEnd::Fin,
+                Ok(n) => total += n,
+                Err(e) => break TargetEnd::Reset(e.kind()),
+            }
+        };
+        let _ = tx.send((total, end));
+    });
+    Ok((addr, rx))
+}
+
+/// CTCP-21/22: a write half dropped without a shutdown aborts the tunnel
+/// (even with the read half still held): the node resets the target's
+/// connection (RST, not FIN) and the read half fails instead of seeing EOF.
+/// A tunnel shut down first ends the target's connection with a FIN.
+async fn drop_without_shutdown_resets_the_target(t: Transport, mode: TcpMode) -> Result<()> {
+    let node = TestNode::start(true).await?;
+    let (addr, ended) = observed_target().await?;
+    let mut tunnel = open(&node, t, mode, addr).await?;
+    within("writing", tunnel.write_all(b"before the drop")).await??;
+    within("the flush", tunnel.flush()).await??;
+    // Give the bytes time to reach the target before the abort.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut read, write) = tunnel.into_split();
+    drop(write);
+    let (_, end) = within("the target's end", ended).await??;
+    ensure!(
+        matches!(end, TargetEnd::Reset(_)),
+        "a dropped write half ended the target with {end:?}"
+    );
+    let mut buf = [0u8; 64];
+    let after = within("a read after the abort", read.read(&mut buf)).await?;
+    ensure!(after.is_err(), "a read after the abort returned {after:?}");
+
+    let (addr, ended) = observed_target().await?;
+    let mut tunnel = open(&node, t, mode, addr).await?;
+    within("writing", tunnel.write_all(b"before the shutdown")).await??;
+    within("the half-close", tunnel.shutdown()).await??;
+    let (n, end) = within("the target's end", ended).await??;
+    ensure!(
+        end == TargetEnd::Fin,
+        "a shut-down tunnel ended the target with {end:?}"
+    );
+    ensure!(
+        n == b"before the shutdown".len(),
+        "the target read {n} bytes"
+    );
+    Ok(())
+}
+
+/// The interop tokens `connect-tcp-07` (draft -11 codepoints) and
+/// `connect-tcp-12` carry an echo byte-exact with their own capsule types.
+async fn interop_tokens_echo(t: Transport) -> Result<()> {
+    let node = TestNode::start(true).await?;
+    let echo = tcp_echo().await?;
+    for cp in [DRAFT_11, DRAFT_12] {
+        let mut tunnel = open(&node, t, TcpMode::ConnectTcpToken(cp), echo).await?;
+        let data = pattern(300_000, 11);
+        within("writing", tunnel.write_all(&data)).await??;
+        within("the half-close", tunnel.shutdown()).await??;
+        let back = read_to_eof(&mut tunnel, Duration::from_secs(20)).await?;
+        ensure!(
+            back == data,
+            "{}: {} of {} bytes, first difference at {:?}",
+            cp.token,
+            back.len(),
+            data.len(),
+            first_mismatch(&back, &data)
+        );
+    }
     Ok(())
 }

@@ -32,6 +32,10 @@ pub enum TcpStreamError {
     /// A write after [`shutdown`](tokio::io::AsyncWriteExt::shutdown).
     #[error("the tunnel's write side is shut down")]
     WriteShutdown,
+    /// The tunnel was aborted locally ([`TcpWriteHalf::abort`](crate::TcpWriteHalf::abort),
+    /// the write half dropped before a shutdown, or a malformed stream).
+    #[error("the tunnel was aborted")]
+    Aborted,
     /// The tunnel's task ended without a word (runtime shutdown).
     #[error("the tunnel is closed")]
     Closed,
@@ -45,7 +49,7 @@ impl TcpStreamError {
         match self {
             Self::Reset { .. } | Self::Abortive => io::ErrorKind::ConnectionReset,
             Self::Malformed(_) => io::ErrorKind::InvalidData,
-            Self::Transport(_) => io::ErrorKind::ConnectionAborted,
+            Self::Transport(_) | Self::Aborted => io::ErrorKind::ConnectionAborted,
             Self::WriteShutdown => io::ErrorKind::BrokenPipe,
             Self::Closed => io::ErrorKind::NotConnected,
         }

@@ -18,7 +18,10 @@ use std::{
 use bytes::{Buf, Bytes};
 use masque_proto::tcp::{StreamEnd, TcpEvent, TcpReceiver};
 use masque_transport::{BodyRx, ResetReason};
-use tokio::{io::ReadBuf, sync::mpsc};
+use tokio::{
+    io::ReadBuf,
+    sync::{mpsc, watch},
+};
 
 use super::{TcpStreamError, write::Shared};
 
@@ -173,10 +176,10 @@ impl tokio::io::AsyncRead for TcpReadHalf {
     }
 }
 
-/// The reader task. Ends when the stream ends, or when the read half is gone
-/// (STOP_SENDING on HTTP/3 unless the FIN was already received, in which case
-/// the stream is drained for up to `linger` so that the proxy's clean end is
-/// not turned into an abort).
+/// The reader task. Ends when the stream ends, when the tunnel is aborted,
+/// or when the read half is gone (STOP_SENDING on HTTP/3 unless the FIN was
+/// already received, in which case the stream is drained for up to `linger`
+/// so that the proxy's clean end is not turned into an abort).
 async fn run(
     mut body: BodyRx,
     mut framing: Option<TcpReceiver>,
@@ -184,16 +187,21 @@ async fn run(
     writer: Arc<Shared>,
     linger: Duration,
 ) {
+    let mut out = Out {
+        tx,
+        aborted: writer.aborted(),
+    };
     let mut fin = false;
     let outcome = loop {
         let chunk = tokio::select! {
             c = body.recv() => c,
-            () = tx.closed() => {
-                if fin {
+            () = out.stopped() => {
+                if fin && !out.is_aborted() {
                     drain(&mut body, linger).await;
                 } else {
                     body.stop(ResetReason::Cancelled);
                 }
+                out.report_abort();
                 return;
             }
         };
@@ -203,8 +211,9 @@ async fn run(
             Err(e) => break Err(TcpStreamError::from_transport(&e)),
         };
         let Some(rx) = framing.as_mut() else {
-            if !send(&tx, Piece::Data(chunk)).await {
+            if !out.send(Piece::Data(chunk)).await {
                 body.stop(ResetReason::Cancelled);
+                out.report_abort();
                 return;
             }
             continue;
@@ -213,8 +222,9 @@ async fn run(
         let malformed = loop {
             match rx.next_event() {
                 Ok(Some(TcpEvent::Data(b))) => {
-                    if !fin && !send(&tx, Piece::Data(b)).await {
+                    if !out.send(Piece::Data(b)).await {
                         body.stop(ResetReason::Cancelled);
+                        out.report_abort();
                         return;
                     }
                 }
@@ -222,7 +232,7 @@ async fn run(
                     fin = true;
                     // The read half may be gone already; the stream is
                     // still read to its end.
-                    let _ = send(&tx, Piece::Fin).await;
+                    let _ = out.send(Piece::Fin).await;
                 }
                 Ok(None) => break None,
                 Err(e) => break Some(e),
@@ -237,13 +247,65 @@ async fn run(
     };
     if framing.is_none() && outcome.is_ok() {
         // Classic CONNECT: the end of the body is the FIN.
-        let _ = send(&tx, Piece::Fin).await;
+        let _ = out.send(Piece::Fin).await;
     }
     let last = match outcome {
         Ok(()) => Piece::Ended,
         Err(e) => Piece::Failed(e),
     };
-    let _ = send(&tx, last).await;
+    let _ = out.send(last).await;
+}
+
+/// True once the tunnel is aborted; false if it never can be any more.
+async fn wait_aborted(rx: &mut watch::Receiver<bool>) -> bool {
+    rx.wait_for(|a| *a).await.is_ok()
+}
+
+/// The reader task's way out: the queue to the read half, and the tunnel's
+/// abort.
+struct Out {
+    tx: mpsc::Sender<Piece>,
+    aborted: watch::Receiver<bool>,
+}
+
+impl Out {
+    /// Queues `piece`, waiting for room; false when the read half is gone
+    /// or the tunnel was aborted (stop reading).
+    async fn send(&mut self, piece: Piece) -> bool {
+        if self.is_aborted() {
+            return false;
+        }
+        tokio::select! {
+            r = self.tx.send(piece) => r.is_ok(),
+            _ = wait_aborted(&mut self.aborted) => false,
+        }
+    }
+
+    /// Resolves when the read half is gone or the tunnel was aborted.
+    async fn stopped(&mut self) {
+        tokio::select! {
+            () = self.tx.closed() => {}
+            seen = wait_aborted(&mut self.aborted) => {
+                if !seen {
+                    // The writer's state is gone with the tunnel: only the
+                    // read half's end matters now.
+                    self.tx.closed().await;
+                }
+            }
+        }
+    }
+
+    fn is_aborted(&self) -> bool {
+        *self.aborted.borrow()
+    }
+
+    /// After an abort, tells the read half why (best effort: with a full
+    /// queue it learns it from the closed queue instead).
+    fn report_abort(&self) {
+        if self.is_aborted() {
+            let _ = self.tx.try_send(Piece::Failed(TcpStreamError::Aborted));
+        }
+    }
 }
 
 /// The stream ended cleanly: fine after FINAL_DATA (connect-tcp) and always
@@ -266,8 +328,4 @@ async fn drain(body: &mut BodyRx, limit: Duration) {
     if tokio::time::timeout(limit, rest).await.is_err() {
         body.stop(ResetReason::Cancelled);
     }
-}
-
-async fn send(tx: &mpsc::Sender<Piece>, piece: Piece) -> bool {
-    tx.send(piece).await.is_ok()
 }

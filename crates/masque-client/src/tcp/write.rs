@@ -18,7 +18,7 @@ use std::{
 use bytes::{BufMut, Bytes, BytesMut};
 use masque_proto::{capsule::MAX_HEADER_LEN, tcp::TcpSender};
 use masque_transport::{BodyTx, ResetReason};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::TcpStreamError;
 
@@ -43,15 +43,31 @@ struct State {
     waker: Option<Waker>,
 }
 
-/// What the handle and its task share.
-#[derive(Debug, Default)]
+/// What the handle, its task and the tunnel's reader share.
+#[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes the task: a piece queued, finish or abort commanded.
     task: Notify,
+    /// Set on an abort: the reader stops too (the whole tunnel is aborted;
+    /// on HTTP/1.1 that is what closes the connection).
+    aborted: watch::Sender<bool>,
 }
 
 impl Shared {
+    fn new() -> Self {
+        Self {
+            state: Mutex::default(),
+            task: Notify::new(),
+            aborted: watch::Sender::new(false),
+        }
+    }
+
+    /// Resolves once the tunnel was aborted.
+    pub(crate) fn aborted(&self) -> watch::Receiver<bool> {
+        self.aborted.subscribe()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Short critical sections; a poisoned lock still holds consistent state.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -65,6 +81,7 @@ impl Shared {
             s.abort = Some(reason);
             drop(s);
             self.task.notify_one();
+            self.aborted.send_replace(true);
         }
     }
 
@@ -85,8 +102,8 @@ impl Shared {
 /// The write half of a [`TcpTunnel`](crate::TcpTunnel): `AsyncWrite` whose
 /// `poll_shutdown` half-closes the tunnel (FINAL_DATA on connect-tcp,
 /// FIN / END_STREAM / TLS close on classic CONNECT) while reading goes on.
-/// Dropping it before a shutdown aborts our side (stream reset; on HTTP/1.1
-/// the connection closes once the read half is gone too).
+/// Dropping it before a shutdown aborts the tunnel (stream reset; on
+/// HTTP/1.1 the connection closes), as [`abort`](Self::abort) does.
 #[derive(Debug)]
 pub struct TcpWriteHalf {
     shared: Arc<Shared>,
@@ -103,7 +120,7 @@ pub struct TcpWriteHalf {
 impl TcpWriteHalf {
     /// Spawns the task that writes `body`.
     pub(crate) fn spawn(body: BodyTx, framing: Option<TcpSender>, stream_id: u64) -> Self {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new());
         tokio::spawn(run(body, Arc::clone(&shared)));
         Self {
             shared,
@@ -123,8 +140,9 @@ impl TcpWriteHalf {
         self.stream_id
     }
 
-    /// Resets our side now; queued bytes are dropped. Reads go on until the
-    /// proxy ends its side.
+    /// Aborts the tunnel now: our side is reset (queued bytes are dropped)
+    /// and reading stops (the read half then fails with
+    /// [`TcpStreamError::Aborted`]).
     pub fn abort(&self) {
         self.shared.abort(ResetReason::Cancelled);
     }
@@ -281,7 +299,7 @@ async fn run(mut body: BodyTx, shared: Arc<Shared>) {
             Step::Wait => shared.task.notified().await,
             Step::Abort(r) => {
                 body.reset(r);
-                shared.end(Err(TcpStreamError::Closed));
+                shared.end(Err(TcpStreamError::Aborted));
                 return;
             }
             Step::Finish => {
