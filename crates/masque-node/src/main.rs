@@ -1,12 +1,13 @@
 //! masque-node: a MASQUE proxy (HTTP/3 on UDP; HTTP/2 and HTTP/1.1 over TLS
 //! on TCP, by default on the same port number) that works out of the box on
 //! loopback with a generated development certificate, plus client commands
-//! (`udp-forward`).
+//! (`udp-forward`, `socks5`, `http-proxy`; in the library, `masque_node`).
 
 mod config;
-mod forward;
 mod metrics_endpoint;
 mod serve;
+
+use masque_node::{forward, http_proxy, socks5};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,11 @@ struct Cli {
 enum Command {
     /// Relay a local UDP port through a CONNECT-UDP tunnel (e.g. DNS through the proxy).
     UdpForward(forward::UdpForwardArgs),
+    /// A local SOCKS5 server (RFC 1928): CONNECT through TCP tunnels, UDP
+    /// ASSOCIATE through CONNECT-UDP tunnels.
+    Socks5(socks5::Socks5Args),
+    /// A local plain-HTTP proxy: CONNECT and http:// requests through TCP tunnels.
+    HttpProxy(http_proxy::HttpProxyArgs),
 }
 
 fn main() -> Result<()> {
@@ -38,6 +44,8 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Some(Command::UdpForward(args)) => forward::run(args).await,
+            Some(Command::Socks5(args)) => socks5::run(args).await,
+            Some(Command::HttpProxy(args)) => http_proxy::run(args).await,
             None => serve::run(&cli.serve).await,
         }
     })
