@@ -26,6 +26,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
     process::Command,
+    sync::oneshot,
 };
 
 /// Upper bound for one peer run (its own steps are bounded at 10 s each).
@@ -44,9 +45,75 @@ const H3_CONNECT_ERROR: u64 = 0x10f;
 const H2_PROTOCOL_ERROR: u64 = 0x1;
 const H2_CONNECT_ERROR: u64 = 0xa;
 
+/// What a recording target saw of its one connection: how it ended
+/// (`fin`, `reset`, ...), the bytes it read and their FNV-1a 64.
+#[derive(Debug)]
+struct Seen {
+    end: &'static str,
+    bytes: u64,
+    fnv: u64,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Bytes the FIN-first target sends before its FIN (byte i is i % 251).
+const GREETING: usize = 100_000;
+/// Bytes the peer sends after the target's FIN, and before an end without
+/// FINAL_DATA.
+const AFTER_FIN_BYTES: usize = 256 * 1024;
+
+/// A TCP target for one connection that records what it reads until the
+/// client's FIN or a reset, then reports it. With `greeting` it first sends
+/// that many bytes (byte i is i % 251) and its FIN, before reading.
+async fn recording_target(
+    greeting: Option<usize>,
+) -> Result<(SocketAddr, oneshot::Receiver<Seen>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let Ok(Ok((mut s, _))) = tokio::time::timeout(PEER_LIMIT, listener.accept()).await else {
+            return;
+        };
+        let seen = |end| Seen {
+            end,
+            bytes: 0,
+            fnv: FNV_OFFSET,
+        };
+        if let Some(n) = greeting {
+            let g: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            if s.write_all(&g).await.is_err() || s.shutdown().await.is_err() {
+                let _ = tx.send(seen("greeting write failed"));
+                return;
+            }
+        }
+        let mut got = seen("");
+        let mut buf = vec![0u8; 65536];
+        got.end = loop {
+            match tokio::time::timeout(PEER_LIMIT, s.read(&mut buf)).await {
+                Ok(Ok(0)) => break "fin",
+                Ok(Ok(n)) => {
+                    for &b in &buf[..n] {
+                        got.fnv = (got.fnv ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                    }
+                    got.bytes += n as u64;
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+                Ok(Err(_)) => break "read error",
+                Err(_) => break "read timeout",
+            }
+        };
+        let _ = tx.send(got);
+    });
+    Ok((addr, rx))
+}
+
 /// The peer's one JSON line for `scenario` over `transport` with
 /// `protocol`, after checking that it passed; `None` (after printing why)
-/// only when the interop Python cannot be set up.
+/// only when the interop Python cannot be set up. With `release`, the peer
+/// keeps its tunnel open until the recording target has reported (then a
+/// line on its stdin lets it go); what the target saw comes back too.
 async fn run_peer(
     transport: &str,
     protocol: &str,
@@ -54,7 +121,8 @@ async fn run_peer(
     node: &TestNode,
     target: SocketAddr,
     bytes: usize,
-) -> Result<Option<String>> {
+    release: Option<oneshot::Receiver<Seen>>,
+) -> Result<Option<(String, Option<Seen>)>> {
     let Some(python) = python_or_skip().await else {
         return Ok(None);
     };
@@ -67,28 +135,47 @@ async fn run_peer(
             .port()
     };
     let ca = node_ca_file(node)?;
-    let out = tokio::time::timeout(
-        PEER_LIMIT,
-        Command::new(&python)
-            .arg(interop_script("tcp_peer.py"))
-            .arg(scenario)
-            .args(["--transport", transport, "--protocol", protocol])
-            .args(["--port", &port.to_string()])
-            .arg("--ca")
-            .arg(ca.path())
-            .args(["--target", &target.to_string()])
-            .args(["--bytes", &bytes.to_string()])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .with_context(|| format!("the peer did not finish within {PEER_LIMIT:?}"))??;
+    let mut child = Command::new(&python)
+        .arg(interop_script("tcp_peer.py"))
+        .arg(scenario)
+        .args(["--transport", transport, "--protocol", protocol])
+        .args(["--port", &port.to_string()])
+        .arg("--ca")
+        .arg(ca.path())
+        .args(["--target", &target.to_string()])
+        .args(["--bytes", &bytes.to_string()])
+        .args(["--greeting", &GREETING.to_string()])
+        .stdin(if release.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut seen = None;
+    if let Some(rx) = release {
+        // Bounded by the peer's own TIMEOUT: it gives up without a release.
+        seen = match tokio::time::timeout(PEER_LIMIT, rx).await {
+            Ok(Ok(s)) => Some(s),
+            _ => None,
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"done\n").await;
+        }
+    }
+    let out = tokio::time::timeout(PEER_LIMIT, child.wait_with_output())
+        .await
+        .with_context(|| format!("the peer did not finish within {PEER_LIMIT:?}"))??;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!(
         "tcp_peer.py {scenario} --transport {transport} --protocol {protocol}:\n{stdout}{stderr}"
     );
+    if let Some(s) = &seen {
+        println!("the target saw: {s:?}");
+    }
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
     ensure!(
         lines.len() == 1,
@@ -97,7 +184,7 @@ async fn run_peer(
     let json = lines[0].to_owned();
     ensure!(
         out.status.success() && field(&json, "ok") == Some("true"),
-        "the peer failed ({}): {json}\n{stderr}",
+        "the peer failed ({}): {json}\n{stderr}\nthe target saw: {seen:?}",
         out.status
     );
     for (key, want) in [
@@ -110,7 +197,7 @@ async fn run_peer(
             "{key} is not {want}: {json}"
         );
     }
-    Ok(Some(json))
+    Ok(Some((json, seen)))
 }
 
 /// One cell: a node (private targets allowed except for `private`), the
@@ -119,12 +206,21 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
     init_tracing();
     let connect_tcp = protocol != "classic";
     let node = TestNode::start(scenario != "private").await?;
+    let mut release = None;
     let (target, bytes) = match scenario {
         "refused" => (tcp_refused_addr()?, 0),
         "target-reset" => (tcp_resetter(RESET_AFTER).await?, RESET_SENT),
+        "target-fin-first" | "end-without-final" => {
+            let greeting = (scenario == "target-fin-first").then_some(GREETING);
+            let (addr, rx) = recording_target(greeting).await?;
+            release = Some(rx);
+            (addr, AFTER_FIN_BYTES)
+        }
         _ => (tcp_echo().await?, ECHO_BYTES),
     };
-    let Some(json) = run_peer(transport, protocol, scenario, &node, target, bytes).await? else {
+    let Some((json, seen)) =
+        run_peer(transport, protocol, scenario, &node, target, bytes, release).await?
+    else {
         return Ok(());
     };
     let text = |key: &str| field(&json, key).map(|v| v.trim_matches('"').to_owned());
@@ -179,6 +275,28 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
             if scenario == "target-reset" {
                 ensure!(field(&json, "final_data") == Some("false"), "{json}");
             }
+        }
+        "target-fin-first" => {
+            let seen = seen.context("the target never reported")?;
+            ensure!(
+                number(&json, "greeting_bytes")? == GREETING as u64,
+                "{json}"
+            );
+            ensure!(
+                seen.end == "fin",
+                "the target saw {seen:?}, not our FIN: {json}"
+            );
+            ensure!(
+                seen.bytes == AFTER_FIN_BYTES as u64 && seen.fnv == number(&json, "sent_fnv")?,
+                "the target got other bytes than the peer sent after the target's FIN: {seen:?} {json}"
+            );
+        }
+        "end-without-final" => {
+            let seen = seen.context("the target never reported")?;
+            ensure!(
+                seen.end == "reset",
+                "an end without FINAL_DATA must reset the target (CTCP-22), it saw {seen:?}: {json}"
+            );
         }
         other => anyhow::bail!("no checks for scenario {other}"),
     }
@@ -256,6 +374,19 @@ cells! {
     h2_classic_target_reset: "h2", "classic", "target-reset";
     h1_connect_tcp_target_reset: "h1", "connect-tcp", "target-reset";
     h1_classic_target_reset: "h1", "classic", "target-reset";
+    // The target FINs first: the node passes the FIN on and keeps relaying
+    // the client's bytes, then the client's FIN (CTCP-19/20, CC-16, CC-21).
+    h3_connect_tcp_target_fin_first: "h3", "connect-tcp", "target-fin-first";
+    h3_classic_target_fin_first: "h3", "classic", "target-fin-first";
+    h2_connect_tcp_target_fin_first: "h2", "connect-tcp", "target-fin-first";
+    h2_classic_target_fin_first: "h2", "classic", "target-fin-first";
+    h1_connect_tcp_target_fin_first: "h1", "connect-tcp", "target-fin-first";
+    h1_classic_target_fin_first: "h1", "classic", "target-fin-first";
+    // The client's stream ends without FINAL_DATA: the target is reset
+    // (CTCP-22).
+    h3_connect_tcp_end_without_final: "h3", "connect-tcp", "end-without-final";
+    h2_connect_tcp_end_without_final: "h2", "connect-tcp", "end-without-final";
+    h1_connect_tcp_end_without_final: "h1", "connect-tcp", "end-without-final";
 }
 
 /// The peer's capsule codec against the draft's vectors (DATA "abc" =

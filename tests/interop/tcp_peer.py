@@ -39,6 +39,16 @@ Scenarios (one per run):
                     resets the stream (h3 H3_CONNECT_ERROR 0x10f, h2
                     RST_STREAM CONNECT_ERROR 0xa) or, on h1, closes the
                     connection without close_notify; never a FINAL_DATA
+  target-fin-first  the target sends --greeting bytes (byte i = i % 251) and
+                    FINs at once: they must arrive, then the node's half-close
+                    (FINAL_DATA / END_STREAM / FIN / close_notify); the peer
+                    then sends --bytes and its own half-close, and keeps the
+                    tunnel open (failing on a reset) until the test, which
+                    checks what the target received, writes a line to stdin
+  end-without-final DATA capsules, then the stream's end (QUIC FIN,
+                    END_STREAM, close_notify + TCP FIN) without FINAL_DATA:
+                    what the node does with the stream is only recorded, the
+                    test checks that the target was reset; connect-tcp only
 
 Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
 1 with the reason in `"error"` on a failed check. Every wait is bounded
@@ -67,7 +77,7 @@ H2_PROTOCOL_ERROR = 0x1
 H2_CONNECT_ERROR = 0xA
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "refused", "private", "data-after-final", "target-reset"]
+SCENARIOS = ["echo", "grease", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
 
@@ -95,9 +105,9 @@ def text(b):
 #   ("end", how)      the node ended its side cleanly: "fin" (h3),
 #                     "end_stream" (h2), "close_notify" (h1 TLS close)
 #   ("reset", code)   stream reset (h3 RESET_STREAM / h2 RST_STREAM code)
-#   ("closed", how)   the connection went away: h1 "fin" (TCP FIN without
-#                     close_notify), "reset" (TCP RST); h2/h3 a GOAWAY,
-#                     CONNECTION_CLOSE or EOF
+#   ("closed", how)   the connection went away: h1 "fin" (the TCP FIN, with
+#                     or without a close_notify before it), "reset" (TCP
+#                     RST); h2/h3 a GOAWAY, CONNECTION_CLOSE or EOF
 
 
 # ---------------------------------------------------------------- HTTP/3
@@ -333,7 +343,8 @@ class H1:
         self.shut_after_flush = False
         self.shut = False
         self.tcp_eof = False
-        self.done = None  # how the node closed
+        self.tls_closed = False  # the node's close_notify arrived
+        self.done = None  # how the connection ended: "fin", "reset", ...
         self.events = []
         self.buf = bytearray()
 
@@ -389,16 +400,17 @@ class H1:
 
     def _io(self, deadline):
         """One round of the select loop: writes what the socket takes, reads
-        what arrived; the decrypted events."""
-        if self.done:
-            return [("closed", self.done)] if self.done != "close_notify" else [("end", "close_notify")]
+        what arrived; the decrypted events. After the node's close_notify it
+        goes on writing (TLS 1.3 half-close) and reports the TCP close."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise socket.timeout()
+        out = []
         want_w = [self.sock] if self.raw_out and not self.shut else []
         want_r = [self.sock] if not self.tcp_eof else []
         if not want_r and not want_w:
-            raise Fail("h1: the node sent TCP FIN inside a TLS record")
+            time.sleep(min(remaining, 0.05))
+            return out
         r, w, _ = select.select(want_r, want_w, [], remaining)
         if w:
             try:
@@ -413,47 +425,55 @@ class H1:
             except OSError:
                 pass
             self.shut = True
-        out = []
         if r:
             try:
                 data = self.sock.recv(262144)
             except BlockingIOError:
                 data = None
             except ConnectionResetError:
-                self.done = "reset"
-                data = None
-                self.tls.inc.write_eof()
-                self.tcp_eof = True
+                self._closed(out, "reset")
+                return out
             if data == b"":
                 self.tcp_eof = True
                 self.tls.inc.write_eof()
             elif data:
                 self.tls.inc.write(data)
-        while True:
+        while not self.tls_closed:
             try:
                 d = self.obj.read(262144)
                 if not d:
-                    self.done = self.done or "close_notify"
+                    self.tls_closed = True
+                    out.append(("end", "close_notify"))
                     break
                 out.append(("data", d))
             except ssl.SSLWantReadError:
                 if self.tcp_eof:
-                    self.done = self.done or "fin"
+                    self._closed(out, "fin")
                 break
             except ssl.SSLZeroReturnError:
-                self.done = self.done or "close_notify"
+                self.tls_closed = True
+                out.append(("end", "close_notify"))
                 break
             except ssl.SSLEOFError:
-                self.done = self.done or "fin"
+                self._closed(out, "fin")
                 break
             except ssl.SSLError as e:
-                self.done = self.done or f"tls error {e.reason}"
+                self._closed(out, f"tls error {e.reason}")
                 break
-        # Our close_notify / KeyUpdate answers, if any.
-        self.raw_out += self.tls.outg.read() if not self.shut else b""
-        if self.done:
-            out.append(("end", "close_notify") if self.done == "close_notify" else ("closed", self.done))
+        if self.tls_closed and self.tcp_eof and not self.done:
+            # The TCP FIN after a close_notify.
+            self._closed(out, "fin")
+        if not self.shut:
+            self.raw_out += self.tls.outg.read()
         return out
+
+    def _closed(self, out, how):
+        """The connection is gone (`how`): reported once, nothing more read."""
+        if not self.done:
+            self.done = how
+            out.append(("closed", how))
+        self.tcp_eof = True
+        self.tls_closed = True
 
     def poll(self, deadline):
         if self.events:
@@ -549,6 +569,7 @@ class Collector:
         self.reader = self.codec.reader() if self.codec else None
         self.raw = bytearray()
         self.end = None  # ("end"|"reset"|"closed", detail)
+        self.later = []  # non-data events after `end`
 
     def take(self, ev):
         if ev[0] == "data":
@@ -560,6 +581,8 @@ class Collector:
                 self.raw += ev[1]
         elif self.end is None:
             self.end = ev
+        else:
+            self.later.append(ev)
 
     @property
     def stream(self):
@@ -712,6 +735,93 @@ def scenario_target_reset(a, out):
     finally:
         t.close()
 
+def greeting(n):
+    """What the FIN-first target sends before its FIN: byte i is i % 251."""
+    return bytes(i % 251 for i in range(n))
+
+
+def fnv1a(data):
+    """FNV-1a 64 (the Rust test computes it over what the target received)."""
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def wait_release(t, col, what, resets_ok=False):
+    """Keeps the connection open and read until the test writes a line to
+    our stdin (its target has seen everything) or closes it; fails on a
+    reset meanwhile (unless `resets_ok`), or after TIMEOUT without the
+    release."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        r, _, _ = select.select([sys.stdin], [], [], 0)
+        if r:
+            sys.stdin.readline()
+            return
+        try:
+            for ev in t.poll(min(deadline, time.monotonic() + 0.1)):
+                col.take(ev)
+        except (socket.timeout, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise Fail(f"{what}: no release from the test within {TIMEOUT}s")
+        resets = [e for e in [col.end, *col.later] if e and (e[0] == "reset" or e == ("closed", "reset"))]
+        if resets and not resets_ok:
+            raise Fail(f"{what}: {resets[0]} while the target was still reading")
+
+
+def scenario_target_fin_first(a, out):
+    """The target sends --greeting bytes and FINs at once, then reads until
+    our FIN: the node must pass its FIN on (FINAL_DATA / END_STREAM / FIN /
+    close_notify) and keep relaying our direction, then our FIN."""
+    label = f"{a.transport} {a.protocol}"
+    t, r = open_tunnel(a, out)
+    try:
+        check_success(a, r)
+        col = Collector(a)
+        pump(t, col, lambda: col.final or (col.codec is None and col.end is not None), f"{label}: the target's FIN")
+        got = bytes(col.stream)
+        out["greeting_bytes"] = len(got)
+        out["target_fin_as"] = "FINAL_DATA" if col.final else (col.end[1] if col.end else None)
+        check(got == greeting(a.greeting), f"{label}: {len(got)} bytes before the target's FIN, wanted the {a.greeting}-byte greeting")
+        check(col.end is None or col.end[0] == "end", f"{label}: the target's FIN came as {col.end}")
+        data = payload(a.seed, a.bytes)
+        out["sent_bytes"] = len(data)
+        out["sent_fnv"] = fnv1a(data)
+        if col.codec:
+            t.send(b"".join(col.codec.data(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)) + col.codec.final())
+        else:
+            t.send(data)
+        t.end()
+        wait_release(t, col, f"{label}: relaying our bytes after the target's FIN")
+        col.summary(out)
+        out["later_events"] = len(col.later)
+    finally:
+        t.close()
+
+
+def scenario_end_without_final(a, out):
+    """DATA capsules, then the stream's end (QUIC FIN / END_STREAM /
+    close_notify + FIN) without FINAL_DATA: an abortive end, so the node
+    resets the target (the test checks that). connect-tcp only."""
+    label = f"{a.transport} {a.protocol}"
+    check(a.protocol != "classic", "end-without-final: connect-tcp only")
+    t, r = open_tunnel(a, out)
+    try:
+        check_success(a, r)
+        col = Collector(a)
+        data = payload(a.seed, a.bytes)
+        out["sent_bytes"] = len(data)
+        t.send(col.codec.data(data))
+        t.end()
+        # What the node does with the stream is recorded, not checked:
+        # the test checks that the target was reset.
+        wait_release(t, col, label, resets_ok=True)
+        col.summary(out)
+    finally:
+        t.close()
+
 
 RUN = {
     "echo": scenario_echo,
@@ -720,6 +830,8 @@ RUN = {
     "private": scenario_private,
     "data-after-final": scenario_data_after_final,
     "target-reset": scenario_target_reset,
+    "target-fin-first": scenario_target_fin_first,
+    "end-without-final": scenario_end_without_final,
 }
 
 
@@ -733,6 +845,7 @@ def main():
     p.add_argument("--target", required=True, help="the TCP target, HOST:PORT")
     p.add_argument("--bytes", type=int, default=1 << 20, help="bytes to send (echo, grease, target-reset)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--greeting", type=int, default=100000, help="bytes the FIN-first target sends (target-fin-first)")
     a = p.parse_args()
     out = {"transport": a.transport, "protocol": a.protocol, "scenario": a.scenario, "ok": False}
     started = time.monotonic()
