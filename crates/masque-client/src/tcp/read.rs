@@ -144,7 +144,8 @@ impl TcpReadHalf {
         }
         let end = loop {
             match self.rx.recv().await {
-                Some(Piece::Ended) | None => break Ok(()),
+                Some(Piece::Ended) => break Ok(()),
+                None => break Err(TcpStreamError::Closed),
                 Some(Piece::Failed(e)) => break Err(e),
                 Some(Piece::Data(_) | Piece::Fin) => {}
             }
@@ -245,15 +246,19 @@ async fn run(
             break Err(TcpStreamError::Malformed(e.to_string()));
         }
     };
+    // The stream is done with: let it go before waiting for the read half
+    // to take the last pieces (even after an abort, which must not hide why
+    // the stream failed).
+    drop(body);
     if framing.is_none() && outcome.is_ok() {
         // Classic CONNECT: the end of the body is the FIN.
-        let _ = out.send(Piece::Fin).await;
+        let _ = out.tx.send(Piece::Fin).await;
     }
     let last = match outcome {
         Ok(()) => Piece::Ended,
         Err(e) => Piece::Failed(e),
     };
-    let _ = out.send(last).await;
+    let _ = out.tx.send(last).await;
 }
 
 /// True once the tunnel is aborted; false if it never can be any more.

@@ -8,6 +8,7 @@ mod forward;
 mod node;
 mod proxy;
 mod refusal;
+mod tcp;
 mod tls;
 mod tunnel;
 

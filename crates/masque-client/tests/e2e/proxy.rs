@@ -6,6 +6,10 @@
 //! `capsule` -> the reply comes as a DATAGRAM capsule on the stream;
 //! `unknown` -> a Context ID 2 datagram, then `after` with Context ID 0;
 //! `oversize` -> a DATAGRAM capsule with a 65528-byte UDP payload (R9298-41).
+//!
+//! TCP tunnels (connect-tcp with any served token, classic CONNECT) get a
+//! script chosen by the target port ([`TcpScript`]), whatever the mode: the
+//! framing faults a real proxy never shows.
 
 use std::{
     net::SocketAddr,
@@ -212,6 +216,10 @@ fn fields(fields: &[(&'static str, &'static str)]) -> HeaderMap {
 }
 
 async fn tunnel(mode: Mode, p: PendingTunnel) {
+    if let Some(script) = TcpScript::of(&p.request) {
+        tcp_script(script, p).await;
+        return;
+    }
     let udp = matches!(
         &p.request.form,
         Ok(RequestForm::Extended { protocol, .. }) if protocol == "connect-udp"
@@ -362,4 +370,136 @@ async fn recv_queued(q: &mut Option<CapsuleQueue>) -> Option<Bytes> {
         Some(q) => q.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// What the proxy does with a TCP tunnel, by target port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpScript {
+    /// `hello ` and `world` in DATA / FINAL_DATA with unknown capsule types
+    /// around them (classic: the raw bytes and FIN), then reads until the
+    /// client ends and ends too.
+    Greased,
+    /// DATA `a`, FINAL_DATA `b`, DATA `c` (CTCP-04 broken).
+    DataAfterFinal,
+    /// DATA `partial`, then the stream ends without FINAL_DATA (CTCP-22).
+    NoFinalData,
+    /// A DATA capsule cut short by the end of the stream (R9297-24).
+    Truncated,
+    /// DATA `x`, then a reset with H3_CONNECT_ERROR / CONNECT_ERROR (HTTP/1.1:
+    /// the connection dropped).
+    Reset,
+    /// A 2xx without `capsule-protocol` (connect-tcp must refuse it).
+    NoCapsuleProtocol,
+}
+
+impl TcpScript {
+    pub const ALL: [(TcpScript, u16); 6] = [
+        (TcpScript::Greased, 1001),
+        (TcpScript::DataAfterFinal, 1002),
+        (TcpScript::NoFinalData, 1003),
+        (TcpScript::Truncated, 1004),
+        (TcpScript::Reset, 1005),
+        (TcpScript::NoCapsuleProtocol, 1006),
+    ];
+
+    /// The target port that selects this script.
+    pub fn port(self) -> u16 {
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map(|(_, p)| *p)
+            .unwrap_or(1001)
+    }
+
+    /// The script of a connect-tcp or classic CONNECT request.
+    fn of(r: &TunnelRequest) -> Option<Self> {
+        let port = match &r.form {
+            Ok(RequestForm::Extended { protocol, path, .. })
+                if protocol.starts_with("connect-tcp") =>
+            {
+                path.trim_end_matches('/').rsplit('/').next()?
+            }
+            Ok(RequestForm::Classic { authority }) => authority.rsplit(':').next()?,
+            _ => return None,
+        };
+        let port: u16 = port.parse().ok()?;
+        Some(
+            Self::ALL
+                .iter()
+                .find(|(_, p)| *p == port)
+                .map_or(TcpScript::Greased, |(s, _)| *s),
+        )
+    }
+}
+
+async fn tcp_script(script: TcpScript, p: PendingTunnel) {
+    let codepoints = match &p.request.form {
+        Ok(RequestForm::Extended { protocol, .. }) => {
+            masque_proto::tcp::Codepoints::for_token(protocol)
+        }
+        _ => None,
+    };
+    let headers = if script == TcpScript::NoCapsuleProtocol || codepoints.is_none() {
+        HeaderMap::new()
+    } else {
+        fields(&[("capsule-protocol", "?1")])
+    };
+    let Ok(t) = p.accept(headers).await else {
+        return;
+    };
+    let OpenTunnel {
+        mut body_tx,
+        mut body_rx,
+        ..
+    } = t;
+    let mut out = BytesMut::new();
+    let data = |out: &mut BytesMut, payload: &[u8], fin: bool| match codepoints {
+        Some(c) => capsule::encode(c.capsule_type(fin), payload, out),
+        None => out.extend_from_slice(payload),
+    };
+    let grease = |out: &mut BytesMut| {
+        if codepoints.is_some() {
+            capsule::encode(0x29, b"ignore me", out);
+        }
+    };
+    match script {
+        TcpScript::Greased | TcpScript::NoCapsuleProtocol => {
+            grease(&mut out);
+            data(&mut out, b"hello ", false);
+            grease(&mut out);
+            data(&mut out, b"world", codepoints.is_some());
+            grease(&mut out);
+        }
+        TcpScript::DataAfterFinal => {
+            data(&mut out, b"a", false);
+            data(&mut out, b"b", true);
+            data(&mut out, b"c", false);
+        }
+        TcpScript::NoFinalData => data(&mut out, b"partial", false),
+        TcpScript::Truncated => {
+            if let Some(c) = codepoints {
+                capsule::encode_header(c.data, 10, &mut out);
+                out.extend_from_slice(b"abc");
+            }
+        }
+        TcpScript::Reset => data(&mut out, b"x", false),
+    }
+    if body_tx.send(out.freeze()).await.is_err() {
+        return;
+    }
+    match script {
+        TcpScript::Reset => {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            body_tx.reset(masque_transport::ResetReason::ConnectError);
+            // HTTP/1.1 has no reset: dropping both halves closes the connection.
+        }
+        TcpScript::Greased | TcpScript::NoCapsuleProtocol => {
+            // Until the client ends its side (or aborts), then our end.
+            while let Ok(Some(_)) = body_rx.recv().await {}
+            body_tx.finish().await;
+        }
+        _ => body_tx.finish().await,
+    }
+    // Let the client see our end before the halves go.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
