@@ -225,7 +225,7 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
     };
     let text = |key: &str| field(&json, key).map(|v| v.trim_matches('"').to_owned());
     match scenario {
-        "echo" | "grease" => {
+        "echo" | "grease" | "big-capsules" => {
             let sent = number(&json, "sent_bytes")?;
             ensure!(sent == ECHO_BYTES as u64, "sent {sent}: {json}");
             ensure!(number(&json, "received_bytes")? == sent, "{json}");
@@ -344,11 +344,17 @@ cells! {
     h1_connect_tcp_07_echo: "h1", "connect-tcp-07", "echo";
     h1_connect_tcp_12_echo: "h1", "connect-tcp-12", "echo";
     h1_classic_echo: "h1", "classic", "echo";
-    // Unknown and oversized capsules between DATA capsules (CTCP-07).
+    // Unknown and oversized capsules between DATA capsules (CTCP-07), empty
+    // DATA capsules, the last bytes in FINAL_DATA (CTCP-06).
     h3_connect_tcp_grease: "h3", "connect-tcp", "grease";
     h2_connect_tcp_grease: "h2", "connect-tcp", "grease";
     h1_connect_tcp_grease: "h1", "connect-tcp", "grease";
     h3_connect_tcp_12_grease: "h3", "connect-tcp-12", "grease";
+    // One DATA capsule of 768 KiB and 256 KiB in FINAL_DATA's payload
+    // (capsules far over 64 KiB stream through, CTCP-06).
+    h3_connect_tcp_big_capsules: "h3", "connect-tcp", "big-capsules";
+    h2_connect_tcp_big_capsules: "h2", "connect-tcp", "big-capsules";
+    h1_connect_tcp_big_capsules: "h1", "connect-tcp", "big-capsules";
     // The target refuses: 502 connection_refused.
     h3_connect_tcp_refused: "h3", "connect-tcp", "refused";
     h3_classic_refused: "h3", "classic", "refused";

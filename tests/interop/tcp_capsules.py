@@ -133,7 +133,8 @@ def grease_stream(codec, data, rng, big=(70000, 200000)):
     """`data` as DATA capsules of random sizes (1 .. 20000 bytes) with GREASE
     capsules in between: one or two small ones around every DATA capsule and
     the `big` sizes (over the 64 KiB capsule bound the node skips unbuffered)
-    once each, the first before any DATA. No FINAL_DATA. Returns (bytes,
+    once each, the first before any DATA; an empty DATA capsule after about
+    every eighth (empty payloads are allowed). No FINAL_DATA. Returns (bytes,
     GREASE capsules, DATA capsules)."""
     out = bytearray()
     grease = 0
@@ -148,6 +149,9 @@ def grease_stream(codec, data, rng, big=(70000, 200000)):
         out += codec.data(data[off : off + n])
         datas += 1
         off += n
+        if rng.randrange(8) == 0:
+            out += codec.data(b"")
+            datas += 1
         for _ in range(rng.randrange(1, 3)):
             out += grease_capsule(rng)
             grease += 1

@@ -28,7 +28,12 @@ Scenarios (one per run):
                     close_notify + FIN) once the node's FINAL_DATA arrived.
   grease            echo with the data in DATA capsules of random sizes and
                     unknown capsules around them (types 0x29*N+0x17, small,
-                    and two over the 64 KiB capsule bound); connect-tcp only
+                    and two over the 64 KiB capsule bound), empty DATA
+                    capsules among them, and the last 1000 bytes in
+                    FINAL_DATA's payload; connect-tcp only
+  big-capsules      echo with three quarters of the data in one DATA capsule
+                    (768 KiB of 1 MiB) and the rest in FINAL_DATA's payload;
+                    connect-tcp only
   refused           expect 502 with `error=connection_refused` in Proxy-Status
   private           expect 403 with `error=destination_ip_prohibited`
   data-after-final  DATA, FINAL_DATA, DATA in one write (malformed): the node
@@ -77,7 +82,7 @@ H2_PROTOCOL_ERROR = 0x1
 H2_CONNECT_ERROR = 0xA
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final"]
+SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
 
@@ -624,7 +629,7 @@ def pump(t, col, until, what, on_event=None):
 # ---------------------------------------------------------------- scenarios
 
 
-def scenario_echo(a, out, grease=False):
+def scenario_echo(a, out, grease=False, big=False):
     label = f"{a.transport} {a.protocol}"
     t, r = open_tunnel(a, out)
     try:
@@ -634,13 +639,22 @@ def scenario_echo(a, out, grease=False):
         out["sent_sha256"] = sha256(data)[:16]
         col = Collector(a)
         if col.codec:
+            tail = b""
             if grease:
-                blob, n_grease, n_data = grease_stream(col.codec, data, random.Random(a.seed))
+                # The last bytes ride in FINAL_DATA itself.
+                body, tail = data[:-1000], data[-1000:]
+                blob, n_grease, n_data = grease_stream(col.codec, body, random.Random(a.seed))
                 out["grease_capsules_sent"] = n_grease
                 out["data_capsules_sent"] = n_data
+            elif big:
+                # One DATA capsule far over 64 KiB, the rest in FINAL_DATA.
+                body, tail = data[: len(data) - len(data) // 4], data[len(data) - len(data) // 4 :]
+                blob = col.codec.data(body)
+                out["data_capsules_sent"] = 1
             else:
                 blob = b"".join(col.codec.data(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK))
-            t.send(blob + col.codec.final())
+            out["final_data_payload"] = len(tail)
+            t.send(blob + col.codec.final(tail))
         else:
             t.send(data)
             t.end()
@@ -675,6 +689,11 @@ def scenario_echo(a, out, grease=False):
 def scenario_grease(a, out):
     check(a.protocol != "classic", "grease: connect-tcp only (classic CONNECT has no capsules)")
     scenario_echo(a, out, grease=True)
+
+
+def scenario_big_capsules(a, out):
+    check(a.protocol != "classic", "big-capsules: connect-tcp only")
+    scenario_echo(a, out, big=True)
 
 
 def scenario_refused(a, out):
@@ -826,6 +845,7 @@ def scenario_end_without_final(a, out):
 RUN = {
     "echo": scenario_echo,
     "grease": scenario_grease,
+    "big-capsules": scenario_big_capsules,
     "refused": scenario_refused,
     "private": scenario_private,
     "data-after-final": scenario_data_after_final,
