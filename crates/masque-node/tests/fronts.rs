@@ -699,8 +699,9 @@ async fn nss_home(dir: &Path, ca_pem: &str) -> Result<()> {
     Ok(())
 }
 
-/// Headless Chromium loading `url` through `proxy`; the DOM it printed.
-async fn chromium_dump(home: &Path, proxy: &str, url: &str) -> Result<String> {
+/// Headless Chromium loading `url` through `proxy`: its exit status, the
+/// DOM it printed and the end of its log.
+async fn chromium(home: &Path, proxy: &str, url: &str) -> Result<(String, String)> {
     let profile = home.join(format!("profile-{}", proxy.replace([':', '/', '.'], "_")));
     let child = tokio::process::Command::new("chromium")
         .args([
@@ -728,17 +729,24 @@ async fn chromium_dump(home: &Path, proxy: &str, url: &str) -> Result<String> {
     let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
         .await
         .context("chromium did not finish within 90 s")??;
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .take(20)
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        format!("{}; {log}", out.status),
+    ))
+}
+
+/// [`chromium`], which must show the page's marker.
+async fn chromium_dump(home: &Path, proxy: &str, url: &str) -> Result<String> {
+    let (dom, log) = chromium(home, proxy, url).await?;
     ensure!(
         dom.contains(MARKER),
-        "chromium through {proxy}: no marker in the DOM ({}): {dom}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
+        "chromium through {proxy}: no marker in the DOM: {dom}\nlog: {log}"
     );
     Ok(dom)
 }
@@ -773,6 +781,15 @@ async fn chromium_through_both_fronts() -> Result<()> {
     ensure!(dom.contains("GET /browser HTTP/1.1"), "{dom}");
     let socks = Front::socks5(&node, TransportChoice::H2, None).await?;
     chromium_dump(&home, &format!("socks5://{}", socks.addr), &url).await?;
+    // The control: without the CA in its NSS database the same page does
+    // not load (so the trust above is what made it load).
+    let untrusting = temp_dir("chromium-no-ca")?;
+    let (dom, _) = chromium(&untrusting, &format!("http://{}", http.addr), &url).await?;
+    ensure!(
+        !dom.contains(MARKER),
+        "loaded without trusting the CA: {dom}"
+    );
+    let _ = std::fs::remove_dir_all(untrusting);
     let h = http.stop().await?;
     let s = socks.stop().await?;
     ensure!(
