@@ -21,7 +21,7 @@ use masque_client::{
     tcp_codepoints::{DRAFT_11, DRAFT_12},
 };
 use masque_tests::{
-    node::{TestNode, expect_refusal},
+    node::{TestNode, actor_tree, eventually, expect_refusal},
     per_transport,
     tcp::{tcp_echo, tcp_refused_addr, tcp_resetter},
     transport::{Transport, options_for, url},
@@ -142,6 +142,8 @@ fn first_mismatch(a: &[u8], b: &[u8]) -> Option<usize> {
 /// target's FIN is EOF; the bytes come back exactly.
 async fn echo_one_mebibyte_byte_exact(t: Transport, mode: TcpMode) -> Result<()> {
     let node = TestNode::start(true).await?;
+    let root = node.node.supervisor().get_cell();
+    let actors_before = actor_tree(&root).len();
     let tunnel = open(&node, t, mode, tcp_echo().await?).await?;
     let data = pattern(MIB, 7);
     let (mut read, mut write) = tunnel.into_split();
@@ -154,7 +156,7 @@ async fn echo_one_mebibyte_byte_exact(t: Transport, mode: TcpMode) -> Result<()>
         anyhow::Ok(write)
     });
     let back = read_to_eof(&mut read, Duration::from_secs(30)).await?;
-    let _write = within("the writer", writer).await???;
+    let write = within("the writer", writer).await???;
     ensure!(
         back.len() == data.len(),
         "{} bytes echoed, {} sent",
@@ -166,6 +168,28 @@ async fn echo_one_mebibyte_byte_exact(t: Transport, mode: TcpMode) -> Result<()>
         "echo differs at byte {:?}",
         first_mismatch(&back, &data)
     );
+    // Both sides closed cleanly: the node counts no reset, its session ends,
+    // and the connection that `connect_tcp` opened for this one tunnel goes
+    // with it (no router or session actor left).
+    drop((read, write));
+    let m = node.node.metrics();
+    eventually("the node's session to end", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    let snap = m.snapshot();
+    ensure!(
+        snap.tcp_tunnels == 1 && snap.tcp_tunnels_reset == 0,
+        "tcp_tunnels {}, tcp_tunnels_reset {}",
+        snap.tcp_tunnels,
+        snap.tcp_tunnels_reset
+    );
+    eventually(
+        "the connection's actors to go",
+        Duration::from_secs(5),
+        || actor_tree(&root).len() == actors_before,
+    )
+    .await?;
     Ok(())
 }
 
@@ -479,7 +503,7 @@ enum TargetEnd {
 }
 
 /// A target that reports how many bytes it read and how its connection
-/// ended, for one connection.
+/// ended, for one connection; after a FIN it sends its own.
 async fn observed_target() -> Result<(SocketAddr, oneshot::Receiver<(usize, TargetEnd)>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -497,7 +521,13 @@ async fn observed_target() -> Result<(SocketAddr, oneshot::Receiver<(usize, Targ
                 Err(e) => break TargetEnd::Reset(e.kind()),
             }
         };
+        if end == TargetEnd::Fin {
+            // Our side ends too, so a clean tunnel ends cleanly both ways.
+            let _ = s.shutdown().await;
+        }
         let _ = tx.send((total, end));
+        // Keep the socket until the peer is done with it.
+        let _ = s.read(&mut buf).await;
     });
     Ok((addr, rx))
 }
@@ -524,6 +554,13 @@ async fn drop_without_shutdown_resets_the_target(t: Transport, mode: TcpMode) ->
     let mut buf = [0u8; 64];
     let after = within("a read after the abort", read.read(&mut buf)).await?;
     ensure!(after.is_err(), "a read after the abort returned {after:?}");
+    let m = node.node.metrics();
+    eventually(
+        "the node to count the reset",
+        Duration::from_secs(5),
+        || m.snapshot().tcp_tunnels_reset == 1,
+    )
+    .await?;
 
     let (addr, ended) = observed_target().await?;
     let mut tunnel = open(&node, t, mode, addr).await?;
@@ -537,6 +574,17 @@ async fn drop_without_shutdown_resets_the_target(t: Transport, mode: TcpMode) ->
     ensure!(
         n == b"before the shutdown".len(),
         "the target read {n} bytes"
+    );
+    let rest = read_to_eof(&mut tunnel, Duration::from_secs(10)).await?;
+    ensure!(rest.is_empty(), "{} bytes from a silent target", rest.len());
+    drop(tunnel);
+    eventually("the node's sessions to end", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    ensure!(
+        m.snapshot().tcp_tunnels_reset == 1,
+        "the clean tunnel was counted as reset"
     );
     Ok(())
 }
