@@ -33,6 +33,10 @@ use tokio::{
 const PEER_LIMIT: Duration = Duration::from_secs(120);
 /// Bytes each echo sends (and must get back byte-exact).
 const ECHO_BYTES: usize = 1 << 20;
+/// Tunnels on one connection in the concurrent cells, and the bytes each
+/// echoes (the peer's default `--tunnels`).
+const CONCURRENT_TUNNELS: usize = 8;
+const CONCURRENT_BYTES: usize = 192 * 1024;
 /// The resetting target reads this many bytes, then resets; the peer sends
 /// [`RESET_SENT`].
 const RESET_AFTER: usize = 1024;
@@ -145,6 +149,7 @@ async fn run_peer(
         .args(["--target", &target.to_string()])
         .args(["--bytes", &bytes.to_string()])
         .args(["--greeting", &GREETING.to_string()])
+        .args(["--tunnels", &CONCURRENT_TUNNELS.to_string()])
         .stdin(if release.is_some() {
             Stdio::piped()
         } else {
@@ -216,6 +221,7 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
             release = Some(rx);
             (addr, AFTER_FIN_BYTES)
         }
+        "concurrent" => (tcp_echo().await?, CONCURRENT_BYTES),
         _ => (tcp_echo().await?, ECHO_BYTES),
     };
     let Some((json, seen)) =
@@ -225,6 +231,14 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
     };
     let text = |key: &str| field(&json, key).map(|v| v.trim_matches('"').to_owned());
     match scenario {
+        "concurrent" => {
+            let n = number(&json, "tunnels")?;
+            ensure!(n == CONCURRENT_TUNNELS as u64, "{json}");
+            ensure!(
+                number(&json, "received_bytes")? == n * CONCURRENT_BYTES as u64,
+                "{json}"
+            );
+        }
         "echo" | "grease" | "big-capsules" => {
             let sent = number(&json, "sent_bytes")?;
             ensure!(sent == ECHO_BYTES as u64, "sent {sent}: {json}");
@@ -393,6 +407,10 @@ cells! {
     h3_connect_tcp_end_without_final: "h3", "connect-tcp", "end-without-final";
     h2_connect_tcp_end_without_final: "h2", "connect-tcp", "end-without-final";
     h1_connect_tcp_end_without_final: "h1", "connect-tcp", "end-without-final";
+    // Eight tunnels on one connection, connect-tcp and classic CONNECT
+    // alternately, all echoing at once: no cross-talk, every end clean.
+    h3_connect_tcp_concurrent: "h3", "connect-tcp", "concurrent";
+    h2_connect_tcp_concurrent: "h2", "connect-tcp", "concurrent";
 }
 
 /// The peer's capsule codec against the draft's vectors (DATA "abc" =

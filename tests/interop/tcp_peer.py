@@ -34,6 +34,10 @@ Scenarios (one per run):
   big-capsules      echo with three quarters of the data in one DATA capsule
                     (768 KiB of 1 MiB) and the rest in FINAL_DATA's payload;
                     connect-tcp only
+  concurrent        --tunnels tunnels on one connection (h2, h3), alternately
+                    --protocol and classic CONNECT, each echoing its own
+                    --bytes at the same time: every echo byte-exact, every
+                    end clean
   refused           expect 502 with `error=connection_refused` in Proxy-Status
   private           expect 403 with `error=destination_ip_prohibited`
   data-after-final  DATA, FINAL_DATA, DATA in one write (malformed): the node
@@ -82,7 +86,7 @@ H2_PROTOCOL_ERROR = 0x1
 H2_CONNECT_ERROR = 0xA
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final"]
+SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
 
@@ -120,7 +124,8 @@ def text(b):
 
 class H3:
     """aioquic behind a blocking facade: each call runs the event loop until
-    it has an answer or the deadline passes."""
+    it has an answer or the deadline passes. Calls act on the stream `sid`
+    (the last one opened; set it to switch between tunnels)."""
 
     name = "h3"
 
@@ -136,7 +141,7 @@ class H3:
         self.cm = connect("127.0.0.1", a.port, configuration=config, create_protocol=Client)
         self.c = self._run(self.cm.__aenter__(), "QUIC handshake")
         self.sid = None
-        self.pending = []
+        self.pending = {}  # sid -> events already taken from the queue
 
     def _run(self, coro, what, timeout=TIMEOUT):
         try:
@@ -152,8 +157,7 @@ class H3:
             if ev[0] == "headers":
                 fields = [(text(k).lower(), text(v)) for k, v in ev[1].items()]
                 status = int(ev[1].get(b":status", b"0"))
-                if ev[2]:
-                    self.pending.append(("end", "fin"))
+                self.pending[self.sid] = [("end", "fin")] if ev[2] else []
                 return Response(status, fields)
             raise Fail(f"h3: expected the response, got {ev[0]} {ev[1:]}")
 
@@ -181,8 +185,8 @@ class H3:
         self.c.send_data(self.sid, b"", end=True)
 
     def poll(self, deadline):
-        if self.pending:
-            out, self.pending = self.pending, []
+        if self.pending.get(self.sid):
+            out, self.pending[self.sid] = self.pending[self.sid], []
             return out
         try:
             ev = self.loop.run_until_complete(self._next(deadline))
@@ -218,6 +222,13 @@ class H2(H2Client):
 
     name = "h2"
 
+    class Tunnel:
+        def __init__(self):
+            self.outq = bytearray()
+            self.want_end = False
+            self.end_sent = False
+            self.events = []
+
     def __init__(self, a):
         ctx = client_context(a.ca, None, ["h2"])
         raw = socket.create_connection(("127.0.0.1", a.port), timeout=TIMEOUT)
@@ -225,11 +236,9 @@ class H2(H2Client):
         self.sock.settimeout(TIMEOUT)
         alpn = self.sock.selected_alpn_protocol()
         check(alpn == "h2", f"h2: ALPN: server selected {alpn!r}")
-        self.sid = None
-        self.outq = bytearray()
-        self.want_end = False
-        self.end_sent = False
-        self.events = []
+        self.sid = None  # the stream calls act on (the last one opened)
+        self.tunnels = {}  # sid -> Tunnel
+        self.conn_events = []  # GOAWAY, for every stream
         self.eof_how = None
         super().__init__()
 
@@ -255,24 +264,26 @@ class H2(H2Client):
 
     def _on_event(self, ev):
         sid = getattr(ev, "stream_id", None)
+        tun = self.tunnels.get(sid)
         if isinstance(ev, h2.events.DataReceived):
             if ev.flow_controlled_length:
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            if sid == self.sid and ev.data:
-                self.events.append(("data", bytes(ev.data)))
+            if tun is not None and ev.data:
+                tun.events.append(("data", bytes(ev.data)))
             return
         super()._on_event(ev)
-        if sid != self.sid or self.sid is None:
-            if isinstance(ev, h2.events.ConnectionTerminated):
-                self.events.append(("closed", f"GOAWAY {int(ev.error_code):#x}"))
+        if isinstance(ev, h2.events.ConnectionTerminated):
+            self.conn_events.append(("closed", f"GOAWAY {int(ev.error_code):#x}"))
+        elif tun is None:
             return
-        if isinstance(ev, h2.events.StreamEnded):
-            self.events.append(("end", "end_stream"))
+        elif isinstance(ev, h2.events.StreamEnded):
+            tun.events.append(("end", "end_stream"))
         elif isinstance(ev, h2.events.StreamReset) and ev.remote_reset:
-            self.events.append(("reset", int(ev.error_code)))
+            tun.events.append(("reset", int(ev.error_code)))
 
     def open(self, headers):
         self.sid = self.request(headers)
+        self.tunnels[self.sid] = self.Tunnel()
         s = self.response(self.sid, "h2: response")
         if s.headers is None:
             raise Fail(f"h2: the request was reset ({s.reset:#x}) instead of answered")
@@ -280,32 +291,37 @@ class H2(H2Client):
         return Response(s.status, fields)
 
     def send(self, data):
-        self.outq += data
+        self.tunnels[self.sid].outq += data
 
     def end(self):
-        self.want_end = True
+        self.tunnels[self.sid].want_end = True
 
     def _push(self):
-        stream = self.conn.streams.get(self.sid)
-        if stream is None or stream.closed:
-            self.outq.clear()
-            return
-        while self.outq:
-            window = self.conn.local_flow_control_window(self.sid)
-            n = min(window, self.conn.max_outbound_frame_size, len(self.outq))
-            if n <= 0:
-                break
-            self.conn.send_data(self.sid, bytes(self.outq[:n]))
-            del self.outq[:n]
-        if not self.outq and self.want_end and not self.end_sent:
-            self.conn.end_stream(self.sid)
-            self.end_sent = True
+        """Every tunnel's queued bytes, as far as the windows allow."""
+        for sid, tun in self.tunnels.items():
+            stream = self.conn.streams.get(sid)
+            if stream is None or stream.closed:
+                tun.outq.clear()
+                continue
+            while tun.outq:
+                window = self.conn.local_flow_control_window(sid)
+                n = min(window, self.conn.max_outbound_frame_size, len(tun.outq))
+                if n <= 0:
+                    break
+                self.conn.send_data(sid, bytes(tun.outq[:n]))
+                del tun.outq[:n]
+            if not tun.outq and tun.want_end and not tun.end_sent:
+                self.conn.end_stream(sid)
+                tun.end_sent = True
         self.flush()
 
     def poll(self, deadline):
-        if not self.events:
+        tun = self.tunnels[self.sid]
+        if not tun.events:
             self._push()
-        while not self.events:
+        while not tun.events:
+            if self.conn_events:
+                return list(self.conn_events)
             if self.closed:
                 return [("closed", self.eof_how or "eof")]
             data = self._read(deadline)
@@ -315,7 +331,7 @@ class H2(H2Client):
             for ev in self.conn.receive_data(data):
                 self._on_event(ev)
             self._push()
-        out, self.events = self.events, []
+        out, tun.events = tun.events, []
         return out
 
     def close(self):
@@ -514,6 +530,14 @@ def open_transport(a):
 def open_tunnel(a, out):
     """Connects and sends the request; (transport, response)."""
     t = open_transport(a)
+    r = request(a, t)
+    out["status"] = r.status
+    out["proxy_status"] = r.get("proxy-status")
+    return t, r
+
+
+def request(a, t):
+    """Sends `a`'s tunnel request on `t`; the response."""
     classic = a.protocol == "classic"
     if a.transport == "h1":
         if classic:
@@ -537,9 +561,7 @@ def open_tunnel(a, out):
                 ("capsule-protocol", "?1"),
             ]
         r = t.open(headers)
-    out["status"] = r.status
-    out["proxy_status"] = r.get("proxy-status")
-    return t, r
+    return r
 
 
 def check_success(a, r):
@@ -668,20 +690,75 @@ def scenario_echo(a, out, grease=False, big=False):
 
         pump(t, col, lambda: col.end is not None, f"{label}: echo", after_final)
         col.summary(out)
-        got = bytes(col.stream)
-        out["received_sha256"] = sha256(got)[:16]
-        check(col.end[0] != "reset", f"{label}: the stream was reset ({col.end}) after {len(got)} of {len(data)} bytes")
-        check(col.end[0] != "closed", f"{label}: the connection ended ({col.end[1]}) after {len(got)} of {len(data)} bytes")
-        check(len(got) == len(data), f"{label}: {len(got)} bytes echoed, sent {len(data)}")
-        if got != data:
-            first = next(i for i, (x, y) in enumerate(zip(got, data)) if x != y)
-            raise Fail(f"{label}: the echo differs from what was sent, first at byte {first}")
-        if col.reader:
-            check(col.reader.final, f"{label}: the node ended ({col.end}) without FINAL_DATA")
-            check(col.reader.after_final_bytes == 0, f"{label}: {col.reader.after_final_bytes} bytes after FINAL_DATA")
-            check(col.reader.truncated == 0, f"{label}: a truncated capsule ({col.reader.truncated} bytes) at the end")
-        want_end = {"h3": "fin", "h2": "end_stream", "h1": "close_notify"}[a.transport]
-        check(col.end == ("end", want_end), f"{label}: ended with {col.end}, wanted {want_end}")
+        out["received_sha256"] = sha256(bytes(col.stream))[:16]
+        check_echo(a, col, data, label)
+    finally:
+        t.close()
+
+
+def check_echo(a, col, data, label):
+    """The echo is byte-exact and ended cleanly."""
+    got = bytes(col.stream)
+    check(col.end[0] != "reset", f"{label}: the stream was reset ({col.end}) after {len(got)} of {len(data)} bytes")
+    check(col.end[0] != "closed", f"{label}: the connection ended ({col.end[1]}) after {len(got)} of {len(data)} bytes")
+    check(len(got) == len(data), f"{label}: {len(got)} bytes echoed, sent {len(data)}")
+    if got != data:
+        first = next(i for i, (x, y) in enumerate(zip(got, data)) if x != y)
+        raise Fail(f"{label}: the echo differs from what was sent, first at byte {first}")
+    if col.reader:
+        check(col.reader.final, f"{label}: the node ended ({col.end}) without FINAL_DATA")
+        check(col.reader.after_final_bytes == 0, f"{label}: {col.reader.after_final_bytes} bytes after FINAL_DATA")
+        check(col.reader.truncated == 0, f"{label}: a truncated capsule ({col.reader.truncated} bytes) at the end")
+    want_end = {"h3": "fin", "h2": "end_stream", "h1": "close_notify"}[a.transport]
+    check(col.end == ("end", want_end), f"{label}: ended with {col.end}, wanted {want_end}")
+
+
+def scenario_concurrent(a, out):
+    """--tunnels tunnels on one connection, alternately --protocol and
+    classic CONNECT, each echoing its own --bytes, all in flight at once:
+    each echo byte-exact (no cross-talk) with a clean end."""
+    check(a.transport != "h1", "concurrent: h2 and h3 only (HTTP/1.1 carries one tunnel per connection)")
+    t = open_transport(a)
+    try:
+        tunnels = []
+        for i in range(a.tunnels):
+            sub = argparse.Namespace(**{**vars(a), "protocol": a.protocol if i % 2 == 0 else "classic"})
+            r = request(sub, t)
+            check_success(sub, r)
+            col = Collector(sub)
+            data = payload(a.seed + i, a.bytes)
+            if col.codec:
+                t.send(b"".join(col.codec.data(data[j : j + CHUNK]) for j in range(0, len(data), CHUNK)) + col.codec.final())
+            else:
+                t.send(data)
+                t.end()
+            tunnels.append({"sid": t.sid, "a": sub, "col": col, "data": data, "ended": col.codec is None})
+        out["tunnels"] = len(tunnels)
+        out["sent_bytes"] = a.bytes * len(tunnels)
+        deadline = time.monotonic() + TIMEOUT
+        while any(x["col"].end is None for x in tunnels):
+            for x in tunnels:
+                col = x["col"]
+                if col.end is not None:
+                    continue
+                t.sid = x["sid"]
+                try:
+                    events = t.poll(time.monotonic() + 0.02)
+                except (socket.timeout, TimeoutError):
+                    events = []
+                if events:
+                    deadline = time.monotonic() + TIMEOUT
+                for ev in events:
+                    col.take(ev)
+                if col.final and not x["ended"]:
+                    t.end()
+                    x["ended"] = True
+            if time.monotonic() > deadline:
+                stuck = [(x["sid"], x["a"].protocol, len(x["col"].stream)) for x in tunnels if x["col"].end is None]
+                raise Fail(f"{a.transport}: nothing for {TIMEOUT}s; unfinished (stream, protocol, bytes back): {stuck}")
+        for i, x in enumerate(tunnels):
+            check_echo(x["a"], x["col"], x["data"], f"{a.transport} tunnel {i} ({x['a'].protocol}, stream {x['sid']})")
+        out["received_bytes"] = sum(len(x["col"].stream) for x in tunnels)
     finally:
         t.close()
 
@@ -851,6 +928,7 @@ RUN = {
     "data-after-final": scenario_data_after_final,
     "target-reset": scenario_target_reset,
     "target-fin-first": scenario_target_fin_first,
+    "concurrent": scenario_concurrent,
     "end-without-final": scenario_end_without_final,
 }
 
@@ -865,6 +943,7 @@ def main():
     p.add_argument("--target", required=True, help="the TCP target, HOST:PORT")
     p.add_argument("--bytes", type=int, default=1 << 20, help="bytes to send (echo, grease, target-reset)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tunnels", type=int, default=8, help="tunnels on one connection (concurrent)")
     p.add_argument("--greeting", type=int, default=100000, help="bytes the FIN-first target sends (target-fin-first)")
     a = p.parse_args()
     out = {"transport": a.transport, "protocol": a.protocol, "scenario": a.scenario, "ok": False}
