@@ -100,6 +100,22 @@ pub struct TcpTunnel {
 }
 
 impl TcpTunnel {
+    /// Opens a TCP tunnel on a connection of any transport (e.g. one shared
+    /// with UDP sessions, like [`crate::UdpSession::open_with`]).
+    /// `authority` is the proxy's `host[:port]`, used for the default
+    /// connect-tcp template when `options.tcp_template` is `None`; the
+    /// connection-level fields of `options` (TLS, MTU, bind) are not used.
+    pub async fn open_with(
+        conn: &ClientConnection,
+        authority: &str,
+        target: &Target,
+        mode: TcpMode,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let template = request::tcp_template(authority, options.tcp_template.as_deref())?;
+        Self::open(conn, &template, target, mode, options).await
+    }
+
     /// Opens a TCP tunnel to `target` (a [`Target::Tcp`]) on `conn`.
     /// connect-tcp uses `template`; classic CONNECT names the target in
     /// `:authority` / the request target. Refusals are

@@ -28,6 +28,7 @@ per_transport!(
     reset_is_connection_reset_in_both_modes,
     connect_tcp_2xx_without_capsule_protocol_is_refused,
     request_forms,
+    open_with_a_shared_connection_and_target_kinds,
 );
 
 async fn open(
@@ -206,5 +207,38 @@ async fn request_forms(t: Transport) -> anyhow::Result<()> {
             assert_eq!(seen.capsule_protocol.as_deref(), Some("?1"));
         }
     }
+    Ok(())
+}
+
+/// `TcpTunnel::open_with` on a connection obtained elsewhere; a UDP target
+/// is refused before anything is sent (and a TCP target by `open_udp`).
+async fn open_with_a_shared_connection_and_target_kinds(t: Transport) -> anyhow::Result<()> {
+    let proxy = Proxy::start(Mode::Echo)?;
+    let options = proxy.options(t);
+    let client = within(ProxyClient::connect(&proxy.url(), options.clone())).await?;
+    let authority = format!("localhost:{}", proxy.addr.port());
+    let target = Target::tcp("127.0.0.1", TcpScript::Greased.port());
+    let mut tunnel = within(TcpTunnel::open_with(
+        client.client_connection(),
+        &authority,
+        &target,
+        TcpMode::ConnectTcp,
+        &options,
+    ))
+    .await?;
+    within(tunnel.shutdown()).await?;
+    let (got, err) = read_all(&mut tunnel).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, b"hello world");
+    let requests = proxy.seen().len();
+    let err = within(client.open_tcp(&Target::udp("127.0.0.1", 1001), TcpMode::ConnectTcp))
+        .await
+        .expect_err("a UDP target");
+    assert!(matches!(err, ClientError::InvalidTarget { .. }), "{err}");
+    let err = within(client.open_udp(&Target::tcp("127.0.0.1", 1001)))
+        .await
+        .expect_err("a TCP target");
+    assert!(matches!(err, ClientError::InvalidTarget { .. }), "{err}");
+    assert_eq!(proxy.seen().len(), requests, "nothing was sent");
     Ok(())
 }
