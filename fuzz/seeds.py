@@ -268,6 +268,24 @@ SEEDS = {
         "bad_padding": b"\x01\x18",
         "eos": b"\x01\xff\xff\xff\xff",
     },
+    "socks5_wire": {
+        # First byte: 0 greeting, 1 username/password, 2 request, 3 UDP datagram.
+        "greeting_noauth": b"\x00\x05\x01\x00",
+        "greeting_both": b"\x00\x05\x02\x00\x02",
+        "greeting_v4": b"\x00\x04\x01\x00",
+        "user_pass": b"\x01\x01\x05alice\x09s3cret pw",
+        "user_pass_empty": b"\x01\x01\x00\x01p",
+        "connect_v4": b"\x02\x05\x01\x00\x01\x7f\x00\x00\x01\x1f\x90",
+        "connect_v6": b"\x02\x05\x01\x00\x04" + bytes(15) + b"\x01\x00\x50",
+        "connect_domain": b"\x02\x05\x01\x00\x03\x0bexample.com\x01\xbb",
+        "connect_domain_bad_utf8": b"\x02\x05\x01\x00\x03\x02\xff\xfe\x00\x50",
+        "udp_associate": b"\x02\x05\x03\x00\x01" + bytes(6),
+        "bad_atyp": b"\x02\x05\x01\x00\x09\x00",
+        "udp_v4": b"\x03\x00\x00\x00\x01\x09\x09\x09\x09\x00\x35" + b"dns query",
+        "udp_domain": b"\x03\x00\x00\x00\x03\x0bexample.org\x00\x35payload",
+        "udp_frag": b"\x03\x00\x00\x01\x01\x7f\x00\x00\x01\x00\x07x",
+        "udp_v6_empty": b"\x03\x00\x00\x00\x04" + bytes(16) + b"\x00\x35",
+    },
 }
 
 for target, files in SEEDS.items():

@@ -447,6 +447,82 @@ pub mod huffman {
     }
 }
 
+/// masque-node's SOCKS5 wire module, std only, included as it is (masque-node
+/// itself is too heavy a dependency for the fuzz crate).
+#[path = "../../crates/masque-node/src/socks5_wire.rs"]
+#[allow(dead_code)]
+mod socks5_wire_impl;
+
+/// The SOCKS5 wire formats of `masque-node socks5` (RFC 1928 greeting,
+/// request and UDP header; RFC 1929 username/password). The parsers never
+/// panic; a whole message is `Ok(None)` at every shorter prefix; what parses
+/// re-encodes to what parses back the same.
+pub mod socks5_wire {
+    use crate::socks5_wire_impl::{self as wire, Addr, Credentials};
+
+    /// Every prefix shorter than a whole message is incomplete.
+    fn prefixes_incomplete<T: std::fmt::Debug, E: std::fmt::Debug>(
+        data: &[u8],
+        parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
+    ) -> Option<(T, usize)> {
+        let (value, n) = parse(data).ok()??;
+        assert!(n <= data.len());
+        for end in 0..n {
+            assert!(
+                matches!(parse(&data[..end]), Ok(None)),
+                "prefix {end} of a {n}-byte message"
+            );
+        }
+        Some((value, n))
+    }
+
+    /// One fuzz input: the first byte picks the parser.
+    pub fn run(data: &[u8]) {
+        let Some((&which, rest)) = data.split_first() else {
+            return;
+        };
+        match which % 4 {
+            0 => {
+                if let Some((methods, n)) = prefixes_incomplete(rest, wire::parse_greeting) {
+                    assert_eq!(methods.len() + 2, n);
+                }
+            }
+            1 => {
+                if let Some((c, n)) = prefixes_incomplete(rest, wire::parse_user_pass) {
+                    assert_eq!(c.username.len() + c.password.len() + 3, n);
+                    let same = Credentials {
+                        username: c.username.clone(),
+                        password: c.password.clone(),
+                    };
+                    assert!(c.matches(&same));
+                }
+            }
+            2 => {
+                if let Some((req, n)) = prefixes_incomplete(rest, wire::parse_request) {
+                    assert!(n <= wire::MAX_REQUEST);
+                    // A reply has the request's layout: it parses back.
+                    let reply = wire::encode_reply(wire::reply::SUCCEEDED, &req.addr);
+                    let (back, m) = wire::parse_request(&reply)
+                        .expect("our reply parses")
+                        .expect("whole");
+                    assert_eq!((back.addr, m), (req.addr, reply.len()));
+                }
+            }
+            _ => {
+                if let Ok(h) = wire::parse_udp(rest) {
+                    assert!(h.len <= rest.len());
+                    let payload = &rest[h.len..];
+                    let out = wire::encode_udp(&h.addr, payload);
+                    let back = wire::parse_udp(&out).expect("our datagram parses");
+                    assert_eq!((back.frag, &back.addr), (0, &h.addr));
+                    assert_eq!(&out[back.len..], payload);
+                    let _ = Addr::host(&h.addr);
+                }
+            }
+        }
+    }
+}
+
 /// A target's body: runs one input, panics on a finding.
 pub type Body = fn(&[u8]);
 
@@ -462,6 +538,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("ip_icmp", ip_icmp::run),
     ("qpack_decode", qpack_decode::run),
     ("request_classify", request_classify::run),
+    ("socks5_wire", socks5_wire::run),
     ("structured_fields", structured_fields::run),
     ("template_match", template_match::run),
     ("tunnel_core", tunnel_core::run),
