@@ -235,7 +235,12 @@ fn interop_env(root: &Path) -> Result<PathBuf> {
 fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all("target/bench")?;
     // In sequence, never in parallel: both measure the same 2 cores.
-    for name in ["h3_datagram_echo", "node_udp_echo", "transport_echo"] {
+    for name in [
+        "h3_datagram_echo",
+        "node_udp_echo",
+        "transport_echo",
+        "tcp_bulk",
+    ] {
         run(cargo()
             .args(["bench", "-p", "masque-tests", "--bench", name, "--"])
             .args(args))?;

@@ -104,6 +104,19 @@ pub struct ServeArgs {
     /// Seconds open tunnels may drain on SIGINT/SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub drain_timeout: Option<u64>,
+    /// Seconds for the TCP handshake with a TCP tunnel's target, over all its
+    /// addresses; past it 504 connection_timeout [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub tcp_connect_timeout: Option<u64>,
+    /// Seconds one write of a TCP tunnel may wait, to the client for stream
+    /// credit or to the target for TCP window, before the tunnel is reset
+    /// [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub stream_write_timeout: Option<u64>,
+    /// Seconds a half-closed TCP tunnel (one direction finished) may carry
+    /// nothing before it is closed [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub half_closed_timeout: Option<u64>,
     /// Receive buffer asked for the QUIC socket, in bytes; the kernel caps it
     /// at net.core.rmem_max [default: 4194304].
     #[arg(long, value_name = "BYTES")]
@@ -147,6 +160,9 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     idle_timeout: Option<u64>,
     drain_timeout: Option<u64>,
+    tcp_connect_timeout: Option<u64>,
+    stream_write_timeout: Option<u64>,
+    half_closed_timeout: Option<u64>,
     quic_recv_buffer: Option<usize>,
     quic_send_buffer: Option<usize>,
     metrics_listen: Option<SocketAddr>,
@@ -175,6 +191,12 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
+    /// `--tcp-connect-timeout`.
+    pub tcp_connect_timeout: Duration,
+    /// `--stream-write-timeout`.
+    pub stream_write_timeout: Duration,
+    /// `--half-closed-timeout`.
+    pub half_closed_timeout: Duration,
     pub quic_recv_buffer: usize,
     pub quic_send_buffer: usize,
     pub metrics_listen: Option<SocketAddr>,
@@ -271,6 +293,27 @@ impl NodeConfig {
         if idle == 0 {
             bail!("idle_timeout must be at least 1 second");
         }
+        let secs = |name: &str, v: Option<u64>, default: u64| -> Result<Duration> {
+            match v.unwrap_or(default) {
+                0 => bail!("{name} must be at least 1 second"),
+                n => Ok(Duration::from_secs(n)),
+            }
+        };
+        let tcp_connect_timeout = secs(
+            "tcp_connect_timeout",
+            args.tcp_connect_timeout.or(file.tcp_connect_timeout),
+            10,
+        )?;
+        let stream_write_timeout = secs(
+            "stream_write_timeout",
+            args.stream_write_timeout.or(file.stream_write_timeout),
+            60,
+        )?;
+        let half_closed_timeout = secs(
+            "half_closed_timeout",
+            args.half_closed_timeout.or(file.half_closed_timeout),
+            60,
+        )?;
         Ok(Self {
             listen: args
                 .listen
@@ -295,6 +338,9 @@ impl NodeConfig {
                 .or(file.state_dir)
                 .unwrap_or_else(default_state_dir),
             idle_timeout: Duration::from_secs(idle),
+            tcp_connect_timeout,
+            stream_write_timeout,
+            half_closed_timeout,
             drain_timeout: Duration::from_secs(
                 args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
             ),
@@ -466,6 +512,56 @@ mod tests {
 
     /// `allow_target` / `deny_target`: TOML lists, replaced by the flags;
     /// a malformed rule is a start-up error naming the key.
+    /// The TCP-tunnel limits: defaults, the file, flags over the file, and
+    /// 0 refused.
+    #[test]
+    fn tcp_limits_file_then_flags() {
+        let c = NodeConfig::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(
+            (
+                c.tcp_connect_timeout,
+                c.stream_write_timeout,
+                c.half_closed_timeout
+            ),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+                Duration::from_secs(60)
+            )
+        );
+        let dir = std::env::temp_dir().join(format!("masque-node-tcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "tcp_connect_timeout = 3\nstream_write_timeout = 20\nhalf_closed_timeout = 7\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(
+            (
+                c.tcp_connect_timeout,
+                c.stream_write_timeout,
+                c.half_closed_timeout
+            ),
+            (
+                Duration::from_secs(3),
+                Duration::from_secs(20),
+                Duration::from_secs(7)
+            )
+        );
+        args.half_closed_timeout = Some(9);
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(c.half_closed_timeout, Duration::from_secs(9));
+        args.tcp_connect_timeout = Some(0);
+        assert!(NodeConfig::resolve(&args).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn target_rules_file_then_flags() {
         let dir = std::env::temp_dir().join(format!("masque-node-rules-{}", std::process::id()));

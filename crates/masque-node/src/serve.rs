@@ -69,7 +69,12 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         lookups: cfg.lookups,
         ..Default::default()
     };
-    let proxy = Proxy::new(udp, TcpProxyConfig::default());
+    let proxy = Proxy::new(
+        udp,
+        TcpProxyConfig {
+            connect_timeout: cfg.tcp_connect_timeout,
+        },
+    );
     for rule in &cfg.deny_target {
         tracing::info!(%rule, "outbound policy: deny");
     }
@@ -102,6 +107,8 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         quic_send_buffer: cfg.quic_send_buffer,
         session: SessionConfig {
             idle_timeout: cfg.idle_timeout,
+            stream_write_timeout: cfg.stream_write_timeout,
+            half_closed_timeout: cfg.half_closed_timeout,
             ..Default::default()
         },
         ..Default::default()
