@@ -221,7 +221,7 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
             release = Some(rx);
             (addr, AFTER_FIN_BYTES)
         }
-        "concurrent" => (tcp_echo().await?, CONCURRENT_BYTES),
+        "concurrent" | "stalled-neighbour" => (tcp_echo().await?, CONCURRENT_BYTES),
         _ => (tcp_echo().await?, ECHO_BYTES),
     };
     let Some((json, seen)) =
@@ -231,6 +231,14 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
     };
     let text = |key: &str| field(&json, key).map(|v| v.trim_matches('"').to_owned());
     match scenario {
+        "stalled-neighbour" => {
+            ensure!(
+                number(&json, "b_bytes")? == CONCURRENT_BYTES as u64
+                    && number(&json, "a_bytes")? == 32 << 20
+                    && number(&json, "a_sent_while_held")? < 32 << 20,
+                "{json}"
+            );
+        }
         "concurrent" => {
             let n = number(&json, "tunnels")?;
             ensure!(n == CONCURRENT_TUNNELS as u64, "{json}");
@@ -411,6 +419,11 @@ cells! {
     // alternately, all echoing at once: no cross-talk, every end clean.
     h3_connect_tcp_concurrent: "h3", "connect-tcp", "concurrent";
     h2_connect_tcp_concurrent: "h2", "connect-tcp", "concurrent";
+    // A tunnel whose client stops reading (its HTTP/2 stream window stays
+    // shut) must not stall its neighbour on the same connection, and loses
+    // nothing once read again.
+    h2_connect_tcp_stalled_neighbour: "h2", "connect-tcp", "stalled-neighbour";
+    h2_classic_stalled_neighbour: "h2", "classic", "stalled-neighbour";
 }
 
 /// The peer's capsule codec against the draft's vectors (DATA "abc" =

@@ -38,6 +38,10 @@ Scenarios (one per run):
                     --protocol and classic CONNECT, each echoing its own
                     --bytes at the same time: every echo byte-exact, every
                     end clean
+  stalled-neighbour two tunnels on one h2 connection: A sends 32 MiB but its
+                    stream window is never reopened; B's --bytes echo must
+                    complete meanwhile; then A's window reopens and its echo
+                    completes byte-exact (h2 only)
   refused           expect 502 with `error=connection_refused` in Proxy-Status
   private           expect 403 with `error=destination_ip_prohibited`
   data-after-final  DATA, FINAL_DATA, DATA in one write (malformed): the node
@@ -86,9 +90,12 @@ H2_PROTOCOL_ERROR = 0x1
 H2_CONNECT_ERROR = 0xA
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent"]
+SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
+# Tunnel A's upload in stalled-neighbour: more than the loopback socket
+# buffers between the node and the target can absorb.
+STALL_BYTES = 32 << 20
 
 
 class Response:
@@ -228,6 +235,10 @@ class H2(H2Client):
             self.want_end = False
             self.end_sent = False
             self.events = []
+            # A held tunnel is read but its stream window is not reopened
+            # (the connection's is): the node must stop sending on it.
+            self.held = False
+            self.unacked = 0
 
     def __init__(self, a):
         ctx = client_context(a.ca, None, ["h2"])
@@ -266,8 +277,12 @@ class H2(H2Client):
         sid = getattr(ev, "stream_id", None)
         tun = self.tunnels.get(sid)
         if isinstance(ev, h2.events.DataReceived):
-            if ev.flow_controlled_length:
-                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            n = ev.flow_controlled_length
+            if n and tun is not None and tun.held:
+                self.conn.increment_flow_control_window(n)
+                tun.unacked += n
+            elif n:
+                self.conn.acknowledge_received_data(n, ev.stream_id)
             if tun is not None and ev.data:
                 tun.events.append(("data", bytes(ev.data)))
             return
@@ -292,6 +307,16 @@ class H2(H2Client):
 
     def send(self, data):
         self.tunnels[self.sid].outq += data
+
+    def hold(self, held):
+        """Stops (True) or resumes (False) reopening this stream's receive
+        window; resuming reopens it by everything held back."""
+        tun = self.tunnels[self.sid]
+        tun.held = held
+        if not held and tun.unacked:
+            self.conn.increment_flow_control_window(tun.unacked, self.sid)
+            tun.unacked = 0
+            self.flush()
 
     def end(self):
         self.tunnels[self.sid].want_end = True
@@ -713,6 +738,82 @@ def check_echo(a, col, data, label):
     check(col.end == ("end", want_end), f"{label}: ended with {col.end}, wanted {want_end}")
 
 
+def scenario_stalled_neighbour(a, out):
+    """Two tunnels on one h2 connection. Tunnel A sends 32 MiB plus its
+    half-close, but its stream window is never reopened (the connection's
+    is): the node must stop sending on A and, its buffers full, stop taking
+    A's upload (backpressure up to us). Only then tunnel B opens, and its
+    --bytes echo must complete beside the stuck A. Then A's window reopens
+    and A's echo completes byte-exact."""
+    check(a.transport == "h2", "stalled-neighbour: h2 only (aioquic reopens its stream windows by itself)")
+    t = open_transport(a)
+
+    def start(n, seed):
+        r = request(a, t)
+        check_success(a, r)
+        col = Collector(a)
+        data = payload(seed, n)
+        if col.codec:
+            t.send(b"".join(col.codec.data(data[j : j + CHUNK]) for j in range(0, len(data), CHUNK)) + col.codec.final())
+        else:
+            t.send(data)
+            t.end()
+        return {"sid": t.sid, "col": col, "data": data, "ended": col.codec is None}
+
+    def step(x):
+        t.sid = x["sid"]
+        try:
+            events = t.poll(time.monotonic() + 0.02)
+        except (socket.timeout, TimeoutError):
+            events = []
+        for ev in events:
+            x["col"].take(ev)
+        if x["col"].final and not x["ended"]:
+            t.end()
+            x["ended"] = True
+        return bool(events)
+
+    try:
+        A = start(STALL_BYTES, a.seed)
+        t.hold(True)
+        # Pump A, held, until the node stops taking its upload for a second.
+        outq = t.tunnels[A["sid"]].outq
+        last, since = len(outq), time.monotonic()
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while outq and time.monotonic() - since < 1.0:
+            check(time.monotonic() < deadline, "h2: tunnel A's upload neither ends nor stalls")
+            step(A)
+            if len(outq) != last:
+                last, since = len(outq), time.monotonic()
+        out["a_sent_while_held"] = len(A["data"]) - len(outq)
+        out["a_bytes_while_held"] = len(A["col"].stream)
+        check(outq, "h2: the node took all of tunnel A's upload while A's echo was held back (no backpressure)")
+
+        B = start(a.bytes, a.seed + 1)
+        deadline = time.monotonic() + TIMEOUT
+        while B["col"].end is None:
+            progress = step(B)
+            progress = step(A) or progress
+            if progress:
+                deadline = time.monotonic() + TIMEOUT
+            check(time.monotonic() < deadline, f"h2: tunnel B stalled beside the held tunnel A: {len(B['col'].stream)} of {len(B['data'])} bytes back")
+        check_echo(a, B["col"], B["data"], f"h2 {a.protocol} tunnel B (beside a held tunnel)")
+        out["b_bytes"] = len(B["col"].stream)
+        check(A["col"].end is None, f"h2: tunnel A ended while held: {A['col'].end}")
+
+        t.sid = A["sid"]
+        t.hold(False)
+        deadline = time.monotonic() + TIMEOUT
+        while A["col"].end is None:
+            if step(A):
+                deadline = time.monotonic() + TIMEOUT
+            check(time.monotonic() < deadline, f"h2: tunnel A stalled after its window reopened: {len(A['col'].stream)} of {len(A['data'])} bytes back")
+        check_echo(a, A["col"], A["data"], f"h2 {a.protocol} tunnel A (after being held)")
+        out["a_bytes"] = len(A["col"].stream)
+    finally:
+        t.close()
+
+
 def scenario_concurrent(a, out):
     """--tunnels tunnels on one connection, alternately --protocol and
     classic CONNECT, each echoing its own --bytes, all in flight at once:
@@ -929,6 +1030,7 @@ RUN = {
     "target-reset": scenario_target_reset,
     "target-fin-first": scenario_target_fin_first,
     "concurrent": scenario_concurrent,
+    "stalled-neighbour": scenario_stalled_neighbour,
     "end-without-final": scenario_end_without_final,
 }
 
