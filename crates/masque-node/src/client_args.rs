@@ -123,6 +123,16 @@ pub enum ModeArg {
     Classic,
 }
 
+impl ModeArg {
+    /// `connect-tcp` or `classic`, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectTcp => "connect-tcp",
+            Self::Classic => "classic",
+        }
+    }
+}
+
 impl From<ModeArg> for TcpMode {
     fn from(m: ModeArg) -> Self {
         match m {

@@ -54,11 +54,11 @@ pub async fn run(args: HttpProxyArgs) -> Result<()> {
     };
     let (ready_tx, ready_rx) = oneshot::channel::<Ready>();
     let proxy = args.client.proxy.clone();
-    let mode = args.front.mode;
+    let mode = args.front.mode.as_str();
     let banner = async move {
         if let Ok(ready) = ready_rx.await {
             println!(
-                "http-proxy: listening on {} -> {proxy} ({transport}, {mode:?})",
+                "http-proxy: listening on {} -> {proxy} ({transport}, {mode})",
                 ready.addr
             );
             println!("try it: curl -x http://{} https://example.com/", ready.addr);

@@ -90,11 +90,11 @@ pub async fn run(args: Socks5Args) -> Result<()> {
     };
     let (ready_tx, ready_rx) = oneshot::channel::<Ready>();
     let proxy = args.client.proxy.clone();
-    let mode = args.front.mode;
+    let mode = args.front.mode.as_str();
     let banner = async move {
         if let Ok(ready) = ready_rx.await {
             println!(
-                "socks5: listening on {} -> {proxy} ({transport}, {mode:?})",
+                "socks5: listening on {} -> {proxy} ({transport}, {mode})",
                 ready.addr
             );
             println!(
