@@ -26,6 +26,11 @@ use super::TcpStreamError;
 /// mode): larger writes are accepted in parts.
 pub(crate) const MAX_PIECE: usize = 64 * 1024;
 
+/// The encode buffer grows by at least this much: small writes are carved
+/// out of one block (no allocation each), and a block whose pieces were all
+/// written is reused in place by the next `reserve`.
+const WRITE_BLOCK: usize = 4 * 1024;
+
 #[derive(Debug, Default)]
 struct State {
     /// The next piece for the task.
@@ -107,11 +112,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct TcpWriteHalf {
     shared: Arc<Shared>,
-    /// connect-tcp framing; `None` on classic CONNECT (raw bytes).
-    framing: Option<TcpSender>,
-    /// Encode buffer: pieces are split off it, and its memory is reused once
-    /// the transport dropped them.
-    buf: BytesMut,
+    encoder: Encoder,
     /// The FINAL_DATA / finish command was given.
     shutdown: bool,
     stream_id: u64,
@@ -124,8 +125,7 @@ impl TcpWriteHalf {
         tokio::spawn(run(body, Arc::clone(&shared)));
         Self {
             shared,
-            framing,
-            buf: BytesMut::new(),
+            encoder: Encoder::new(framing),
             shutdown: false,
             stream_id,
         }
@@ -145,19 +145,6 @@ impl TcpWriteHalf {
     /// [`TcpStreamError::Aborted`]).
     pub fn abort(&self) {
         self.shared.abort(ResetReason::Cancelled);
-    }
-
-    /// `payload` (empty for FINAL_DATA) as one piece: the capsule header, then
-    /// the bytes, in one buffer.
-    fn encode(&mut self, payload: &[u8], fin: bool) -> Result<Bytes, TcpStreamError> {
-        self.buf.reserve(MAX_HEADER_LEN + payload.len());
-        if let Some(sender) = &mut self.framing {
-            sender
-                .encode_header(payload.len(), fin, &mut self.buf)
-                .map_err(|_| TcpStreamError::WriteShutdown)?;
-        }
-        self.buf.put_slice(payload);
-        Ok(self.buf.split().freeze())
     }
 
     /// Waits until the slot is free; the task's end as an error.
@@ -203,7 +190,7 @@ impl tokio::io::AsyncWrite for TcpWriteHalf {
             return Poll::Ready(Err(e.io()));
         }
         let n = buf.len().min(MAX_PIECE);
-        let piece = this.encode(&buf[..n], false).map_err(|e| e.io())?;
+        let piece = this.encoder.piece(&buf[..n], false).map_err(|e| e.io())?;
         this.queue(piece, false);
         Poll::Ready(Ok(n))
     }
@@ -232,8 +219,8 @@ impl tokio::io::AsyncWrite for TcpWriteHalf {
             if let Err(e) = std::task::ready!(this.poll_room(cx)) {
                 return Poll::Ready(Err(e.io()));
             }
-            let last = match &this.framing {
-                Some(_) => this.encode(&[], true).map_err(|e| e.io())?,
+            let last = match &this.encoder.framing {
+                Some(_) => this.encoder.piece(&[], true).map_err(|e| e.io())?,
                 None => Bytes::new(),
             };
             this.shutdown = true;
@@ -258,6 +245,40 @@ impl Drop for TcpWriteHalf {
             // would look like the end of the data.
             self.shared.abort(ResetReason::Cancelled);
         }
+    }
+}
+
+/// Builds the pieces: the capsule header (connect-tcp) and the payload in
+/// one buffer, split off a block that is reused once the transport dropped
+/// what was carved out of it.
+#[derive(Debug)]
+struct Encoder {
+    /// connect-tcp framing; `None` on classic CONNECT (raw bytes).
+    framing: Option<TcpSender>,
+    buf: BytesMut,
+}
+
+impl Encoder {
+    fn new(framing: Option<TcpSender>) -> Self {
+        Self {
+            framing,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// `payload` (empty for FINAL_DATA) as one piece.
+    fn piece(&mut self, payload: &[u8], fin: bool) -> Result<Bytes, TcpStreamError> {
+        let need = MAX_HEADER_LEN + payload.len();
+        if self.buf.capacity() < need {
+            self.buf.reserve(need.max(WRITE_BLOCK));
+        }
+        if let Some(sender) = &mut self.framing {
+            sender
+                .encode_header(payload.len(), fin, &mut self.buf)
+                .map_err(|_| TcpStreamError::WriteShutdown)?;
+        }
+        self.buf.put_slice(payload);
+        Ok(self.buf.split().freeze())
     }
 }
 
@@ -344,5 +365,52 @@ async fn run(mut body: BodyTx, shared: Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use masque_proto::tcp::{FINAL, TcpEvent, TcpReceiver};
+
+    use super::*;
+
+    /// A connect-tcp piece is one DATA capsule; FINAL_DATA closes the
+    /// stream and nothing may follow it.
+    #[test]
+    fn pieces_are_capsules_and_nothing_follows_final_data() {
+        let mut e = Encoder::new(Some(TcpSender::new(FINAL)));
+        let mut rx = TcpReceiver::new(FINAL);
+        rx.push(e.piece(b"hello", false).unwrap());
+        assert_eq!(
+            rx.next_event().unwrap(),
+            Some(TcpEvent::Data("hello".into()))
+        );
+        assert_eq!(rx.next_event().unwrap(), None);
+        rx.push(e.piece(&[], true).unwrap());
+        assert_eq!(rx.next_event().unwrap(), Some(TcpEvent::Fin));
+        assert_eq!(e.piece(b"late", false), Err(TcpStreamError::WriteShutdown));
+        let mut raw = Encoder::new(None);
+        assert_eq!(&raw.piece(b"raw", false).unwrap()[..], b"raw");
+    }
+
+    /// Small writes are carved out of one block; once its pieces are gone
+    /// the block is reused, so steady writing allocates nothing.
+    #[test]
+    fn small_pieces_share_and_reuse_one_block() {
+        let mut e = Encoder::new(None);
+        let a = e.piece(&[1; 100], false).unwrap();
+        let b = e.piece(&[2; 100], false).unwrap();
+        // Contiguous in the same allocation.
+        assert_eq!(a.as_ptr().wrapping_add(100), b.as_ptr());
+        let first = a.as_ptr();
+        drop((a, b));
+        // Use up the block, then the next piece reclaims it.
+        let mut pieces = Vec::new();
+        while e.buf.capacity() >= MAX_HEADER_LEN + 100 {
+            pieces.push(e.piece(&[3; 100], false).unwrap());
+        }
+        drop(pieces);
+        let again = e.piece(&[4; 100], false).unwrap();
+        assert_eq!(again.as_ptr(), first, "the block was not reused");
     }
 }
