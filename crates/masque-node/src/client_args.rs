@@ -16,7 +16,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
@@ -253,8 +253,15 @@ pub struct Ready {
 pub struct SharedClient {
     url: String,
     options: ClientOptions,
-    current: Mutex<Option<ProxyClient>>,
+    current: Mutex<Connection>,
     connects: AtomicU64,
+}
+
+/// The shared connection, or when and why the last attempt failed.
+#[derive(Debug, Default)]
+struct Connection {
+    client: Option<ProxyClient>,
+    failed: Option<(Instant, String)>,
 }
 
 impl SharedClient {
@@ -262,7 +269,7 @@ impl SharedClient {
         Self {
             url: url.into(),
             options,
-            current: Mutex::new(None),
+            current: Mutex::new(Connection::default()),
             connects: AtomicU64::new(0),
         }
     }
@@ -282,21 +289,40 @@ impl SharedClient {
         self.connects.load(Ordering::Relaxed)
     }
 
-    /// The open connection, or a new one.
+    /// The open connection, or a new one. Callers that waited while an
+    /// attempt failed get that failure at once instead of each trying (and
+    /// maybe timing out) in turn.
     pub async fn client(&self) -> Result<ProxyClient, ClientError> {
+        let asked = Instant::now();
         let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(c) = current.client.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        *current = None;
-        let c = ProxyClient::connect(&self.url, self.options.clone()).await?;
-        self.connects.fetch_add(1, Ordering::Relaxed);
-        *current = Some(c.clone());
-        Ok(c)
+        current.client = None;
+        if let Some((at, why)) = &current.failed
+            && *at >= asked
+        {
+            return Err(ClientError::Io(io::Error::other(format!(
+                "connecting to the proxy failed just now: {why}"
+            ))));
+        }
+        match ProxyClient::connect(&self.url, self.options.clone()).await {
+            Ok(c) => {
+                self.connects.fetch_add(1, Ordering::Relaxed);
+                current.client = Some(c.clone());
+                current.failed = None;
+                Ok(c)
+            }
+            Err(e) => {
+                tracing::warn!(proxy = %self.url, error = %e, "connecting to the proxy failed");
+                current.failed = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
     }
 
     async fn forget(&self) {
-        self.current.lock().await.take();
+        self.current.lock().await.client = None;
     }
 
     /// A TCP tunnel to `target`.
@@ -325,7 +351,7 @@ impl SharedClient {
 
     /// Closes the connection (bounded by the client's close timeout).
     pub async fn close(&self) {
-        let c = self.current.lock().await.take();
+        let c = self.current.lock().await.client.take();
         if let Some(c) = c {
             c.close().await;
         }

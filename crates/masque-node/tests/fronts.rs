@@ -127,10 +127,23 @@ impl Front {
         transport: TransportChoice,
         creds: Option<Credentials>,
     ) -> Result<Self> {
+        Self::socks5_with(
+            FrontSettings::new("127.0.0.1:0".parse()?),
+            node.client(transport),
+            creds,
+        )
+        .await
+    }
+
+    async fn socks5_with(
+        settings: FrontSettings,
+        client: Arc<SharedClient>,
+        creds: Option<Credentials>,
+    ) -> Result<Self> {
         let config = Socks5Config {
-            settings: FrontSettings::new("127.0.0.1:0".parse()?),
+            settings,
             credentials: creds,
-            client: node.client(transport),
+            client,
         };
         Self::start(|shutdown, ready| socks5::serve(config, shutdown, ready)).await
     }
@@ -186,7 +199,11 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: 
 
 /// A plain-HTTP origin on 127.0.0.1:0.
 async fn http_origin() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    http_origin_on("127.0.0.1:0").await
+}
+
+async fn http_origin_on(addr: &str) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
@@ -307,8 +324,19 @@ async fn socks5_curl(transport: TransportChoice) -> Result<()> {
             "{body}"
         );
     }
+    let mut tunnels = 2;
+    // IPv6 (ATYP 4), where the machine has ::1.
+    if let Ok(v6) = http_origin_on("[::1]:0").await {
+        let url = format!("http://[::1]:{}/socks/v6", v6.port());
+        let body = curl(&["--socks5-hostname", &front.addr.to_string(), &url]).await?;
+        ensure!(body.contains("GET /socks/v6 HTTP/1.1"), "{body}");
+        tunnels += 1;
+    }
     let c = front.stop().await?;
-    ensure!(c.connections == 2 && c.tunnels_opened == 2, "{c:?}");
+    ensure!(
+        c.connections == tunnels && c.tunnels_opened == tunnels,
+        "{c:?}"
+    );
     ensure!(c.bytes_up > 0 && c.bytes_down > 0, "{c:?}");
     ensure!(c.tunnels_refused == 0 && c.handshake_failures == 0, "{c:?}");
     node.node.shutdown().await;
@@ -798,5 +826,69 @@ async fn chromium_through_both_fronts() -> Result<()> {
     );
     node.node.shutdown().await;
     let _ = std::fs::remove_dir_all(home);
+    Ok(())
+}
+
+/// One proxy connection for every local client; a connection that closed
+/// is replaced by the next tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_connection_is_remade_when_closed() -> Result<()> {
+    let node = TestNode::start().await?;
+    let origin = http_origin().await?;
+    let client = node.client(TransportChoice::H3);
+    let front = Front::socks5_with(
+        FrontSettings::new("127.0.0.1:0".parse()?),
+        Arc::clone(&client),
+        None,
+    )
+    .await?;
+    let url = format!("http://127.0.0.1:{}/shared", origin.port());
+    for _ in 0..3 {
+        let body = curl(&["--socks5-hostname", &front.addr.to_string(), &url]).await?;
+        ensure!(body.contains("GET /shared HTTP/1.1"), "{body}");
+    }
+    ensure!(client.connects() == 1, "{} connections", client.connects());
+    // Closed behind the front's back (as a proxy restart or idle close would).
+    within("close", client.client().await?.close()).await?;
+    let body = curl(&["--socks5-hostname", &front.addr.to_string(), &url]).await?;
+    ensure!(body.contains("GET /shared HTTP/1.1"), "{body}");
+    ensure!(client.connects() == 2, "{} connections", client.connects());
+    let c = front.stop().await?;
+    ensure!(c.tunnels_opened == 4 && c.tunnels_refused == 0, "{c:?}");
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// --max-connections closes the connections beyond it at once;
+/// --handshake-timeout closes a client that says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_connections_are_bounded() -> Result<()> {
+    let client = Arc::new(SharedClient::new(
+        "https://localhost:1",
+        ClientOptions::default(),
+    ));
+    let mut settings = FrontSettings::new("127.0.0.1:0".parse()?);
+    settings.max_connections = 1;
+    settings.handshake_timeout = Duration::from_secs(1);
+    let front = Front::socks5_with(settings, client, None).await?;
+    let mut silent = within("connect", TcpStream::connect(front.addr)).await??;
+    within("accepted", async {
+        while front.stats.snapshot().connections == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await?;
+    let mut second = within("connect", TcpStream::connect(front.addr)).await??;
+    let mut buf = [0u8; 8];
+    // Closed at once (EOF or reset).
+    let r = within("second closed", second.read(&mut buf)).await?;
+    ensure!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    let started = tokio::time::Instant::now();
+    let r = within("silent closed", silent.read(&mut buf)).await?;
+    ensure!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    ensure!(started.elapsed() < Duration::from_secs(10));
+    let c = front.stop().await?;
+    ensure!(c.connections_rejected == 1, "{c:?}");
+    ensure!(c.handshake_failures == 1, "{c:?}");
     Ok(())
 }
