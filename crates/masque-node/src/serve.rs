@@ -73,6 +73,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         udp,
         TcpProxyConfig {
             connect_timeout: cfg.tcp_connect_timeout,
+            ..Default::default()
         },
     );
     for rule in &cfg.deny_target {
