@@ -13,9 +13,14 @@
 //! headers, byte-exact echo, how the stream ended); this file re-checks the
 //! summary's key fields so a peer that silently skipped a check fails here.
 
-use std::{net::SocketAddr, process::Stdio, time::Duration};
+use std::{net::SocketAddr, process::Stdio, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, ensure};
+use masque_server::{
+    Proxy, TcpProxyConfig, UdpProxyConfig,
+    policy::AddressPolicy,
+    resolver::{ResolveError, Resolver},
+};
 use masque_tests::{
     init_tracing, interop_script,
     node::TestNode,
@@ -123,7 +128,7 @@ async fn run_peer(
     protocol: &str,
     scenario: &str,
     node: &TestNode,
-    target: SocketAddr,
+    target: &str,
     bytes: usize,
     release: Option<oneshot::Receiver<Seen>>,
 ) -> Result<Option<(String, Option<Seen>)>> {
@@ -146,7 +151,7 @@ async fn run_peer(
         .args(["--port", &port.to_string()])
         .arg("--ca")
         .arg(ca.path())
-        .args(["--target", &target.to_string()])
+        .args(["--target", target])
         .args(["--bytes", &bytes.to_string()])
         .args(["--greeting", &GREETING.to_string()])
         .args(["--tunnels", &CONCURRENT_TUNNELS.to_string()])
@@ -205,27 +210,95 @@ async fn run_peer(
     Ok(Some((json, seen)))
 }
 
+/// A name the [`NoSuchName`] resolver finds nowhere.
+const NO_SUCH_NAME: &str = "no-such-name.masque.test:443";
+/// The node's TCP connect timeout in the `timeout` cells.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A resolver without any name (NXDOMAIN for all), so `dns-error` needs no
+/// network.
+struct NoSuchName;
+
+#[async_trait::async_trait]
+impl Resolver for NoSuchName {
+    async fn resolve(&self, _host: &str, _port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
+        Err(ResolveError::NotFound)
+    }
+}
+
+/// A loopback address whose SYNs go unanswered: a listener with a backlog
+/// of 0 whose accept queue is filled by connections nobody accepts (Linux
+/// then drops further SYNs). Keep the returned sockets alive meanwhile.
+fn unanswered_target() -> Result<(SocketAddr, (socket2::Socket, Vec<std::net::TcpStream>))> {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    listener.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    listener.listen(0)?;
+    let addr = listener
+        .local_addr()?
+        .as_socket()
+        .context("an IPv4 listener")?;
+    let mut queued = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => queued.push(s),
+            Err(_) => break,
+        }
+    }
+    ensure!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err(),
+        "the accept queue of {addr} never filled: SYNs are still answered"
+    );
+    Ok((addr, (listener, queued)))
+}
+
 /// One cell: a node (private targets allowed except for `private`), the
 /// target the scenario needs, the peer, and the checks of its summary.
 async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
     init_tracing();
     let connect_tcp = protocol != "classic";
-    let node = TestNode::start(scenario != "private").await?;
+    let node = match scenario {
+        "dns-error" => TestNode::start_with(true, Some(Arc::new(NoSuchName)), |_| {}).await?,
+        "timeout" => {
+            let udp = UdpProxyConfig {
+                policy: AddressPolicy {
+                    allow_private: true,
+                    own_addresses: vec![],
+                },
+                ..Default::default()
+            };
+            let tcp = TcpProxyConfig {
+                connect_timeout: CONNECT_TIMEOUT,
+                ..Default::default()
+            };
+            TestNode::with_handler(Arc::new(Proxy::new(udp, tcp))).await?
+        }
+        _ => TestNode::start(scenario != "private").await?,
+    };
     let mut release = None;
+    let mut _backlog = None;
     let (target, bytes) = match scenario {
-        "refused" => (tcp_refused_addr()?, 0),
-        "target-reset" => (tcp_resetter(RESET_AFTER).await?, RESET_SENT),
+        "refused" => (tcp_refused_addr()?.to_string(), 0),
+        "dns-error" => (NO_SUCH_NAME.to_owned(), 0),
+        "timeout" => {
+            let (addr, held) = unanswered_target()?;
+            _backlog = Some(held);
+            (addr.to_string(), 0)
+        }
+        "target-reset" => (tcp_resetter(RESET_AFTER).await?.to_string(), RESET_SENT),
         "target-fin-first" | "end-without-final" => {
             let greeting = (scenario == "target-fin-first").then_some(GREETING);
             let (addr, rx) = recording_target(greeting).await?;
             release = Some(rx);
-            (addr, AFTER_FIN_BYTES)
+            (addr.to_string(), AFTER_FIN_BYTES)
         }
-        "concurrent" | "stalled-neighbour" => (tcp_echo().await?, CONCURRENT_BYTES),
-        _ => (tcp_echo().await?, ECHO_BYTES),
+        "concurrent" | "stalled-neighbour" => (tcp_echo().await?.to_string(), CONCURRENT_BYTES),
+        _ => (tcp_echo().await?.to_string(), ECHO_BYTES),
     };
-    let Some((json, seen)) =
-        run_peer(transport, protocol, scenario, &node, target, bytes, release).await?
+    let Some((json, seen)) = run_peer(
+        transport, protocol, scenario, &node, &target, bytes, release,
+    )
+    .await?
     else {
         return Ok(());
     };
@@ -274,6 +347,14 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
         "private" => {
             ensure!(number(&json, "status")? == 403, "{json}");
             ensure!(json.contains("error=destination_ip_prohibited"), "{json}");
+        }
+        "dns-error" => {
+            ensure!(number(&json, "status")? == 502, "{json}");
+            ensure!(json.contains("error=dns_error"), "{json}");
+        }
+        "timeout" => {
+            ensure!(number(&json, "status")? == 504, "{json}");
+            ensure!(json.contains("error=connection_timeout"), "{json}");
         }
         "data-after-final" | "target-reset" => {
             let end = text("end").context("no end")?;
@@ -391,6 +472,20 @@ cells! {
     h2_classic_private: "h2", "classic", "private";
     h1_connect_tcp_private: "h1", "connect-tcp", "private";
     h1_classic_private: "h1", "classic", "private";
+    // A name the resolver does not find: 502 dns_error.
+    h3_connect_tcp_dns_error: "h3", "connect-tcp", "dns-error";
+    h3_classic_dns_error: "h3", "classic", "dns-error";
+    h2_connect_tcp_dns_error: "h2", "connect-tcp", "dns-error";
+    h2_classic_dns_error: "h2", "classic", "dns-error";
+    h1_connect_tcp_dns_error: "h1", "connect-tcp", "dns-error";
+    h1_classic_dns_error: "h1", "classic", "dns-error";
+    // A target that never completes the handshake: 504 connection_timeout.
+    h3_connect_tcp_timeout: "h3", "connect-tcp", "timeout";
+    h3_classic_timeout: "h3", "classic", "timeout";
+    h2_connect_tcp_timeout: "h2", "connect-tcp", "timeout";
+    h2_classic_timeout: "h2", "classic", "timeout";
+    h1_connect_tcp_timeout: "h1", "connect-tcp", "timeout";
+    h1_classic_timeout: "h1", "classic", "timeout";
     // DATA after FINAL_DATA is malformed (CTCP-04): the stream is reset.
     h3_connect_tcp_data_after_final: "h3", "connect-tcp", "data-after-final";
     h2_connect_tcp_data_after_final: "h2", "connect-tcp", "data-after-final";

@@ -44,6 +44,10 @@ Scenarios (one per run):
                     completes byte-exact (h2 only)
   refused           expect 502 with `error=connection_refused` in Proxy-Status
   private           expect 403 with `error=destination_ip_prohibited`
+  dns-error         expect 502 with `error=dns_error` (a name the node's
+                    resolver does not find)
+  timeout           expect 504 with `error=connection_timeout` (a target
+                    that never completes the TCP handshake)
   data-after-final  DATA, FINAL_DATA, DATA in one write (malformed): the node
                     resets the stream (h3 H3_MESSAGE_ERROR 0x10e, h2
                     RST_STREAM PROTOCOL_ERROR 0x1) or, on h1, closes the
@@ -90,7 +94,7 @@ H2_PROTOCOL_ERROR = 0x1
 H2_CONNECT_ERROR = 0xA
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour"]
+SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "dns-error", "timeout", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
 # Tunnel A's upload in stalled-neighbour: more than the loopback socket
@@ -890,6 +894,22 @@ def scenario_private(a, out):
         t.close()
 
 
+def scenario_dns_error(a, out):
+    t, r = open_tunnel(a, out)
+    try:
+        check_refusal(a, r, 502, "dns_error")
+    finally:
+        t.close()
+
+
+def scenario_timeout(a, out):
+    t, r = open_tunnel(a, out)
+    try:
+        check_refusal(a, r, 504, "connection_timeout")
+    finally:
+        t.close()
+
+
 def scenario_data_after_final(a, out):
     label = f"{a.transport} {a.protocol}"
     check(a.protocol != "classic", "data-after-final: connect-tcp only")
@@ -1026,6 +1046,8 @@ RUN = {
     "big-capsules": scenario_big_capsules,
     "refused": scenario_refused,
     "private": scenario_private,
+    "dns-error": scenario_dns_error,
+    "timeout": scenario_timeout,
     "data-after-final": scenario_data_after_final,
     "target-reset": scenario_target_reset,
     "target-fin-first": scenario_target_fin_first,
