@@ -83,6 +83,26 @@ pub async fn connect(
 /// origin) or classic CONNECT. A refusal is [`ClientError::Refused`] with the
 /// status and `Proxy-Status` (e.g. 502 `connection_refused`, 403
 /// `destination_ip_prohibited`). The connection ends when the tunnel does.
+///
+/// ```no_run
+/// use masque_client::{ClientOptions, Target, TcpMode, connect_tcp};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut tunnel = connect_tcp(
+///     "https://proxy.example:4433",
+///     Target::tcp("example.org", 80),
+///     TcpMode::ConnectTcp,
+///     ClientOptions::default(),
+/// )
+/// .await?;
+/// tunnel.write_all(b"GET / HTTP/1.0\r\nHost: example.org\r\n\r\n").await?;
+/// tunnel.shutdown().await?; // FINAL_DATA: we send nothing more, reading goes on
+/// let mut page = Vec::new();
+/// tunnel.read_to_end(&mut page).await?; // EOF at the proxy's FINAL_DATA
+/// # Ok(())
+/// # }
+/// ```
 pub async fn connect_tcp(
     proxy_url: &str,
     target: Target,

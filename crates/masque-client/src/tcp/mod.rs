@@ -89,8 +89,27 @@ pub struct TcpTunnelInfo {
     pub headers: HeaderMap,
 }
 
-/// An open TCP tunnel through the proxy: `AsyncRead + AsyncWrite`, with
-/// `shutdown` as a half-close (see the [module](self) docs).
+/// An open TCP tunnel through the proxy: `AsyncRead + AsyncWrite`.
+///
+/// * `shutdown()` is a half-close: FINAL_DATA (connect-tcp) or the end of
+///   our side (classic: FIN / END_STREAM / TLS close_notify); reading goes on
+///   (CTCP-19/20).
+/// * EOF on read is the proxy's FINAL_DATA / FIN. A reset, or a connect-tcp
+///   stream that ends without FINAL_DATA, is an `io::Error` of kind
+///   `ConnectionReset` carrying a [`TcpStreamError`] (CTCP-21/22).
+/// * Dropping it (or its write half) before a shutdown aborts the tunnel:
+///   stream reset (H3_REQUEST_CANCELLED / CANCEL), on HTTP/1.1 the
+///   connection closed.
+///
+/// Two small tasks carry the bytes, one per direction: a write keeps moving
+/// while the caller only reads (as with a kernel socket), an abort cuts into
+/// a write the proxy gives no credit for, and [`into_split`](Self::into_split)
+/// costs nothing. Buffers are bounded: at most two pieces of 64 KiB on the
+/// way out (`poll_write` waits for room), and four received pieces on the
+/// way in on top of the transport's window (HTTP/3 and HTTP/2 flow control,
+/// TCP on HTTP/1.1), which holds the proxy back while nobody reads. Received
+/// bytes are copied once, into the caller's buffer
+/// ([`TcpReadHalf::recv`] hands them out without any copy).
 #[derive(Debug)]
 pub struct TcpTunnel {
     read: TcpReadHalf,
@@ -203,6 +222,11 @@ impl TcpTunnel {
     /// The connection carrying this tunnel.
     pub fn client_connection(&self) -> &ClientConnection {
         &self.conn
+    }
+
+    /// The HTTP/3 connection carrying this tunnel, if it runs on HTTP/3.
+    pub fn h3_connection(&self) -> Option<&masque_h3::Connection> {
+        self.conn.as_h3()
     }
 
     /// Resets the tunnel now (both directions): H3_REQUEST_CANCELLED / CANCEL;
