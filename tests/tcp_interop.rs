@@ -292,7 +292,9 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
             release = Some(rx);
             (addr.to_string(), AFTER_FIN_BYTES)
         }
-        "concurrent" | "stalled-neighbour" => (tcp_echo().await?.to_string(), CONCURRENT_BYTES),
+        "concurrent" | "stalled-neighbour" | "optimistic" => {
+            (tcp_echo().await?.to_string(), CONCURRENT_BYTES)
+        }
         _ => (tcp_echo().await?.to_string(), ECHO_BYTES),
     };
     let Some((json, seen)) = run_peer(
@@ -304,6 +306,13 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
     };
     let text = |key: &str| field(&json, key).map(|v| v.trim_matches('"').to_owned());
     match scenario {
+        "optimistic" => {
+            ensure!(
+                number(&json, "received_bytes")? == CONCURRENT_BYTES as u64,
+                "{json}"
+            );
+            ensure!(text("end").as_deref() == Some("end"), "{json}");
+        }
         "stalled-neighbour" => {
             ensure!(
                 number(&json, "b_bytes")? == CONCURRENT_BYTES as u64
@@ -519,6 +528,12 @@ cells! {
     // nothing once read again.
     h2_connect_tcp_stalled_neighbour: "h2", "connect-tcp", "stalled-neighbour";
     h2_classic_stalled_neighbour: "h2", "classic", "stalled-neighbour";
+    // The tunnel's bytes right behind the request, before the 2xx: held
+    // until the target is connected (CTCP-23).
+    h3_connect_tcp_optimistic: "h3", "connect-tcp", "optimistic";
+    h3_classic_optimistic: "h3", "classic", "optimistic";
+    h2_connect_tcp_optimistic: "h2", "connect-tcp", "optimistic";
+    h2_classic_optimistic: "h2", "classic", "optimistic";
 }
 
 /// The peer's capsule codec against the draft's vectors (DATA "abc" =

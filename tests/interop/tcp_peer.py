@@ -42,6 +42,9 @@ Scenarios (one per run):
                     stream window is never reopened; B's --bytes echo must
                     complete meanwhile; then A's window reopens and its echo
                     completes byte-exact (h2 only)
+  optimistic        --bytes, FINAL_DATA and the stream's end sent right
+                    behind the request, before the response (CTCP-23):
+                    byte-exact echo, clean end (h2, h3)
   refused           expect 502 with `error=connection_refused` in Proxy-Status
   private           expect 403 with `error=destination_ip_prohibited`
   dns-error         expect 502 with `error=dns_error` (a name the node's
@@ -94,7 +97,7 @@ H2_PROTOCOL_ERROR = 0x1
 H2_CONNECT_ERROR = 0xA
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "dns-error", "timeout", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour"]
+SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "dns-error", "timeout", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour", "optimistic"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
 # Tunnel A's upload in stalled-neighbour: more than the loopback socket
@@ -160,8 +163,10 @@ class H3:
         except (asyncio.TimeoutError, TimeoutError):
             raise Fail(f"h3: {what}: not within {timeout}s") from None
 
-    def open(self, headers):
+    def open(self, headers, first=b"", fin=False):
         self.sid = self.c.request([(k.encode(), v.encode()) for k, v in headers])
+        if first or fin:
+            self.c.send_data(self.sid, first, end=fin)
         deadline = time.monotonic() + TIMEOUT
         while True:
             ev = self._run(self._next(deadline), "response")
@@ -300,9 +305,13 @@ class H2(H2Client):
         elif isinstance(ev, h2.events.StreamReset) and ev.remote_reset:
             tun.events.append(("reset", int(ev.error_code)))
 
-    def open(self, headers):
+    def open(self, headers, first=b"", fin=False):
         self.sid = self.request(headers)
         self.tunnels[self.sid] = self.Tunnel()
+        if first or fin:
+            self.tunnels[self.sid].outq += first
+            self.tunnels[self.sid].want_end = fin
+            self._push()
         s = self.response(self.sid, "h2: response")
         if s.headers is None:
             raise Fail(f"h2: the request was reset ({s.reset:#x}) instead of answered")
@@ -565,8 +574,10 @@ def open_tunnel(a, out):
     return t, r
 
 
-def request(a, t):
-    """Sends `a`'s tunnel request on `t`; the response."""
+def request(a, t, first=b"", fin=False):
+    """Sends `a`'s tunnel request on `t`, then at once `first` and with
+    `fin` the stream's end (h2/h3: optimistic data, before any response);
+    the response."""
     classic = a.protocol == "classic"
     if a.transport == "h1":
         if classic:
@@ -589,7 +600,7 @@ def request(a, t):
                 (":path", tcp_path(a)),
                 ("capsule-protocol", "?1"),
             ]
-        r = t.open(headers)
+        r = t.open(headers, first, fin)
     return r
 
 
@@ -814,6 +825,30 @@ def scenario_stalled_neighbour(a, out):
             check(time.monotonic() < deadline, f"h2: tunnel A stalled after its window reopened: {len(A['col'].stream)} of {len(A['data'])} bytes back")
         check_echo(a, A["col"], A["data"], f"h2 {a.protocol} tunnel A (after being held)")
         out["a_bytes"] = len(A["col"].stream)
+    finally:
+        t.close()
+
+
+def scenario_optimistic(a, out):
+    """The tunnel's bytes, FINAL_DATA and the stream's end (END_STREAM /
+    QUIC FIN) sent right behind the request, before the response: the node
+    holds them until the target is connected (CTCP-23), then relays them
+    and the half-close; the echo is byte-exact and ends cleanly. h2/h3 only
+    (none on HTTP/1.1)."""
+    label = f"{a.transport} {a.protocol}"
+    check(a.transport != "h1", "optimistic: h2 and h3 only (HTTP/1.1 sends nothing before the 101 / 2xx)")
+    t = open_transport(a)
+    try:
+        col = Collector(a)
+        data = payload(a.seed, a.bytes)
+        blob = b"".join(col.codec.data(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)) + col.codec.final() if col.codec else data
+        r = request(a, t, blob, fin=True)
+        out["status"] = r.status
+        check_success(a, r)
+        out["sent_bytes"] = len(data)
+        pump(t, col, lambda: col.end is not None, f"{label}: echo of optimistic data")
+        col.summary(out)
+        check_echo(a, col, data, label)
     finally:
         t.close()
 
@@ -1052,6 +1087,7 @@ RUN = {
     "target-reset": scenario_target_reset,
     "target-fin-first": scenario_target_fin_first,
     "concurrent": scenario_concurrent,
+    "optimistic": scenario_optimistic,
     "stalled-neighbour": scenario_stalled_neighbour,
     "end-without-final": scenario_end_without_final,
 }
