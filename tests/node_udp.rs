@@ -452,3 +452,47 @@ async fn r9298_52_bearer_token_with_aioquic() -> Result<()> {
     node.node.shutdown().await;
     Ok(())
 }
+
+/// §5 of the hardening issue: masque-h3's per-connection counters reach the
+/// node's `/metrics`, live and after the connection closed: HTTP datagrams
+/// for a quarter stream id with no tunnel are dropped and counted
+/// (R9297-06/07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_connection_counters_reach_metrics() -> Result<()> {
+    init_tracing();
+    let node = TestNode::start(true).await?;
+    let echo = udp_echo().await?;
+    let mut s = masque_client::connect(&node.url(), udp(echo), node.client_options()).await?;
+    s.send(b"up").await?;
+    next_datagram(&mut s, "echo").await?;
+    let quic = s
+        .h3_connection()
+        .context("an HTTP/3 tunnel")?
+        .quic()
+        .clone();
+    // Quarter stream id 25 (stream 100): never opened. Varint 25, payload.
+    for _ in 0..3 {
+        quic.send_datagram(bytes::Bytes::from_static(b"\x19\x00stray"))?;
+    }
+    let m = node.node.metrics();
+    eventually("live connection counted", Duration::from_secs(5), || {
+        m.h3.snapshot().datagrams_dropped_unknown_stream >= 3
+    })
+    .await?;
+    let text = m.render_prometheus();
+    assert!(
+        text.contains("masque_h3_datagrams_dropped_unknown_stream 3\n"),
+        "{text}"
+    );
+    s.close().await;
+    drop(quic);
+    eventually(
+        "closed connection folded in",
+        Duration::from_secs(10),
+        || m.snapshot().connections_closed >= 1,
+    )
+    .await?;
+    assert_eq!(m.h3.snapshot().datagrams_dropped_unknown_stream, 3);
+    node.node.shutdown().await;
+    Ok(())
+}

@@ -163,6 +163,12 @@ impl Connection {
         self.shared().stats.snapshot()
     }
 
+    /// The live counters of this connection, for an owner that reports them
+    /// while the connection runs (e.g. a node's `/metrics`).
+    pub fn stats_handle(&self) -> Arc<Stats> {
+        Arc::clone(&self.shared().stats)
+    }
+
     /// The peer's SETTINGS, waiting for them up to `config.settings_timeout`.
     pub async fn peer_settings(&self) -> Result<Settings, Error> {
         wait_peer_settings(self.shared()).await

@@ -26,5 +26,5 @@ pub use datagram::{DatagramBuf, DatagramReceiver, DatagramSender, ReceivedDatagr
 pub use error::Error;
 pub use error_code::Code;
 pub use message::{RequestHead, ResponseHead};
-pub use stats::StatsSnapshot;
+pub use stats::{Stats, StatsSnapshot};
 pub use stream::{RecvHalf, RequestStream, SendHalf};

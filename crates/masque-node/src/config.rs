@@ -13,6 +13,7 @@ use masque_server::{
     config::{DEFAULT_QUIC_SOCKET_BUFFER, TcpListen},
     policy::TargetRule,
     resolver::LookupLimits,
+    session::budget::PacketRate,
 };
 use serde::Deserialize;
 
@@ -117,6 +118,14 @@ pub struct ServeArgs {
     /// nothing before it is closed [default: 60].
     #[arg(long, value_name = "SECS")]
     pub half_closed_timeout: Option<u64>,
+    /// Datagrams per second one UDP tunnel may send toward its target; more
+    /// are dropped and counted; 0 = unlimited [default: 200000].
+    #[arg(long, value_name = "PPS")]
+    pub datagram_rate: Option<u32>,
+    /// Datagrams one UDP tunnel may send at once above that rate
+    /// [default: 20000].
+    #[arg(long, value_name = "N")]
+    pub datagram_burst: Option<u32>,
     /// Receive buffer asked for the QUIC socket, in bytes; the kernel caps it
     /// at net.core.rmem_max [default: 4194304].
     #[arg(long, value_name = "BYTES")]
@@ -163,6 +172,8 @@ struct FileConfig {
     tcp_connect_timeout: Option<u64>,
     stream_write_timeout: Option<u64>,
     half_closed_timeout: Option<u64>,
+    datagram_rate: Option<u32>,
+    datagram_burst: Option<u32>,
     quic_recv_buffer: Option<usize>,
     quic_send_buffer: Option<usize>,
     metrics_listen: Option<SocketAddr>,
@@ -197,6 +208,8 @@ pub struct NodeConfig {
     pub stream_write_timeout: Duration,
     /// `--half-closed-timeout`.
     pub half_closed_timeout: Duration,
+    /// `--datagram-rate`, `--datagram-burst` (`None`: unlimited).
+    pub datagram_rate: Option<PacketRate>,
     pub quic_recv_buffer: usize,
     pub quic_send_buffer: usize,
     pub metrics_listen: Option<SocketAddr>,
@@ -314,6 +327,26 @@ impl NodeConfig {
             args.half_closed_timeout.or(file.half_closed_timeout),
             60,
         )?;
+        let rate_default = PacketRate::default();
+        let datagram_rate = match args
+            .datagram_rate
+            .or(file.datagram_rate)
+            .unwrap_or(rate_default.per_second)
+        {
+            0 => None,
+            per_second => Some(PacketRate {
+                per_second,
+                burst: at_least_one(
+                    "datagram_burst",
+                    args.datagram_burst
+                        .or(file.datagram_burst)
+                        .map(|b| b as usize),
+                    rate_default.burst as usize,
+                )?
+                .try_into()
+                .unwrap_or(u32::MAX),
+            }),
+        };
         Ok(Self {
             listen: args
                 .listen
@@ -341,6 +374,7 @@ impl NodeConfig {
             tcp_connect_timeout,
             stream_write_timeout,
             half_closed_timeout,
+            datagram_rate,
             drain_timeout: Duration::from_secs(
                 args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
             ),
@@ -557,6 +591,19 @@ mod tests {
         args.half_closed_timeout = Some(9);
         let c = NodeConfig::resolve(&args).unwrap();
         assert_eq!(c.half_closed_timeout, Duration::from_secs(9));
+        assert_eq!(c.datagram_rate, Some(PacketRate::default()));
+        args.datagram_rate = Some(1000);
+        args.datagram_burst = Some(50);
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(
+            c.datagram_rate,
+            Some(PacketRate {
+                per_second: 1000,
+                burst: 50
+            })
+        );
+        args.datagram_rate = Some(0);
+        assert_eq!(NodeConfig::resolve(&args).unwrap().datagram_rate, None);
         args.tcp_connect_timeout = Some(0);
         assert!(NodeConfig::resolve(&args).is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -110,6 +110,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
             idle_timeout: cfg.idle_timeout,
             stream_write_timeout: cfg.stream_write_timeout,
             half_closed_timeout: cfg.half_closed_timeout,
+            datagram_rate: cfg.datagram_rate,
             ..Default::default()
         },
         ..Default::default()

@@ -31,6 +31,10 @@ pub struct SessionConfig {
     /// Stream tunnels with one direction finished (half-closed): no traffic
     /// for this long ends the tunnel (a quiet open one waits `idle_timeout`).
     pub half_closed_timeout: Duration,
+    /// Datagram tunnels: packets per second (and burst) one tunnel may send
+    /// toward its target; over it datagrams are dropped and counted
+    /// (`datagrams_dropped_rate`). `None`: unlimited.
+    pub datagram_rate: Option<crate::session::budget::PacketRate>,
 }
 
 impl Default for SessionConfig {
@@ -44,6 +48,7 @@ impl Default for SessionConfig {
             write_deadline: Duration::from_secs(10),
             stream_write_timeout: Duration::from_secs(60),
             half_closed_timeout: Duration::from_secs(60),
+            datagram_rate: Some(crate::session::budget::PacketRate::default()),
         }
     }
 }

@@ -18,6 +18,8 @@ macro_rules! metrics {
             pub by_transport: ByTransport,
             /// Refused tunnel requests by their Proxy-Status error.
             pub refusals: Refusals,
+            /// The HTTP/3 connections' own counters, live and closed.
+            pub h3: H3Counters,
         }
 
         /// A copy of [`Metrics`] at one instant.
@@ -45,6 +47,7 @@ macro_rules! metrics {
                 let _ = writeln!(out, "masque_sessions_active {}", self.active_sessions());
                 self.by_transport.render(&mut out);
                 self.refusals.render(&mut out);
+                self.h3.render(&mut out);
                 out
             }
         }
@@ -71,6 +74,7 @@ metrics! {
     datagrams_dropped_unknown_context: "client datagrams for context ids the session does not know",
     datagrams_dropped_malformed: "client datagrams too short for a context id",
     datagrams_dropped_oversize: "UDP payloads over the 65527-byte limit or the socket's capacity",
+    datagrams_dropped_rate: "client datagrams dropped over their tunnel's packet budget toward the target (session.datagram_rate)",
     datagrams_to_target: "UDP payloads sent to targets",
     datagrams_to_target_dropped: "UDP payloads the target socket could not take (buffer full)",
     datagrams_from_target: "UDP payloads received from targets",
@@ -188,6 +192,114 @@ impl Refusals {
                     e.token()
                 );
             }
+        }
+    }
+}
+
+/// masque-h3's per-connection counters (datagram queue drops, requests
+/// refused after GOAWAY, malformed requests) summed over the node: the live
+/// connections' at scrape time plus what closed connections counted. A
+/// connection is attached by its router and folded in when it stops; nothing
+/// here is touched per packet.
+#[derive(Debug, Default)]
+pub struct H3Counters {
+    live: std::sync::Mutex<std::collections::HashMap<u64, std::sync::Arc<masque_h3::Stats>>>,
+    next: AtomicU64,
+    closed: std::sync::Mutex<masque_h3::StatsSnapshot>,
+}
+
+/// One HTTP/3 connection's counters in [`H3Counters`]; folded in on drop.
+#[derive(Debug)]
+pub struct H3Attached {
+    id: u64,
+    owner: std::sync::Arc<Metrics>,
+}
+
+impl Drop for H3Attached {
+    fn drop(&mut self) {
+        let h3 = &self.owner.h3;
+        let gone = lock(&h3.live).remove(&self.id);
+        if let Some(stats) = gone {
+            add(&mut lock(&h3.closed), &stats.snapshot());
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn add(to: &mut masque_h3::StatsSnapshot, s: &masque_h3::StatsSnapshot) {
+    to.datagrams_received += s.datagrams_received;
+    to.datagrams_dropped_queue_full += s.datagrams_dropped_queue_full;
+    to.datagrams_dropped_unknown_stream += s.datagrams_dropped_unknown_stream;
+    to.datagrams_sent += s.datagrams_sent;
+    to.datagrams_refused_too_large += s.datagrams_refused_too_large;
+    to.datagrams_refused_buffer_full += s.datagrams_refused_buffer_full;
+    to.requests_rejected_goaway += s.requests_rejected_goaway;
+    to.requests_malformed += s.requests_malformed;
+}
+
+impl H3Counters {
+    /// Reports `stats` (a connection's) until the returned guard drops.
+    pub fn attach(
+        metrics: &std::sync::Arc<Metrics>,
+        stats: std::sync::Arc<masque_h3::Stats>,
+    ) -> H3Attached {
+        let id = metrics.h3.next.fetch_add(1, Relaxed);
+        lock(&metrics.h3.live).insert(id, stats);
+        H3Attached {
+            id,
+            owner: std::sync::Arc::clone(metrics),
+        }
+    }
+
+    /// The sum over every HTTP/3 connection so far.
+    pub fn snapshot(&self) -> masque_h3::StatsSnapshot {
+        let mut total = *lock(&self.closed);
+        for s in lock(&self.live).values() {
+            add(&mut total, &s.snapshot());
+        }
+        total
+    }
+
+    fn render(&self, out: &mut String) {
+        let s = self.snapshot();
+        for (name, help, v) in [
+            (
+                "h3_datagrams_dropped_queue_full",
+                "HTTP/3 datagrams dropped: their tunnel's receive queue was full",
+                s.datagrams_dropped_queue_full,
+            ),
+            (
+                "h3_datagrams_dropped_unknown_stream",
+                "HTTP/3 datagrams for no open tunnel (quarter stream id unknown)",
+                s.datagrams_dropped_unknown_stream,
+            ),
+            (
+                "h3_datagrams_refused_buffer_full",
+                "HTTP/3 datagrams not sent: QUIC's datagram send buffer was full",
+                s.datagrams_refused_buffer_full,
+            ),
+            (
+                "h3_datagrams_refused_too_large",
+                "HTTP/3 datagrams not sent: larger than the path allows",
+                s.datagrams_refused_too_large,
+            ),
+            (
+                "h3_requests_rejected_goaway",
+                "HTTP/3 requests refused for arriving after our GOAWAY",
+                s.requests_rejected_goaway,
+            ),
+            (
+                "h3_requests_malformed",
+                "HTTP/3 requests reset as malformed (H3_MESSAGE_ERROR)",
+                s.requests_malformed,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP masque_{name} {help}");
+            let _ = writeln!(out, "# TYPE masque_{name} counter");
+            let _ = writeln!(out, "masque_{name} {v}");
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::{
     auth::AuthFailure,
     context::ListenerContext,
     handler::{Refusal, StreamFraming, Target, TcpTarget},
-    metrics::Metrics,
+    metrics::{H3Attached, H3Counters, Metrics},
     session::{SessionMsg, TunnelSession, actor::TunnelSessionArgs},
     slot::{Slots, TunnelSlot},
     task_group::TaskGroup,
@@ -58,6 +58,8 @@ pub struct RouterArgs {
 pub struct RouterState {
     conn: ServerConnection,
     _permit: ConnectionPermit,
+    /// An HTTP/3 connection's own counters, reported in `/metrics`.
+    _h3_counters: Option<H3Attached>,
     ctx: Arc<ListenerContext>,
     /// Tunnels counted against the limit: in policy check or running.
     slots: Slots,
@@ -116,8 +118,13 @@ impl Actor for ConnectionRouter {
             .config
             .connection_idle_timeout
             .map(|t| myself_for_slots.send_after(t, || RouterMsg::IdleCheck));
+        let h3_counters = args
+            .conn
+            .as_h3()
+            .map(|c| H3Counters::attach(&args.ctx.metrics, c.stats_handle()));
         Ok(RouterState {
             _permit: args.permit,
+            _h3_counters: h3_counters,
             idle_since: Some(tokio::time::Instant::now()),
             idle_timer,
             conn: args.conn,

@@ -4,6 +4,7 @@
 //! (`establish`).
 
 pub mod actor;
+pub mod budget;
 pub(crate) mod establish;
 pub(crate) mod runtime;
 pub(crate) mod stream;

@@ -29,7 +29,10 @@ use crate::{
     handler::{Action, CloseReason, Handler, Target, TunnelHandler},
     metrics::Metrics,
     output::{Activity, Control, TunnelOutput},
-    session::establish::{self, NotOpened, SetupFuture},
+    session::{
+        budget::PacketBudget,
+        establish::{self, NotOpened, SetupFuture},
+    },
     slot::TunnelSlot,
     task_group::TaskGroup,
 };
@@ -195,6 +198,7 @@ impl Relay<'_> {
             metrics: &s.metrics,
             transport: s.metrics.transport(self.transport),
         };
+        let mut budget = PacketBudget::new(s.config.datagram_rate, std::time::Instant::now());
         let idle = s.config.idle_timeout;
         // Every write to the client is bounded: while one waits for stream
         // credit, neither the idle timer nor shutdown is polled.
@@ -209,7 +213,8 @@ impl Relay<'_> {
                 d = recv_datagram(&mut datagrams) => match d {
                     Some(d) => {
                         self.activity.touch();
-                        if let Some(r) = on_burst(handler, &self.core, d, &mut datagrams, &n) {
+                        budget.refill(std::time::Instant::now());
+                        if let Some(r) = on_burst(handler, &self.core, d, &mut datagrams, &n, &mut budget) {
                             break r;
                         }
                     }
@@ -220,7 +225,8 @@ impl Relay<'_> {
                     Ok(Some(bytes)) => {
                         self.activity.touch();
                         self.core.push_body(bytes);
-                        if let Some(r) = drain_events(handler, &mut self.core, &n) {
+                        budget.refill(std::time::Instant::now());
+                        if let Some(r) = drain_events(handler, &mut self.core, &n, &mut budget) {
                             break r;
                         }
                     }
@@ -362,11 +368,12 @@ fn on_burst(
     first: Bytes,
     rx: &mut Option<masque_transport::DatagramRx>,
     n: &Counters<'_>,
+    budget: &mut PacketBudget,
 ) -> Option<CloseReason> {
     let mut next = Some(first);
     let mut taken = 0;
     while let Some(d) = next.take() {
-        if let Some(r) = on_datagram(handler, core, d, n) {
+        if let Some(r) = on_datagram(handler, core, d, n, budget) {
             return Some(r);
         }
         taken += 1;
@@ -383,9 +390,10 @@ fn on_datagram(
     core: &TunnelCore,
     d: Bytes,
     n: &Counters<'_>,
+    budget: &mut PacketBudget,
 ) -> Option<CloseReason> {
     match core.on_datagram(d) {
-        Ok(event) => on_datagram_event(handler, event, n),
+        Ok(event) => on_datagram_event(handler, event, n, budget),
         Err(e) => {
             // R9298-41: a context-0 payload over 65527 bytes aborts the stream.
             Metrics::inc(&n.metrics.datagrams_dropped_oversize);
@@ -398,6 +406,7 @@ fn on_datagram_event(
     handler: &mut dyn TunnelHandler,
     event: DatagramEvent,
     n: &Counters<'_>,
+    budget: &mut PacketBudget,
 ) -> Option<CloseReason> {
     match event {
         DatagramEvent::Payload {
@@ -406,6 +415,11 @@ fn on_datagram_event(
         } => {
             Metrics::inc(&n.metrics.datagrams_from_client);
             Metrics::inc(&n.transport.datagrams_from_client);
+            // Over the tunnel's packet budget toward the target: dropped.
+            if !budget.take() {
+                Metrics::inc(&n.metrics.datagrams_dropped_rate);
+                return None;
+            }
             after(catch(|| handler.datagram(context_id, payload), n.metrics))
         }
         // R9298-38: unknown context ids are dropped (and counted), never an error.
@@ -421,18 +435,29 @@ fn on_datagram_event(
     }
 }
 
-/// Every complete event in the body, then one `flush`.
+/// Every complete event in the body, with a `flush` after each [`BURST`]
+/// datagrams (one chunk can hold ~21,000 tiny DATAGRAM capsules) and at the
+/// end.
 fn drain_events(
     handler: &mut dyn TunnelHandler,
     core: &mut TunnelCore,
     n: &Counters<'_>,
+    budget: &mut PacketBudget,
 ) -> Option<CloseReason> {
+    let mut in_burst = 0;
     loop {
         match core.next_event() {
             Ok(Some(TunnelEvent::Datagram(event))) => {
                 Metrics::inc(&n.transport.capsules_from_client);
-                if let Some(r) = on_datagram_event(handler, event, n) {
+                if let Some(r) = on_datagram_event(handler, event, n, budget) {
                     return Some(r);
+                }
+                in_burst += 1;
+                if in_burst == BURST {
+                    in_burst = 0;
+                    if let Some(r) = after(catch(|| handler.flush(), n.metrics)) {
+                        return Some(r);
+                    }
                 }
             }
             Ok(Some(TunnelEvent::Capsule(c))) => {
@@ -522,6 +547,10 @@ mod tests {
         }
     }
 
+    fn unlimited() -> PacketBudget {
+        PacketBudget::new(None, std::time::Instant::now())
+    }
+
     fn udp_core(max: usize) -> TunnelCore {
         TunnelCore::new(DatagramRules::udp(), max)
     }
@@ -534,14 +563,32 @@ mod tests {
         let n = counters(&m);
         let mut h = Recorder(Vec::new());
         let mut core = udp_core(capsule::DEFAULT_MAX_CAPSULE_SIZE);
-        assert!(on_datagram(&mut h, &core, Bytes::from_static(b"\x00abc"), &n).is_none());
-        assert!(on_datagram(&mut h, &core, Bytes::from_static(b"\x06abc"), &n).is_none());
-        assert!(on_datagram(&mut h, &core, Bytes::new(), &n).is_none());
+        assert!(
+            on_datagram(
+                &mut h,
+                &core,
+                Bytes::from_static(b"\x00abc"),
+                &n,
+                &mut unlimited()
+            )
+            .is_none()
+        );
+        assert!(
+            on_datagram(
+                &mut h,
+                &core,
+                Bytes::from_static(b"\x06abc"),
+                &n,
+                &mut unlimited()
+            )
+            .is_none()
+        );
+        assert!(on_datagram(&mut h, &core, Bytes::new(), &n, &mut unlimited()).is_none());
         // DATAGRAM capsule ctx 0 "xy", GREASE capsule, DATAGRAM capsule ctx 0 "z".
         core.push_body(Bytes::from_static(&[
             0, 3, 0, b'x', b'y', 0x17, 1, 0xaa, 0, 2, 0, b'z',
         ]));
-        assert!(drain_events(&mut h, &mut core, &n).is_none());
+        assert!(drain_events(&mut h, &mut core, &n, &mut unlimited()).is_none());
         let got: Vec<_> = h.0.iter().map(|(c, p)| (*c, p.clone())).collect();
         assert_eq!(
             got,
@@ -568,11 +615,61 @@ mod tests {
         let core = udp_core(capsule::DEFAULT_MAX_CAPSULE_SIZE);
         let d = vec![0u8; 65529];
         assert!(matches!(
-            on_datagram(&mut h, &core, Bytes::from(d), &n),
+            on_datagram(&mut h, &core, Bytes::from(d), &n, &mut unlimited()),
             Some(CloseReason::ProtocolError(_))
         ));
         let ok = vec![0u8; 65528];
-        assert!(on_datagram(&mut h, &core, Bytes::from(ok), &n).is_none());
+        assert!(on_datagram(&mut h, &core, Bytes::from(ok), &n, &mut unlimited()).is_none());
+    }
+
+    /// Counts datagrams and flushes.
+    #[derive(Default)]
+    struct Flushes {
+        datagrams: usize,
+        flushes: usize,
+    }
+
+    impl TunnelHandler for Flushes {
+        fn datagram(&mut self, _: u64, _: Bytes) -> Action {
+            self.datagrams += 1;
+            Action::Continue
+        }
+
+        fn flush(&mut self) -> Action {
+            self.flushes += 1;
+            Action::Continue
+        }
+    }
+
+    /// §5 of the hardening issue: one body chunk of 1,000 tiny DATAGRAM
+    /// capsules reaches the handler in bursts of at most 64 (a flush after
+    /// each), and the tunnel's packet budget lets its burst through and
+    /// drops the rest, counted.
+    #[test]
+    fn capsule_path_bursts_and_packet_budget() {
+        let mut wire = Vec::new();
+        for _ in 0..1000 {
+            capsule::encode(capsule::DATAGRAM, b"\x00x", &mut wire);
+        }
+        let m = Metrics::default();
+        let mut core = udp_core(capsule::DEFAULT_MAX_CAPSULE_SIZE);
+        core.push_body(Bytes::from(wire.clone()));
+        let mut h = Flushes::default();
+        assert!(drain_events(&mut h, &mut core, &counters(&m), &mut unlimited()).is_none());
+        assert_eq!(h.datagrams, 1000);
+        assert_eq!(h.flushes, 1000 / BURST + 1);
+
+        let rate = crate::session::budget::PacketRate {
+            per_second: 1,
+            burst: 300,
+        };
+        let mut budget = PacketBudget::new(Some(rate), std::time::Instant::now());
+        let mut core = udp_core(capsule::DEFAULT_MAX_CAPSULE_SIZE);
+        core.push_body(Bytes::from(wire));
+        let mut h = Flushes::default();
+        assert!(drain_events(&mut h, &mut core, &counters(&m), &mut budget).is_none());
+        assert_eq!(h.datagrams, 300);
+        assert_eq!(m.snapshot().datagrams_dropped_rate, 700);
     }
 
     struct Panicker;
@@ -593,6 +690,7 @@ mod tests {
             &core,
             Bytes::from_static(b"\x00x"),
             &counters(&m),
+            &mut unlimited(),
         );
         assert_eq!(r, Some(CloseReason::HandlerPanic));
         assert_eq!(m.snapshot().handler_panics, 1);
@@ -613,7 +711,7 @@ mod tests {
         capsule::encode(capsule::DATAGRAM, b"\x00z", &mut wire);
         for c in wire.chunks(100) {
             core.push_body(Bytes::copy_from_slice(c));
-            assert!(drain_events(&mut h, &mut core, &n).is_none());
+            assert!(drain_events(&mut h, &mut core, &n, &mut unlimited()).is_none());
         }
         assert_eq!(h.0, vec![(0, Bytes::from_static(b"z"))]);
         let s = m.snapshot();
@@ -636,7 +734,12 @@ mod tests {
             // All of a capsule within the bound, the Context ID of one over it.
             wire.resize(wire.len() + len.min(capsule::DEFAULT_MAX_CAPSULE_SIZE), 0);
             core.push_body(Bytes::from(wire));
-            let r = drain_events(&mut Recorder(Vec::new()), &mut core, &counters(&m));
+            let r = drain_events(
+                &mut Recorder(Vec::new()),
+                &mut core,
+                &counters(&m),
+                &mut unlimited(),
+            );
             assert!(matches!(r, Some(CloseReason::ProtocolError(_))), "{len}");
             let s = m.snapshot();
             assert_eq!((s.datagrams_dropped_oversize, s.capsules_malformed), (1, 1));
@@ -650,7 +753,12 @@ mod tests {
         let m = Metrics::default();
         let mut core = udp_core(4);
         core.push_body(Bytes::from_static(&[0, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
-        let r = drain_events(&mut Recorder(Vec::new()), &mut core, &counters(&m));
+        let r = drain_events(
+            &mut Recorder(Vec::new()),
+            &mut core,
+            &counters(&m),
+            &mut unlimited(),
+        );
         assert!(matches!(r, Some(CloseReason::ProtocolError(_))));
         assert_eq!(m.snapshot().capsules_malformed, 1);
     }
