@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use masque_client::{ClientError, Target};
-use tokio::{net::TcpStream, sync::oneshot};
+use tokio::{net::TcpStream, sync::oneshot, task::JoinSet};
 
 use crate::client_args::{
     ClientArgs, Counted, FrontArgs, FrontCounters, FrontError, FrontSettings, FrontStats, Ready,
@@ -106,6 +106,35 @@ pub async fn serve(
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
+/// The tasks a local connection starts (CONNECT relays, origin
+/// connections): they belong to it, so cutting the connection at shutdown
+/// cuts them too (dropping a `JoinSet` aborts its tasks).
+#[derive(Clone, Default)]
+struct Tasks(Arc<std::sync::Mutex<JoinSet<()>>>);
+
+impl Tasks {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut set = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Finished ones go first: a keep-alive connection may carry many.
+        while set.try_join_next().is_some() {}
+        set.spawn(task);
+    }
+
+    /// Waits for every task (none is added any more).
+    async fn join(self) {
+        let mut set = std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        while set.join_next().await.is_some() {}
+    }
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -113,12 +142,15 @@ async fn connection(
     stats: Arc<FrontStats>,
 ) {
     let head_timeout = config.settings.handshake_timeout;
+    let tasks = Tasks::default();
     let service = {
         let stats = Arc::clone(&stats);
+        let tasks = tasks.clone();
         service_fn(move |req| {
             let config = Arc::clone(&config);
             let stats = Arc::clone(&stats);
-            async move { Ok::<_, Infallible>(handle(req, &config, &stats).await) }
+            let tasks = tasks.clone();
+            async move { Ok::<_, Infallible>(handle(req, &config, &stats, &tasks).await) }
         })
     };
     let result = hyper::server::conn::http1::Builder::new()
@@ -133,17 +165,19 @@ async fn connection(
         }
         tracing::debug!(%peer, error = %e, "http-proxy: connection ended");
     }
+    tasks.join().await;
 }
 
 async fn handle(
     req: Request<Incoming>,
     config: &HttpProxyConfig,
     stats: &Arc<FrontStats>,
+    tasks: &Tasks,
 ) -> Response<Body> {
     if req.method() == Method::CONNECT {
-        return connect(req, config, stats).await;
+        return connect(req, config, stats, tasks).await;
     }
-    forward(req, config, stats).await
+    forward(req, config, stats, tasks).await
 }
 
 /// `CONNECT host:port`: open the tunnel, answer 200, then relay the
@@ -152,6 +186,7 @@ async fn connect(
     req: Request<Incoming>,
     config: &HttpProxyConfig,
     stats: &Arc<FrontStats>,
+    tasks: &Tasks,
 ) -> Response<Body> {
     let Some((host, port)) = req
         .uri()
@@ -165,7 +200,7 @@ async fn connect(
         Err(resp) => return resp,
     };
     let stats = Arc::clone(stats);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let mut local = TokioIo::new(upgraded);
@@ -186,6 +221,7 @@ async fn forward(
     mut req: Request<Incoming>,
     config: &HttpProxyConfig,
     stats: &Arc<FrontStats>,
+    tasks: &Tasks,
 ) -> Response<Body> {
     let uri = req.uri().clone();
     let Some(authority) = uri.authority().cloned() else {
@@ -226,7 +262,7 @@ async fn forward(
         Ok(x) => x,
         Err(e) => return origin_error(&e),
     };
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "http-proxy: origin connection ended");
         }
