@@ -330,6 +330,11 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
             );
         }
         "echo" | "grease" | "big-capsules" => {
+            // CTCP-27: a Proxy-Status on the success response too.
+            ensure!(
+                text("proxy_status").is_some_and(|p| p.contains("masque-node")),
+                "no Proxy-Status on the 2xx/101: {json}"
+            );
             let sent = number(&json, "sent_bytes")?;
             ensure!(sent == ECHO_BYTES as u64, "sent {sent}: {json}");
             ensure!(number(&json, "received_bytes")? == sent, "{json}");

@@ -72,7 +72,7 @@ Scenarios (one per run):
 
 Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
 1 with the reason in `"error"` on a failed check. Every wait is bounded
-(TIMEOUT per step without progress, and --limit for the whole run).
+(TIMEOUT without progress per step; the test bounds the whole run).
 """
 import argparse
 import asyncio
