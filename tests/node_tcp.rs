@@ -74,6 +74,7 @@ per_mode!(
     events_carry_data_fin_and_closed,
     forward_to_owner_actor,
     drop_without_shutdown_resets_the_target,
+    tunnels_leave_no_tasks_behind,
 );
 per_mode!(shared: hundred_concurrent_tunnels_on_one_connection);
 per_transport!(interop_tokens_echo);
@@ -609,5 +610,59 @@ async fn interop_tokens_echo(t: Transport) -> Result<()> {
             first_mismatch(&back, &data)
         );
     }
+    Ok(())
+}
+
+/// Tunnels closed cleanly and tunnels dropped mid-transfer (a write waiting
+/// for credit, unread data queued) leave no task behind, the client's nor
+/// the node's (they share the runtime): the count of live tasks returns to
+/// what it was with the connection and no tunnel.
+async fn tunnels_leave_no_tasks_behind(t: Transport, mode: TcpMode) -> Result<()> {
+    let node = TestNode::start(true).await?;
+    let echo = tcp_echo().await?;
+    let rt = tokio::runtime::Handle::current().metrics();
+    let client = within(
+        "the connection",
+        ProxyClient::connect(&url(&node, t), options_for(&node, t)),
+    )
+    .await??;
+    let cycle = async |clean: bool| -> Result<()> {
+        let mut tunnel = client.open_tcp(&tcp(echo), mode).await?;
+        if clean {
+            tunnel.write_all(b"ping").await?;
+            tunnel.shutdown().await?;
+            let back = read_to_eof(&mut tunnel, Duration::from_secs(10)).await?;
+            ensure!(back == b"ping", "{back:?}");
+        } else {
+            // Enough that the echo fills every window and queue on the way.
+            let data = pattern(4 * MIB, 2);
+            let _ = tokio::time::timeout(Duration::from_millis(300), tunnel.write_all(&data)).await;
+        }
+        Ok(())
+    };
+    // One full cycle first: the connection's own tasks exist from here on.
+    within("the first tunnel", cycle(true)).await??;
+    let m = node.node.metrics();
+    eventually("the first session to end", Duration::from_secs(5), || {
+        m.active_sessions() == 0
+    })
+    .await?;
+    let baseline = rt.num_alive_tasks();
+    for i in 0..10 {
+        within("a tunnel", cycle(i % 2 == 0)).await??;
+    }
+    eventually(
+        "the node's sessions to end",
+        Duration::from_secs(10),
+        || m.active_sessions() == 0,
+    )
+    .await?;
+    eventually(
+        "tasks back to the baseline",
+        Duration::from_secs(10),
+        || rt.num_alive_tasks() <= baseline,
+    )
+    .await
+    .with_context(|| format!("{} live tasks, {baseline} before", rt.num_alive_tasks()))?;
     Ok(())
 }
