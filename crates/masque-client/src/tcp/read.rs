@@ -82,9 +82,9 @@ impl TcpReadHalf {
         self.stream_id
     }
 
-    /// The next bytes of the stream as they arrived, without a copy; `None`
-    /// at EOF (the proxy's FINAL_DATA or FIN). Do not mix with partial
-    /// `AsyncRead` reads unless they drained what they took.
+    /// The next bytes of the stream as they arrived, without a copy (never
+    /// empty); `None` at EOF (the proxy's FINAL_DATA or FIN). What a short
+    /// `AsyncRead` left of a piece comes first.
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -207,6 +207,9 @@ async fn run(
             }
         };
         let chunk = match chunk {
+            // An empty DATA frame (HTTP/2 allows them) is no data, and an
+            // empty read would look like EOF to the caller.
+            Ok(Some(c)) if c.is_empty() => continue,
             Ok(Some(c)) => c,
             Ok(None) => break end_of_stream(framing.as_ref(), fin),
             Err(e) => break Err(TcpStreamError::from_transport(&e)),
