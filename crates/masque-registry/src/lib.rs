@@ -14,11 +14,17 @@
 //! The free functions use the process-wide registry ([`ListenerRegistryHandle::global`]),
 //! whose writer runs under the ractor name [`REGISTRY_NAME`]. Independent registries are
 //! made with [`ListenerRegistryHandle::new`].
+//!
+//! [`IpRegistryHandle`] (module [`ip`]) mirrors the Erlang `masque_ip_session_registry`: it
+//! maps CONNECT-IP address ranges to the session that owns them, with the same writer-actor
+//! shape, but readers search a lock-free skip list so the data plane can route each packet
+//! without a lock or an actor hop. See the [`ip`] module for its design.
 
 mod actor;
 mod error;
 mod handle;
 mod info;
+pub mod ip;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -31,6 +37,11 @@ pub use actor::{ListenerRegistry, ListenerRegistryMsg, RegistryState};
 pub use error::{RegisterOutcome, RegistryError, UnregisterOutcome};
 pub use handle::{ListenerRegistryHandle, REGISTRY_NAME, Spawned};
 pub use info::{ListenerInfo, ListenerProtocol};
+pub use ip::{
+    IP_REGISTRY_NAME, IpEntry, IpEntryInfo, IpRange, IpRegisterOutcome, IpRegistry,
+    IpRegistryError, IpRegistryHandle, IpRegistryMsg, IpRegistryState, IpReleaseOutcome,
+    IpReleaseSessionOutcome, IpSpawnError, IpSpawned, IpVersion, PacketSink, PacketSinkError,
+};
 
 /// Starts the process-wide writer under [`REGISTRY_NAME`].
 pub async fn spawn() -> Result<Spawned, RegistryError> {
