@@ -36,6 +36,9 @@ use tokio::{
 
 /// Upper bound for one peer run (its own steps are bounded at 10 s each).
 const PEER_LIMIT: Duration = Duration::from_secs(120);
+/// Upper bound for a recording target's report (the peer keeps its tunnel
+/// open for at most 10 s without a release).
+const TARGET_LIMIT: Duration = Duration::from_secs(30);
 /// Bytes each echo sends (and must get back byte-exact).
 const ECHO_BYTES: usize = 1 << 20;
 /// Tunnels on one connection in the concurrent cells, and the bytes each
@@ -82,7 +85,7 @@ async fn recording_target(
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let Ok(Ok((mut s, _))) = tokio::time::timeout(PEER_LIMIT, listener.accept()).await else {
+        let Ok(Ok((mut s, _))) = tokio::time::timeout(TARGET_LIMIT, listener.accept()).await else {
             return;
         };
         let seen = |end| Seen {
@@ -100,7 +103,7 @@ async fn recording_target(
         let mut got = seen("");
         let mut buf = vec![0u8; 65536];
         got.end = loop {
-            match tokio::time::timeout(PEER_LIMIT, s.read(&mut buf)).await {
+            match tokio::time::timeout(TARGET_LIMIT, s.read(&mut buf)).await {
                 Ok(Ok(0)) => break "fin",
                 Ok(Ok(n)) => {
                     for &b in &buf[..n] {
@@ -166,8 +169,7 @@ async fn run_peer(
         .spawn()?;
     let mut seen = None;
     if let Some(rx) = release {
-        // Bounded by the peer's own TIMEOUT: it gives up without a release.
-        seen = match tokio::time::timeout(PEER_LIMIT, rx).await {
+        seen = match tokio::time::timeout(TARGET_LIMIT, rx).await {
             Ok(Ok(s)) => Some(s),
             _ => None,
         };
@@ -286,7 +288,7 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
             (addr.to_string(), 0)
         }
         "target-reset" => (tcp_resetter(RESET_AFTER).await?.to_string(), RESET_SENT),
-        "target-fin-first" | "end-without-final" => {
+        "target-fin-first" | "end-without-final" | "client-abort" => {
             let greeting = (scenario == "target-fin-first").then_some(GREETING);
             let (addr, rx) = recording_target(greeting).await?;
             release = Some(rx);
@@ -408,6 +410,13 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
                 "the target got other bytes than the peer sent after the target's FIN: {seen:?} {json}"
             );
         }
+        "client-abort" => {
+            let seen = seen.context("the target never reported")?;
+            ensure!(
+                seen.end == "reset",
+                "a client's abort must reset the target (CTCP-22, RFC 9113 §8.5, RFC 9114 §4.4), it saw {seen:?}: {json}"
+            );
+        }
         "end-without-final" => {
             let seen = seen.context("the target never reported")?;
             ensure!(
@@ -524,6 +533,14 @@ cells! {
     h3_connect_tcp_end_without_final: "h3", "connect-tcp", "end-without-final";
     h2_connect_tcp_end_without_final: "h2", "connect-tcp", "end-without-final";
     h1_connect_tcp_end_without_final: "h1", "connect-tcp", "end-without-final";
+    // The client aborts (RESET_STREAM / RST_STREAM / TCP reset): the target
+    // is reset, not FINed.
+    h3_connect_tcp_client_abort: "h3", "connect-tcp", "client-abort";
+    h3_classic_client_abort: "h3", "classic", "client-abort";
+    h2_connect_tcp_client_abort: "h2", "connect-tcp", "client-abort";
+    h2_classic_client_abort: "h2", "classic", "client-abort";
+    h1_connect_tcp_client_abort: "h1", "connect-tcp", "client-abort";
+    h1_classic_client_abort: "h1", "classic", "client-abort";
     // Eight tunnels on one connection, connect-tcp and classic CONNECT
     // alternately, all echoing at once: no cross-talk, every end clean.
     h3_connect_tcp_concurrent: "h3", "connect-tcp", "concurrent";

@@ -45,6 +45,9 @@ Scenarios (one per run):
   optimistic        --bytes, FINAL_DATA and the stream's end sent right
                     behind the request, before the response (CTCP-23):
                     byte-exact echo, clean end (h2, h3)
+  client-abort      --bytes sent, then the client aborts (h3 RESET_STREAM +
+                    STOP_SENDING, h2 RST_STREAM CANCEL, h1 TCP reset); the
+                    test checks that the target is reset
   refused           expect 502 with `error=connection_refused` in Proxy-Status
   private           expect 403 with `error=destination_ip_prohibited`
   dns-error         expect 502 with `error=dns_error` (a name the node's
@@ -95,9 +98,11 @@ H3_MESSAGE_ERROR = 0x10E
 H3_CONNECT_ERROR = 0x10F
 H2_PROTOCOL_ERROR = 0x1
 H2_CONNECT_ERROR = 0xA
+H3_REQUEST_CANCELLED = 0x10C
+H2_CANCEL = 0x8
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "dns-error", "timeout", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour", "optimistic"]
+SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "dns-error", "timeout", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour", "optimistic", "client-abort"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
 # Tunnel A's upload in stalled-neighbour: more than the loopback socket
@@ -199,6 +204,12 @@ class H3:
 
     def end(self):
         self.c.send_data(self.sid, b"", end=True)
+
+    def abort(self):
+        """RESET_STREAM and STOP_SENDING, H3_REQUEST_CANCELLED."""
+        self.c._quic.reset_stream(self.sid, H3_REQUEST_CANCELLED)
+        self.c._quic.stop_stream(self.sid, H3_REQUEST_CANCELLED)
+        self.c.transmit()
 
     def poll(self, deadline):
         if self.pending.get(self.sid):
@@ -334,6 +345,12 @@ class H2(H2Client):
     def end(self):
         self.tunnels[self.sid].want_end = True
 
+    def abort(self):
+        """RST_STREAM CANCEL."""
+        self.tunnels[self.sid].outq.clear()
+        self.conn.reset_stream(self.sid, H2_CANCEL)
+        self.flush()
+
     def _push(self):
         """Every tunnel's queued bytes, as far as the windows allow."""
         for sid, tun in self.tunnels.items():
@@ -456,6 +473,11 @@ class H1:
             pass
         self.raw_out += self.tls.outg.read()
         self.shut_after_flush = True
+
+    def abort(self):
+        """A TCP reset (SO_LINGER 0, close): no close_notify, no FIN."""
+        self.tls.reset()
+        self._closed([], "reset by us")
 
     def _io(self, deadline):
         """One round of the select loop: writes what the socket takes, reads
@@ -853,6 +875,35 @@ def scenario_optimistic(a, out):
         t.close()
 
 
+def scenario_client_abort(a, out):
+    """--bytes sent, then the client aborts: h3 RESET_STREAM + STOP_SENDING
+    (H3_REQUEST_CANCELLED), h2 RST_STREAM CANCEL, h1 a TCP reset. The test
+    checks that the node resets the target (CTCP-22, RFC 9113 §8.5, RFC 9114
+    §4.4)."""
+    label = f"{a.transport} {a.protocol}"
+    t, r = open_tunnel(a, out)
+    try:
+        check_success(a, r)
+        col = Collector(a)
+        data = payload(a.seed, a.bytes)
+        out["sent_bytes"] = len(data)
+        t.send(col.codec.data(data) if col.codec else data)
+        # Let the bytes go out before the abort.
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            try:
+                for ev in t.poll(deadline):
+                    col.take(ev)
+            except (socket.timeout, TimeoutError):
+                pass
+        t.abort()
+        if a.transport != "h1":
+            wait_release(t, col, label, resets_ok=True)
+        col.summary(out)
+    finally:
+        t.close()
+
+
 def scenario_concurrent(a, out):
     """--tunnels tunnels on one connection, alternately --protocol and
     classic CONNECT, each echoing its own --bytes, all in flight at once:
@@ -1088,6 +1139,7 @@ RUN = {
     "target-fin-first": scenario_target_fin_first,
     "concurrent": scenario_concurrent,
     "optimistic": scenario_optimistic,
+    "client-abort": scenario_client_abort,
     "stalled-neighbour": scenario_stalled_neighbour,
     "end-without-final": scenario_end_without_final,
 }
