@@ -6,7 +6,7 @@
 //! rest.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
@@ -19,8 +19,37 @@ use super::table::Table;
 use crate::table::is_alive;
 
 /// The IP registry writer actor. Start it with [`crate::ip::spawn`] or
-/// [`IpRegistryHandle::spawn`](crate::IpRegistryHandle::spawn).
-pub struct IpRegistry;
+/// [`IpRegistryHandle::spawn`](crate::IpRegistryHandle::spawn) (or spawn
+/// `IpRegistry::default()` with an [`IpRegistryHandle`] as its argument).
+///
+/// The actor value itself closes lookups when its incarnation ends: ractor drops it as soon
+/// as the actor's task ends, however the actor ended, whereas the state of a killed actor
+/// travels in the termination event to the supervisor and is dropped only when that has
+/// handled it.
+#[derive(Default)]
+pub struct IpRegistry {
+    incarnation: OnceLock<Incarnation>,
+}
+
+/// The writer this actor value became; dropping it detaches that writer from the table.
+struct Incarnation {
+    table: Arc<Table>,
+    writer: ActorId,
+}
+
+impl Drop for Incarnation {
+    fn drop(&mut self) {
+        detach(&self.table, self.writer);
+    }
+}
+
+/// Removes `writer` from the table (closing lookups) unless a newer writer replaced it.
+fn detach(table: &Table, writer: ActorId) {
+    let mut slot = table.writer();
+    if slot.current().is_some_and(|w| w.get_id() == writer) {
+        slot.clear();
+    }
+}
 
 /// Opaque message type of [`IpRegistry`]; build writes with the handle's methods.
 pub struct IpRegistryMsg(pub(crate) Op);
@@ -50,9 +79,9 @@ struct Session {
     ranges: BTreeSet<Key>,
 }
 
-/// Writer state. Dropping it (stop, failure or kill) unmonitors every session and detaches
-/// the writer from the table, which closes lookups; ranges stay for the next incarnation to
-/// re-check.
+/// Writer state. Dropping it unmonitors every session and (if the actor value has not done it
+/// already) detaches the writer from the table, which closes lookups; ranges stay for the
+/// next incarnation to re-check.
 pub struct IpRegistryState {
     myself: ActorCell,
     table: Arc<Table>,
@@ -93,7 +122,11 @@ impl Actor for IpRegistry {
                 }
             }
         }
-        writer.install(myself);
+        writer.install(myself.clone());
+        let _ = self.incarnation.set(Incarnation {
+            table: Arc::clone(&table),
+            writer: myself.get_id(),
+        });
         tracing::debug!(adopted, total, "IP registry started");
         Ok(state)
     }
@@ -264,12 +297,6 @@ impl Drop for IpRegistryState {
         for (_, session) in self.sessions.drain() {
             self.myself.unmonitor(session.cell);
         }
-        let mut writer = self.table.writer();
-        if writer
-            .current()
-            .is_some_and(|w| w.get_id() == self.myself.get_id())
-        {
-            writer.clear();
-        }
+        detach(&self.table, self.myself.get_id());
     }
 }

@@ -57,7 +57,7 @@ impl IpRegistryHandle {
     /// Fails with [`IpSpawnError::AlreadyRunning`] if a writer is live.
     pub async fn spawn(&self, name: Option<String>) -> Result<IpSpawned, IpSpawnError> {
         self.refuse_if_running()?;
-        Ok(Actor::spawn(name, IpRegistry, self.clone()).await?)
+        Ok(Actor::spawn(name, IpRegistry::default(), self.clone()).await?)
     }
 
     /// Like [`spawn`](Self::spawn), linked to `supervisor` (which restarts it: call this again).
@@ -67,7 +67,7 @@ impl IpRegistryHandle {
         supervisor: ActorCell,
     ) -> Result<IpSpawned, IpSpawnError> {
         self.refuse_if_running()?;
-        Ok(Actor::spawn_linked(name, IpRegistry, self.clone(), supervisor).await?)
+        Ok(Actor::spawn_linked(name, IpRegistry::default(), self.clone(), supervisor).await?)
     }
 
     /// The running writer, if any.

@@ -170,7 +170,7 @@ async fn second_writer_on_the_same_registry_is_refused() -> anyhow::Result<()> {
     let (reg, _writer) = started().await?;
     let again = reg.spawn(None).await;
     assert!(matches!(again, Err(IpSpawnError::AlreadyRunning(_))));
-    let direct = Actor::spawn(None, IpRegistry, reg.clone()).await;
+    let direct = Actor::spawn(None, IpRegistry::default(), reg.clone()).await;
     assert!(direct.is_err(), "pre_start refuses a second live writer");
     assert!(reg.is_running());
     Ok(())

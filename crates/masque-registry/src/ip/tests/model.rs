@@ -50,9 +50,8 @@ fn low_bits() -> impl Strategy<Value = u32> {
 fn addr() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         low_bits().prop_map(|x| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | x))),
-        low_bits().prop_map(|x| IpAddr::V6(Ipv6Addr::from(
-            (0x2001_0db8u128 << 96) | u128::from(x)
-        ))),
+        low_bits()
+            .prop_map(|x| IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(x)))),
     ]
 }
 
