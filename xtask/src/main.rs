@@ -30,6 +30,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&root, &args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some("interop-env") => interop_env(&root).map(|p| println!("{}", p.display())),
         _ => {
             eprintln!(
@@ -246,6 +247,27 @@ fn bench(args: &[String]) -> Result<()> {
             .args(args))?;
     }
     Ok(())
+}
+
+/// `cargo xtask soak [minutes]`: the churn soak (tests/benches/soak.rs),
+/// optimised like the benchmarks.
+fn soak(args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "bench",
+        "-p",
+        "masque-tests",
+        "--bench",
+        "soak",
+        "--",
+        "--bench",
+    ]);
+    if let Some(m) = args.first() {
+        m.parse::<f64>()
+            .context("minutes must be a number (e.g. 1 or 0.5)")?;
+        cmd.args(["--minutes", m]);
+    }
+    run(&mut cmd)
 }
 
 fn fuzz(root: &Path, args: &[String]) -> Result<()> {
