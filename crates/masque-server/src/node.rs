@@ -5,6 +5,7 @@
 //! ```text
 //! NodeSupervisor                 one-for-one, intensity-limited restarts
 //! ├── ListenerRegistry           permanent
+//! ├── IpRegistry                 permanent (CONNECT-IP ranges, masque_registry::ip)
 //! ├── ListenerSupervisor "h3"    permanent
 //! │   └── H3Listener             permanent (a clone of the node's UDP socket)
 //! │       └── ConnectionRouter   temporary, one per connection
@@ -41,8 +42,8 @@ use crate::{
     listener::{h3_listener, tls_listener},
     metrics::Metrics,
     supervisor::{
-        RestartIntensity, Supervisor, SupervisorArgs, SupervisorMsg, listener_registry,
-        listener_supervisor,
+        ChildSpec, Restart, RestartIntensity, Supervisor, SupervisorArgs, SupervisorMsg,
+        listener_registry, listener_supervisor,
     },
 };
 
@@ -149,6 +150,7 @@ impl Node {
         let (bound, mut bound_rx) = watch::channel(None);
         let mut children = vec![
             listener_registry(),
+            ip_registry(),
             listener_supervisor(
                 "listener h3",
                 h3_listener(Arc::clone(&ctx), server_config, Arc::new(socket), bound),
@@ -234,6 +236,21 @@ impl Node {
         self.supervisor.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(Duration::from_secs(5), self.join).await;
     }
+}
+
+/// The spec of the IpRegistry writer (permanent), like `listener_registry()`:
+/// process-wide, so when another node of this process already runs it, the
+/// start is `ignore`d.
+fn ip_registry() -> ChildSpec {
+    ChildSpec::new("ip-registry", Restart::Permanent, |sup| async move {
+        match masque_registry::ip::spawn_linked(sup).await {
+            Ok((r, _)) => Ok(Some(r.get_cell())),
+            Err(e) => {
+                tracing::debug!(error = %e, "IpRegistry not started by this node");
+                Ok(None)
+            }
+        }
+    })
 }
 
 /// Binds the TLS listener's TCP socket at `addr`. With `follow` (the UDP
