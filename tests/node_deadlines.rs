@@ -421,3 +421,64 @@ async fn stalled_goaway_does_not_park_the_router() -> Result<()> {
     within("shutdown", node.node.shutdown()).await?;
     Ok(())
 }
+
+/// The client's `connect_timeout` covers everything up to the first tunnel,
+/// HTTP/3 start included: against a QUIC server that completes the
+/// handshake but grants no unidirectional stream (so no control stream, no
+/// SETTINGS) and sends nothing, `ProxyClient::connect` fails with
+/// `ClientError::Timeout` once the timeout passed, not later and not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connect_timeout_covers_http3_start() -> Result<()> {
+    init_tracing();
+    let cert = masque_tests::self_signed()?;
+    let mut transport = masque_tests::loopback_transport(16);
+    transport.max_concurrent_uni_streams(0u32.into());
+    let server = masque_tests::server_endpoint(&cert, 16)?;
+    let mut cfg = {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.cert.clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key.clone_key()),
+            )?;
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        quinn::ServerConfig::with_crypto(Arc::new(
+            quinn::crypto::rustls::QuicServerConfig::try_from(tls)?,
+        ))
+    };
+    cfg.transport_config(Arc::new(transport));
+    server.set_server_config(Some(cfg));
+    let addr = server.local_addr()?;
+    let ep = server.clone();
+    let silent = tokio::spawn(async move {
+        // Accepts, then holds the connection and does nothing.
+        let mut held = Vec::new();
+        while let Some(inc) = ep.accept().await {
+            if let Ok(c) = inc.await {
+                held.push(c);
+            }
+        }
+    });
+    let limit = Duration::from_millis(600);
+    let options = masque_client::ClientOptions {
+        verification: masque_transport::tls::ServerVerification::CustomCa(vec![cert.cert.clone()]),
+        connect_timeout: limit,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let r = within(
+        "connect gives up",
+        masque_client::ProxyClient::connect(&format!("https://localhost:{}", addr.port()), options),
+    )
+    .await?;
+    let took = started.elapsed();
+    ensure!(
+        matches!(r, Err(masque_client::ClientError::Timeout(t)) if t == limit),
+        "expected a timeout, got {r:?}"
+    );
+    ensure!(took >= limit, "gave up after {took:?}, before the timeout");
+    silent.abort();
+    Ok(())
+}
