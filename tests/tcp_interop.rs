@@ -147,6 +147,11 @@ async fn run_peer(
             .port()
     };
     let ca = node_ca_file(node)?;
+    let greeting = if scenario == "target-fin-at-once" {
+        0
+    } else {
+        GREETING
+    };
     let mut child = Command::new(&python)
         .arg(interop_script("tcp_peer.py"))
         .arg(scenario)
@@ -156,7 +161,7 @@ async fn run_peer(
         .arg(ca.path())
         .args(["--target", target])
         .args(["--bytes", &bytes.to_string()])
-        .args(["--greeting", &GREETING.to_string()])
+        .args(["--greeting", &greeting.to_string()])
         .args(["--tunnels", &CONCURRENT_TUNNELS.to_string()])
         .stdin(if release.is_some() {
             Stdio::piped()
@@ -288,8 +293,12 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
             (addr.to_string(), 0)
         }
         "target-reset" => (tcp_resetter(RESET_AFTER).await?.to_string(), RESET_SENT),
-        "target-fin-first" | "end-without-final" | "client-abort" => {
-            let greeting = (scenario == "target-fin-first").then_some(GREETING);
+        "target-fin-first" | "target-fin-at-once" | "end-without-final" | "client-abort" => {
+            let greeting = match scenario {
+                "target-fin-first" => Some(GREETING),
+                "target-fin-at-once" => Some(0),
+                _ => None,
+            };
             let (addr, rx) = recording_target(greeting).await?;
             release = Some(rx);
             (addr.to_string(), AFTER_FIN_BYTES)
@@ -395,10 +404,15 @@ async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
                 ensure!(field(&json, "final_data") == Some("false"), "{json}");
             }
         }
-        "target-fin-first" => {
+        "target-fin-first" | "target-fin-at-once" => {
             let seen = seen.context("the target never reported")?;
+            let greeting = if scenario == "target-fin-first" {
+                GREETING
+            } else {
+                0
+            };
             ensure!(
-                number(&json, "greeting_bytes")? == GREETING as u64,
+                number(&json, "greeting_bytes")? == greeting as u64,
                 "{json}"
             );
             ensure!(
@@ -528,6 +542,13 @@ cells! {
     h2_classic_target_fin_first: "h2", "classic", "target-fin-first";
     h1_connect_tcp_target_fin_first: "h1", "connect-tcp", "target-fin-first";
     h1_classic_target_fin_first: "h1", "classic", "target-fin-first";
+    // The target FINs as soon as it accepts: 2xx, then the FIN at once.
+    h3_connect_tcp_target_fin_at_once: "h3", "connect-tcp", "target-fin-at-once";
+    h3_classic_target_fin_at_once: "h3", "classic", "target-fin-at-once";
+    h2_connect_tcp_target_fin_at_once: "h2", "connect-tcp", "target-fin-at-once";
+    h2_classic_target_fin_at_once: "h2", "classic", "target-fin-at-once";
+    h1_connect_tcp_target_fin_at_once: "h1", "connect-tcp", "target-fin-at-once";
+    h1_classic_target_fin_at_once: "h1", "classic", "target-fin-at-once";
     // The client's stream ends without FINAL_DATA: the target is reset
     // (CTCP-22).
     h3_connect_tcp_end_without_final: "h3", "connect-tcp", "end-without-final";

@@ -68,6 +68,10 @@ Scenarios (one per run):
                     then sends --bytes and its own half-close, and keeps the
                     tunnel open (failing on a reset) until the test, which
                     checks what the target received, writes a line to stdin
+  target-fin-at-once
+                    target-fin-first with a target that FINs as soon as it
+                    accepts (run with --greeting 0): the FIN may reach the
+                    node before its 2xx goes out
   end-without-final DATA capsules, then the stream's end (QUIC FIN,
                     END_STREAM, close_notify + TCP FIN) without FINAL_DATA:
                     what the node does with the stream is only recorded, the
@@ -102,7 +106,7 @@ H3_REQUEST_CANCELLED = 0x10C
 H2_CANCEL = 0x8
 
 PROTOCOLS = ["connect-tcp", "connect-tcp-07", "connect-tcp-12", "classic"]
-SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "dns-error", "timeout", "data-after-final", "target-reset", "target-fin-first", "end-without-final", "concurrent", "stalled-neighbour", "optimistic", "client-abort"]
+SCENARIOS = ["echo", "grease", "big-capsules", "refused", "private", "dns-error", "timeout", "data-after-final", "target-reset", "target-fin-first", "target-fin-at-once", "end-without-final", "concurrent", "stalled-neighbour", "optimistic", "client-abort"]
 # DATA capsule size of the plain echo.
 CHUNK = 16384
 # Tunnel A's upload in stalled-neighbour: more than the loopback socket
@@ -1137,6 +1141,7 @@ RUN = {
     "data-after-final": scenario_data_after_final,
     "target-reset": scenario_target_reset,
     "target-fin-first": scenario_target_fin_first,
+    "target-fin-at-once": scenario_target_fin_first,
     "concurrent": scenario_concurrent,
     "optimistic": scenario_optimistic,
     "client-abort": scenario_client_abort,
