@@ -259,8 +259,11 @@ fn unanswered_target() -> Result<(SocketAddr, (socket2::Socket, Vec<std::net::Tc
     Ok((addr, (listener, queued)))
 }
 
-/// One cell: a node (private targets allowed except for `private`), the
-/// target the scenario needs, the peer, and the checks of its summary.
+/// One cell: a node (private targets allowed except for `private`; a
+/// resolver without names for `dns-error`; a 1 s connect timeout for
+/// `timeout`), the target the scenario needs (echo, refused address,
+/// resetter, recording target, or one that never answers SYNs), the peer,
+/// and the checks of its summary (and of what a recording target saw).
 async fn cell(transport: &str, protocol: &str, scenario: &str) -> Result<()> {
     init_tracing();
     let connect_tcp = protocol != "classic";
