@@ -488,3 +488,39 @@ async fn udp_destination(
     let _ = tokio::time::timeout(Duration::from_secs(3), session.close()).await;
     addr
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, proxy_status: &str) -> ClientError {
+        ClientError::Refused {
+            status: http::StatusCode::from_u16(status).expect("status"),
+            proxy_status: Some(proxy_status.to_owned()),
+            details: masque_proto::proxy_status::parse(proxy_status.as_bytes())
+                .expect("Proxy-Status"),
+        }
+    }
+
+    #[test]
+    fn refusals_map_to_reply_codes() {
+        for (error, code) in [
+            ("connection_refused", reply::CONNECTION_REFUSED),
+            ("connection_timeout", reply::HOST_UNREACHABLE),
+            ("destination_unavailable", reply::HOST_UNREACHABLE),
+            ("dns_error", reply::HOST_UNREACHABLE),
+            ("dns_timeout", reply::HOST_UNREACHABLE),
+            ("destination_ip_unroutable", reply::NETWORK_UNREACHABLE),
+            ("destination_ip_prohibited", reply::NOT_ALLOWED),
+            ("proxy_internal_error", reply::GENERAL_FAILURE),
+        ] {
+            let e = refused(502, &format!("masque-node; error={error}"));
+            assert_eq!(reply_code(&e), code, "{error}");
+        }
+        assert_eq!(
+            reply_code(&refused(407, "masque-node")),
+            reply::GENERAL_FAILURE
+        );
+        assert_eq!(reply_code(&ClientError::Closed), reply::GENERAL_FAILURE);
+    }
+}
