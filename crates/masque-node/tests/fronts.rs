@@ -105,6 +105,12 @@ impl Front {
         F: FnOnce(Box<dyn Future<Output = ()> + Send + Unpin>, oneshot::Sender<Ready>) -> Fut,
         Fut: Future<Output = Result<FrontCounters, FrontError>> + Send + 'static,
     {
+        // The fronts' log (refusals with their reasons) lands in the output
+        // of a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_test_writer()
+            .try_init();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();
         let shutdown = Box::new(Box::pin(async move {
