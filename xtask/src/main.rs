@@ -246,6 +246,16 @@ fn bench(args: &[String]) -> Result<()> {
             .args(["bench", "-p", "masque-tests", "--bench", name, "--"])
             .args(args))?;
     }
+    run(cargo()
+        .args([
+            "bench",
+            "-p",
+            "masque-registry",
+            "--bench",
+            "ip_lookup",
+            "--",
+        ])
+        .args(args))?;
     Ok(())
 }
 
