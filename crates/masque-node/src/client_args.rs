@@ -150,7 +150,8 @@ pub struct FrontArgs {
     /// your credentials.
     #[arg(long)]
     pub allow_remote: bool,
-    /// At most this many local connections at once; more are closed at once.
+    /// At most this many local connections at once; those beyond it are
+    /// closed as soon as they are accepted.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
     /// Seconds a local client has for its handshake (SOCKS5 greeting,

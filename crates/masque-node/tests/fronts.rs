@@ -75,8 +75,18 @@ impl TestNode {
         Ok(Self { node, cert })
     }
 
-    fn url(&self) -> String {
-        format!("https://localhost:{}", self.node.local_addr().port())
+    /// The proxy URL for `transport`: the UDP port for HTTP/3, the TCP one
+    /// for HTTP/2 and HTTP/1.1 (the same number unless that port was taken
+    /// on TCP when the node started).
+    fn url(&self, transport: TransportChoice) -> String {
+        let port = match transport {
+            TransportChoice::H2 | TransportChoice::H1 => self
+                .node
+                .tcp_addr()
+                .map_or(self.node.local_addr().port(), |a| a.port()),
+            _ => self.node.local_addr().port(),
+        };
+        format!("https://localhost:{port}")
     }
 
     fn client(&self, transport: TransportChoice) -> Arc<SharedClient> {
@@ -87,7 +97,7 @@ impl TestNode {
             transport,
             ..Default::default()
         };
-        Arc::new(SharedClient::new(self.url(), options))
+        Arc::new(SharedClient::new(self.url(transport), options))
     }
 }
 
