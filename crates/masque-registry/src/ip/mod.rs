@@ -19,7 +19,9 @@
 //!   atomic load (is a writer running?), one epoch pin and skip-list search, one `Arc`
 //!   increment for the returned [`IpEntry`]; no allocation. The sink is the unsized tail of
 //!   the route (`Arc<Route<dyn PacketSink>>`), so route and sink are one allocation made once
-//!   at registration, and `IpEntry::try_send` is one dynamic call.
+//!   at registration, and `IpEntry::try_send` is one dynamic call. A lookup racing a
+//!   release may still return the range being released: the packet goes to the session that
+//!   owned the address when the lookup started (its sink says `Closed` if it is gone).
 //! - **Writes** (register, release, release_session) go through one writer actor
 //!   ([`IpRegistry`]), so they are serialised and the overlap check cannot race another
 //!   write. A new range is refused ([`IpRegistryError::Conflict`]) when it shares an address

@@ -373,3 +373,62 @@ async fn not_started_registry_is_a_tolerant_no_op() -> anyhow::Result<()> {
     assert!(reg.all().is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_racing_writes_only_ever_see_a_range_holding_the_address() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let (reg, _writer) = started().await?;
+    let (a, _) = session().await?;
+    let (b, _) = session().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (reg, stop, seen) = (reg.clone(), Arc::clone(&stop), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            let mut x = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let addr = std::net::IpAddr::V4((0x0a00_0000 | (x >> 22)).into());
+                if let Some(entry) = reg.lookup(addr) {
+                    assert!(entry.range().contains(addr), "{addr} in {:?}", entry);
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    // Alternate a /24 of `a` with four /26s of `b` over the same addresses, at least 200
+    // times and until the reader has found ranges (bounded).
+    let deadline = tokio::time::Instant::now() + super::WAIT;
+    for round in 0.. {
+        if round >= 200
+            && (seen.load(Ordering::Relaxed) >= 100 || tokio::time::Instant::now() > deadline)
+        {
+            break;
+        }
+        let out = reg
+            .register(ip("10.0.0.0"), 24, a.get_cell(), round, sink(1).0)
+            .await?;
+        assert!(out.is_registered());
+        assert!(matches!(
+            reg.release(ip("10.0.0.0"), 24).await?,
+            IpReleaseOutcome::Released(_)
+        ));
+        for quarter in 0..4u8 {
+            let addr = std::net::IpAddr::V4([10, 0, 0, quarter * 64].into());
+            let out = reg
+                .register(addr, 26, b.get_cell(), round, sink(1).0)
+                .await?;
+            assert!(out.is_registered());
+        }
+        let released = reg.release_session(b.get_id()).await;
+        assert!(matches!(released, IpReleaseSessionOutcome::Released(r) if r.len() == 4));
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader panicked"))?;
+    assert!(seen.load(Ordering::Relaxed) > 0, "the reader saw ranges");
+    Ok(())
+}
