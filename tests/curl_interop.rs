@@ -2,9 +2,10 @@
 //! TLS/TCP listener. curl cannot speak CONNECT-UDP, so these pin what a
 //! general-purpose client meets there: ALPN `h2` and `http/1.1`, a plain
 //! request answered as no tunnel request (405, no Proxy-Status: PS-04), and
-//! classic CONNECT through the node as an HTTPS proxy, recognised and
-//! answered 501 until the TCP sessions land (CC-09, RFC 9931: the refused
-//! CONNECT closes the connection).
+//! classic CONNECT through the node as an HTTPS proxy to a port where
+//! nothing listens, answered 502 `connection_refused` (CC-09, RFC 9931: the
+//! refused CONNECT closes the connection). The working tunnel through curl
+//! is in tcp_interop.rs.
 
 use std::{process::Stdio, time::Duration};
 
@@ -85,10 +86,10 @@ async fn curl_plain_get_is_405_on_h2_and_h1() -> Result<()> {
 }
 
 /// curl using the node as an HTTPS proxy for plain HTTP: classic CONNECT over
-/// HTTP/1.1, recognised and refused with 501 (and Proxy-Status) until the
-/// TCP sessions exist; curl reports the refused CONNECT.
+/// HTTP/1.1 to a closed port, refused with 502 and a Proxy-Status naming
+/// connection_refused; curl reports the refused CONNECT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_classic_connect_through_the_node_is_501() -> Result<()> {
+async fn curl_classic_connect_to_a_closed_port_is_502() -> Result<()> {
     let node = TestNode::start(true).await?;
     let tcp = node.node.tcp_addr().context("the node serves TCP")?;
     let ca = node_ca_file(&node)?;
@@ -108,12 +109,13 @@ async fn curl_classic_connect_through_the_node_is_501() -> Result<()> {
     .await?;
     ensure!(!ok, "the tunnel must be refused");
     ensure!(
-        err.contains("CONNECT 127.0.0.1:9 HTTP/1.1") && err.contains("501"),
-        "curl did not see a 501 to its CONNECT:\n{err}"
+        err.contains("CONNECT 127.0.0.1:9 HTTP/1.1") && err.contains("502"),
+        "curl did not see a 502 to its CONNECT:\n{err}"
     );
     ensure!(
-        err.to_ascii_lowercase().contains("proxy-status:"),
-        "the 501 names its cause:\n{err}"
+        err.to_ascii_lowercase().contains("proxy-status:")
+            && err.contains("connection_refused"),
+        "the 502 names its cause:\n{err}"
     );
     let h1 = node
         .node

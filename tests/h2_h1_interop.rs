@@ -274,8 +274,9 @@ async fn h2_malformed_capsules_reset_only_their_stream() -> Result<()> {
 }
 
 /// XC-07, XC-11, CC-13: malformed requests get 400 or a stream reset, never
-/// a tunnel; XC-10: connect-ip, connect-tcp, an unknown token and classic
-/// CONNECT get 501 with Proxy-Status; the connection survives them all.
+/// a tunnel; XC-10: connect-ip and an unknown token get 501 with
+/// Proxy-Status; connect-tcp and classic CONNECT to a closed port 502
+/// connection_refused; the connection survives them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_malformed_and_unsupported_requests() -> Result<()> {
     init_tracing();
@@ -285,7 +286,8 @@ async fn h2_malformed_and_unsupported_requests() -> Result<()> {
     let s = Setup::start().await?;
     let out = s.run(&python, H2, "requests").await?;
     assert_eq!(number(&out, "malformed_refused")?, 5);
-    assert_eq!(number(&out, "not_implemented_501")?, 4);
+    assert_eq!(number(&out, "not_implemented_501")?, 2);
+    assert_eq!(number(&out, "target_refused_502")?, 2);
     assert_eq!(field(&out, "connection_kept"), Some("true"));
     // Requests the h2 crate resets as malformed never reach the node's
     // pipeline; the 501s and the final tunnel always do.
@@ -347,7 +349,8 @@ async fn h1_upgrade_datagram_capsule_echo() -> Result<()> {
 /// CC-10, CC-12, RFC 9931: refusals close the connection and a pipelined
 /// second request is never answered; 404 for a path outside the template,
 /// 400 without Host or with two, 400 or a close for garbage, 501 with
-/// Proxy-Status for connect-ip, connect-tcp and classic CONNECT.
+/// Proxy-Status for connect-ip, 502 connection_refused for connect-tcp and
+/// classic CONNECT to a closed port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_refusals_close_the_connection() -> Result<()> {
     init_tracing();

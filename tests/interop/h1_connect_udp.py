@@ -16,8 +16,9 @@ Scenarios (one per run):
   refusals     wrong path → 404 + `Connection: close`, connection closed, and
                a pipelined second request never answered (RFC 9931); missing
                Host → 400; two Host fields → 400; garbage request line → 400
-               or close; `Upgrade: connect-ip` / `connect-tcp` and classic
-               `CONNECT host:port` → 501 + Proxy-Status
+               or close; `Upgrade: connect-ip` → 501 + Proxy-Status;
+               `Upgrade: connect-tcp` and classic `CONNECT host:port` to a
+               port where nothing listens → 502 + Proxy-Status
   truncated    a capsule cut short, then the write side closed (TLS
                close_notify + TCP FIN, and TCP FIN alone; --variant picks
                one): the node closes
@@ -283,11 +284,11 @@ def scenario_refusals(a, out):
     detail["upgrade_connect_tcp"] = refusal(
         a, "Upgrade: connect-tcp",
         upgrade_request(a, path="/.well-known/masque/tcp/127.0.0.1/9/", token="connect-tcp"),
-        [501], want_proxy_status=True,
+        [502], want_proxy_status=True,
     )
     detail["classic_connect"] = refusal(
         a, "classic CONNECT", b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n",
-        [501], want_proxy_status=True,
+        [502], want_proxy_status=True,
     )
     out["refusals"] = len(detail)
     out["pipelined_second_response"] = False

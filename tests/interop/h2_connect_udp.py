@@ -19,8 +19,10 @@ Scenarios (one per run, so the Rust test can run and count them separately):
                capsule followed by END_STREAM: each gets RST_STREAM
                PROTOCOL_ERROR while the connection's other tunnels keep working
   requests     malformed requests get 400 or a stream reset (never 2xx);
-               connect-ip, connect-tcp, an unknown token and classic CONNECT
-               get 501 + proxy-status; the connection survives all of them
+               connect-ip and an unknown token get 501 + proxy-status;
+               connect-tcp and classic CONNECT to a port where nothing
+               listens get 502 + proxy-status (connection_refused); the
+               connection survives all of them
 
 Prints one JSON object on stdout (flat keys first, `"ok": true|false`); exits
 1 with the reason in `"error"` on the first failed check. Every wait is
@@ -376,21 +378,29 @@ def scenario_requests(a, out):
                     c.flush()
             refused += 1
         out["malformed_refused"] = refused
-        n501 = 0
-        for name in ["connect_ip", "connect_tcp", "unknown_protocol", "classic_connect"]:
+        n501 = n502 = 0
+        expected = [("connect_ip", 501), ("connect_tcp", 502), ("unknown_protocol", 501), ("classic_connect", 502)]
+        for name, want in expected:
             sid = c.request(not_implemented_headers(name, auth))
-            s = c.response(sid, f"{name}: 501")
+            s = c.response(sid, f"{name}: {want}")
             detail[name] = {"status": s.status, "reset": s.reset, "proxy_status": (s.headers or {}).get(b"proxy-status", b"").decode()}
             # A reset after the response (RST_STREAM NO_ERROR closing our
             # request half, RFC 9113 §8.1) is fine; one instead of it is not.
-            check(s.headers is not None, f"{name}: stream reset {s.reset} instead of 501")
-            check(s.status == 501, f"{name}: status {s.status}, wanted 501")
-            check(b"proxy-status" in s.headers, f"{name}: 501 without proxy-status: {s.headers}")
+            check(s.headers is not None, f"{name}: stream reset {s.reset} instead of {want}")
+            check(s.status == want, f"{name}: status {s.status}, wanted {want}")
+            check(b"proxy-status" in s.headers, f"{name}: {want} without proxy-status: {s.headers}")
+            if want == 502:
+                ps = s.headers[b"proxy-status"]
+                check(b"connection_refused" in ps, f"{name}: proxy-status {ps}")
             if not s.ended and s.reset is None:
                 c.conn.reset_stream(sid, 0x8)
                 c.flush()
-            n501 += 1
+            if want == 501:
+                n501 += 1
+            else:
+                n502 += 1
         out["not_implemented_501"] = n501
+        out["target_refused_502"] = n502
         # The connection survived every refusal: a tunnel still works on it.
         sid = c.open_udp("127.0.0.1", a.target_port, auth, "tunnel after the refusals")
         c.echo_round([(sid, b"still-alive")], "tunnel after the refusals")

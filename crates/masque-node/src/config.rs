@@ -544,8 +544,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// `allow_target` / `deny_target`: TOML lists, replaced by the flags;
-    /// a malformed rule is a start-up error naming the key.
     /// The TCP-tunnel limits: defaults, the file, flags over the file, and
     /// 0 refused.
     #[test]
@@ -609,6 +607,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// `allow_target` / `deny_target`: TOML lists, replaced by the flags;
+    /// a malformed rule is a start-up error naming the key.
     #[test]
     fn target_rules_file_then_flags() {
         let dir = std::env::temp_dir().join(format!("masque-node-rules-{}", std::process::id()));

@@ -33,7 +33,9 @@ use crate::{
 pub enum SessionMsg {
     /// Delivered to `TunnelHandler::info` (bounded queue; full -> dropped, counted).
     Info(Box<dyn Any + Send>),
-    /// Ends the tunnel cleanly (FIN), e.g. on node shutdown.
+    /// Ends the tunnel, e.g. on node shutdown: a datagram tunnel cleanly
+    /// (FIN after queued output), a stream tunnel with a reset (a FIN would
+    /// tell the client its byte stream was complete).
     Close,
     /// The runtime task ended (internal).
     #[doc(hidden)]
