@@ -9,7 +9,7 @@
 //! reset can cut into a write the proxy gives no credit for, and the halves
 //! split for free ([`TcpTunnel::into_split`]). Every buffer is bounded: the
 //! write side holds at most two pieces of 64 KiB, the read side a queue of
-//! four received pieces (shared with the transport, never copied before the
+//! 32 received pieces (shared with the transport, never copied before the
 //! caller's buffer) on top of the transport's own window.
 //!
 //! Closing (CTCP-19..22): `shutdown()` sends FINAL_DATA (connect-tcp) or ends
@@ -105,7 +105,7 @@ pub struct TcpTunnelInfo {
 /// while the caller only reads (as with a kernel socket), an abort cuts into
 /// a write the proxy gives no credit for, and [`into_split`](Self::into_split)
 /// costs nothing. Buffers are bounded: at most two pieces of 64 KiB on the
-/// way out (`poll_write` waits for room), and four received pieces on the
+/// way out (`poll_write` waits for room), and 32 received pieces on the
 /// way in on top of the transport's window (HTTP/3 and HTTP/2 flow control,
 /// TCP on HTTP/1.1), which holds the proxy back while nobody reads. Received
 /// bytes are copied once, into the caller's buffer
