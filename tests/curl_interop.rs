@@ -113,8 +113,7 @@ async fn curl_classic_connect_to_a_closed_port_is_502() -> Result<()> {
         "curl did not see a 502 to its CONNECT:\n{err}"
     );
     ensure!(
-        err.to_ascii_lowercase().contains("proxy-status:")
-            && err.contains("connection_refused"),
+        err.to_ascii_lowercase().contains("proxy-status:") && err.contains("connection_refused"),
         "the 502 names its cause:\n{err}"
     );
     let h1 = node
