@@ -4,6 +4,9 @@
 //! connection to the same source, and one quinn stream carrying the same
 //! bytes (no HTTP, no proxy: what HTTP/3 sits on). Then tunnel setups per
 //! second on one connection (open, one byte echoed, half-close, end).
+//! A third reference, "quinn stream + TCP hop", relays a quinn stream to the
+//! same TCP source with `tokio::io::copy` (no HTTP, no framing): the two hops
+//! every TCP proxy pays, so the distance from it is what MASQUE costs.
 //!
 //! A transfer is a download: the source writes `TRANSFER` bytes and its FIN,
 //! the client reads to the end. Paths run in alternating rounds so drift in
@@ -128,6 +131,44 @@ async fn quinn_source(cert: &masque_tests::TestCert) -> Result<(SocketAddr, quin
     Ok((addr, server))
 }
 
+/// A quinn server whose every bidirectional stream is relayed to a TCP
+/// connection to `source` (no HTTP, no framing): the bytes take the same two
+/// hops as through the proxy, a reference for what the TCP hop itself costs.
+async fn quinn_relay(
+    cert: &masque_tests::TestCert,
+    source: SocketAddr,
+) -> Result<(SocketAddr, quinn::Endpoint)> {
+    let server = server_endpoint(cert, 16)?;
+    let addr = server.local_addr()?;
+    let ep = server.clone();
+    tokio::spawn(async move {
+        while let Some(inc) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = inc.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let Ok(tcp) = TcpStream::connect(source).await else {
+                            return;
+                        };
+                        let _ = tcp.set_nodelay(true);
+                        let (mut r, mut w) = tcp.into_split();
+                        let up = async {
+                            let _ = tokio::io::copy(&mut recv, &mut w).await;
+                            let _ = w.shutdown().await;
+                        };
+                        let down = async {
+                            let _ = tokio::io::copy(&mut r, &mut send).await;
+                            let _ = send.finish();
+                        };
+                        tokio::join!(up, down);
+                    });
+                }
+            });
+        }
+    });
+    Ok((addr, server))
+}
+
 /// One quinn stream as an `AsyncRead + AsyncWrite`.
 struct QuinnStream(quinn::SendStream, quinn::RecvStream);
 
@@ -169,6 +210,7 @@ impl AsyncWrite for QuinnStream {
 enum Kind {
     Direct,
     Quinn,
+    QuinnRelay,
     Tunnel(Transport, bool),
 }
 
@@ -177,6 +219,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct TCP".into(),
             Kind::Quinn => "quinn stream".into(),
+            Kind::QuinnRelay => "quinn stream + TCP hop".into(),
             Kind::Tunnel(t, false) => format!("connect-tcp {t:?}"),
             Kind::Tunnel(t, true) => format!("classic CONNECT {t:?}"),
         }
@@ -190,6 +233,8 @@ async fn run() -> Result<()> {
     let (quinn_addr, _quinn_server) = quinn_source(&cert).await?;
     let quinn_client = client_endpoint(&cert, 16)?;
     let quinn_conn = quinn_client.connect(quinn_addr, "localhost")?.await?;
+    let (relay_addr, _relay_server) = quinn_relay(&cert, source).await?;
+    let relay_conn = quinn_client.connect(relay_addr, "localhost")?.await?;
     let mut clients = std::collections::HashMap::new();
     for t in [Transport::H3, Transport::H2] {
         clients.insert(
@@ -204,11 +249,28 @@ async fn run() -> Result<()> {
     let kinds = [
         Kind::Direct,
         Kind::Quinn,
+        Kind::QuinnRelay,
         Kind::Tunnel(Transport::H3, false),
         Kind::Tunnel(Transport::H2, false),
         Kind::Tunnel(Transport::H1, false),
         Kind::Tunnel(Transport::H2, true),
     ];
+    // MASQUE_BENCH_PATHS="quinn,H3" keeps the paths whose name contains one
+    // of the words (for profiling one path); the first two are the baselines.
+    let only: Option<Vec<String>> = std::env::var("MASQUE_BENCH_PATHS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let kinds: Vec<Kind> = kinds
+        .into_iter()
+        .filter(|k| {
+            only.as_ref()
+                .is_none_or(|o| o.iter().any(|w| k.name().contains(w.as_str())))
+        })
+        .collect();
+    ensure!(
+        kinds.len() >= 2,
+        "MASQUE_BENCH_PATHS left fewer than two paths"
+    );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     for round in 0..ROUNDS {
         for (i, kind) in kinds.iter().enumerate() {
@@ -220,6 +282,10 @@ async fn run() -> Result<()> {
                 }
                 Kind::Quinn => {
                     let (send, recv) = quinn_conn.open_bi().await?;
+                    download(QuinnStream(send, recv)).await?
+                }
+                Kind::QuinnRelay => {
+                    let (send, recv) = relay_conn.open_bi().await?;
                     download(QuinnStream(send, recv)).await?
                 }
                 Kind::Tunnel(t, classic) => {
@@ -246,30 +312,35 @@ async fn run() -> Result<()> {
         }
     }
     let med: Vec<f64> = rates.iter().map(|r| median(r)).collect();
-    let (direct, quinn) = (med[0], med[1]);
+    let rate_of = |k: Kind| kinds.iter().position(|x| *x == k).map(|i| med[i]);
+    let direct = rate_of(Kind::Direct).unwrap_or(f64::NAN);
+    let quinn = rate_of(Kind::Quinn).unwrap_or(f64::NAN);
     println!(
         "\nTCP bulk download, {} MiB per transfer, median of {ROUNDS} rounds",
         TRANSFER >> 20
     );
+    let relay = rate_of(Kind::QuinnRelay).unwrap_or(f64::NAN);
     println!(
-        "{:<26} {:>10} {:>10} {:>10}",
-        "path", "MiB/s", "/direct", "/quinn"
+        "{:<26} {:>10} {:>10} {:>10} {:>12}",
+        "path", "MiB/s", "/direct", "/quinn", "/quinn+hop"
     );
     let mut json = Vec::new();
     for (kind, rate) in kinds.iter().zip(&med) {
         let mib = rate / (1 << 20) as f64;
         println!(
-            "{:<26} {:>10.0} {:>9.3}x {:>9.3}x",
+            "{:<26} {:>10.0} {:>9.3}x {:>9.3}x {:>11.3}x",
             kind.name(),
             mib,
             rate / direct,
-            rate / quinn
+            rate / quinn,
+            rate / relay
         );
         json.push(format!(
-            "{{\"path\":\"{}\",\"mib_per_s\":{mib:.1},\"vs_direct\":{:.3},\"vs_quinn\":{:.3}}}",
+            "{{\"path\":\"{}\",\"mib_per_s\":{mib:.1},\"vs_direct\":{:.3},\"vs_quinn\":{:.3},\"vs_quinn_relay\":{:.3}}}",
             kind.name(),
             rate / direct,
-            rate / quinn
+            rate / quinn,
+            rate / relay
         ));
     }
 
