@@ -9,8 +9,8 @@
 //! reset can cut into a write the proxy gives no credit for, and the halves
 //! split for free ([`TcpTunnel::into_split`]). Every buffer is bounded: the
 //! write side holds at most two pieces of 64 KiB, the read side a queue of
-//! 32 received pieces (shared with the transport, never copied before the
-//! caller's buffer) on top of the transport's own window.
+//! 32 received pieces (shared with the transport, or a burst of them gathered
+//! into one) on top of the transport's own window.
 //!
 //! Closing (CTCP-19..22): `shutdown()` sends FINAL_DATA (connect-tcp) or ends
 //! our side (classic: FIN / END_STREAM / TLS close_notify) and reading goes
@@ -108,8 +108,9 @@ pub struct TcpTunnelInfo {
 /// way out (`poll_write` waits for room), and 32 received pieces on the
 /// way in on top of the transport's window (HTTP/3 and HTTP/2 flow control,
 /// TCP on HTTP/1.1), which holds the proxy back while nobody reads. Received
-/// bytes are copied once, into the caller's buffer
-/// ([`TcpReadHalf::recv`] hands them out without any copy).
+/// bytes are copied into the caller's buffer, and once more when a burst of
+/// small pieces is gathered into one ([`TcpReadHalf::recv`] hands pieces out
+/// without the first copy).
 #[derive(Debug)]
 pub struct TcpTunnel {
     read: TcpReadHalf,

