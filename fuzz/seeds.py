@@ -268,6 +268,17 @@ SEEDS = {
         "bad_padding": b"\x01\x18",
         "eos": b"\x01\xff\xff\xff\xff",
     },
+    "metrics_http": {
+        "get": b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "head_query_http10": b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n",
+        "bare_lf": b"GET /metrics HTTP/1.1\nhost: x\n\nrest",
+        "no_host": b"GET /metrics HTTP/1.1\r\n\r\n",
+        "post": b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "other_path": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "garbage": b"\xff\xfe\r\n\r\n",
+        "cut": b"GET /metr",
+        "four_parts": b"GET /metrics HTTP/1.1 extra\r\n\r\n",
+    },
     "socks5_wire": {
         # First byte: 0 greeting, 1 username/password, 2 request, 3 UDP datagram.
         "greeting_noauth": b"\x00\x05\x01\x00",

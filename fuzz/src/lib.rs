@@ -447,6 +447,40 @@ pub mod huffman {
     }
 }
 
+/// masque-node's metrics endpoint HTTP, std only, included as it is.
+#[path = "../../crates/masque-node/src/metrics_endpoint/http.rs"]
+#[allow(dead_code)]
+mod metrics_http_impl;
+
+/// The `--metrics-listen` endpoint's request handling: wherever the head is
+/// cut, `find_head_end` stays within it, `respond` never panics and answers
+/// one of the statuses it documents, and the response encodes with a
+/// Content-Length that matches its body.
+pub mod metrics_http {
+    use crate::metrics_http_impl::{find_head_end, respond};
+
+    /// One fuzz input.
+    pub fn run(data: &[u8]) {
+        let head = match find_head_end(data) {
+            Some(end) => {
+                assert!(end <= data.len());
+                &data[..end]
+            }
+            None => data,
+        };
+        let r = respond(head, || "masque_x 1\n".to_owned());
+        assert!(
+            matches!(r.status, 200 | 400 | 404 | 405),
+            "status {}",
+            r.status
+        );
+        let wire = r.encode();
+        let text = String::from_utf8_lossy(&wire);
+        assert!(text.starts_with(&format!("HTTP/1.1 {} ", r.status)));
+        assert!(text.contains(&format!("content-length: {}\r\n", r.body.len())));
+    }
+}
+
 /// masque-node's SOCKS5 wire module, std only, included as it is (masque-node
 /// itself is too heavy a dependency for the fuzz crate).
 #[path = "../../crates/masque-node/src/socks5_wire.rs"]
@@ -536,6 +570,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("h3_frames", h3_frames::run),
     ("huffman", huffman::run),
     ("ip_icmp", ip_icmp::run),
+    ("metrics_http", metrics_http::run),
     ("qpack_decode", qpack_decode::run),
     ("request_classify", request_classify::run),
     ("socks5_wire", socks5_wire::run),
