@@ -42,6 +42,31 @@ pub enum Target {
     Tcp(TcpTarget),
 }
 
+impl Target {
+    /// The target's address when the request named an IP literal (what the
+    /// outbound policy can judge before any session); `None` for a name or
+    /// a wildcard.
+    pub fn literal_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Target::Udp(UdpTarget::Host(hp)) | Target::Tcp(TcpTarget { target: hp, .. }) => {
+                literal(hp)
+            }
+            Target::Udp(UdpTarget::Wildcard) => None,
+        }
+    }
+}
+
+/// The socket address of `hp` when its host is an IP literal.
+pub(crate) fn literal(hp: &HostPort) -> Option<std::net::SocketAddr> {
+    use masque_proto::template::Host;
+    let ip: std::net::IpAddr = match &hp.host {
+        Host::V4(a) => (*a).into(),
+        Host::V6(a) => (*a).into(),
+        Host::Name(_) => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, hp.port.get()))
+}
+
 /// The target of a stream tunnel and how its bytes are framed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpTarget {

@@ -13,10 +13,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use masque_proto::{
-    proxy_status::TunnelFailure,
-    template::{Host, UdpTarget},
-};
+use masque_proto::proxy_status::TunnelFailure;
 use masque_transport::TunnelRequest;
 use tokio::net::TcpSocket;
 
@@ -235,25 +232,6 @@ impl Handler for Proxy {
         metrics: &Arc<Metrics>,
     ) -> Result<TargetStream, Refusal> {
         self.tcp.connect(request, target, metrics).await
-    }
-}
-
-/// The literal address of a target, if it is one.
-pub(crate) fn literal(host: &Host, port: u16) -> Option<SocketAddr> {
-    match host {
-        Host::V4(a) => Some(SocketAddr::new((*a).into(), port)),
-        Host::V6(a) => Some(SocketAddr::new((*a).into(), port)),
-        Host::Name(_) => None,
-    }
-}
-
-/// What the policy check before any session looks at: the literal address
-/// of a UDP or TCP target.
-pub(crate) fn literal_target(target: &Target) -> Option<SocketAddr> {
-    match target {
-        Target::Udp(UdpTarget::Host(hp)) => literal(&hp.host, hp.port.get()),
-        Target::Udp(UdpTarget::Wildcard) => None,
-        Target::Tcp(t) => literal(&t.target.host, t.target.port.get()),
     }
 }
 

@@ -101,23 +101,19 @@ impl UdpProxy {
         hp: &HostPort,
         metrics: &Metrics,
     ) -> Result<Vec<SocketAddr>, Refusal> {
-        let port = hp.port.get();
-        match &hp.host {
-            Host::V4(a) => Ok(vec![SocketAddr::new((*a).into(), port)]),
-            Host::V6(a) => Ok(vec![SocketAddr::new((*a).into(), port)]),
-            Host::Name(name) => {
-                resolve_within_budget(
-                    self.config.resolver.as_ref(),
-                    &self.lookups,
-                    self.config.dns_timeout,
-                    request.peer,
-                    name.as_str(),
-                    port,
-                    metrics,
-                )
-                .await
-            }
-        }
+        let Host::Name(name) = &hp.host else {
+            return Ok(crate::handler::literal(hp).into_iter().collect());
+        };
+        resolve_within_budget(
+            self.config.resolver.as_ref(),
+            &self.lookups,
+            self.config.dns_timeout,
+            request.peer,
+            name.as_str(),
+            hp.port.get(),
+            metrics,
+        )
+        .await
     }
 }
 
@@ -126,7 +122,7 @@ impl Handler for UdpProxy {
     /// Literal IP targets (UDP or TCP) are checked against the policy
     /// before any session.
     async fn accept(&self, _request: &TunnelRequest, target: &Target) -> Result<(), Refusal> {
-        match crate::tcp_proxy::literal_target(target) {
+        match target.literal_addr() {
             Some(addr) => self.check(addr),
             None => Ok(()),
         }

@@ -188,7 +188,12 @@ async fn relay(
     drop(slot);
     match reset_for(&reason) {
         None => {
-            body_tx.finish().await;
+            // Classic CONNECT already ended our body at the target's FIN;
+            // CONNECT-TCP sent FINAL_DATA then and ends the stream now that
+            // both directions are done (CTCP-21).
+            if let StreamFraming::Capsules(_) = framing {
+                body_tx.finish().await;
+            }
             drop((read, write, fd));
         }
         Some(r) => {
@@ -345,10 +350,9 @@ async fn downstream(
                 to_client(body, fin.freeze(), config, metrics).await?;
             }
         }
-        None => {
-            let _ = bounded(config.stream_write_timeout, body.flush()).await;
-            body.finish().await;
-        }
+        // Nothing is pending (every write above was sent and flushed): the
+        // end of our body is the FIN.
+        None => body.finish().await,
     }
     Ok(())
 }
