@@ -10,9 +10,11 @@
 //!
 //! Request bookkeeping (R9484-29/33) lives in [`pending`].
 
+pub mod forward;
 pub mod pending;
 mod route;
 
+pub use forward::{ForwardRules, LocalAddrs, PacketDrop, Verdict, any_scope, scope_ranges};
 pub use pending::{
     Admitted, Answer, DEFAULT_MAX_PENDING, DEFAULT_MAX_REMEMBERED, OutgoingRequests,
     PendingRequests,
