@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use masque_server::{
     admission::AdmissionLimits,
     config::{DEFAULT_QUIC_SOCKET_BUFFER, TcpListen},
+    ip::IpPrefix,
     policy::TargetRule,
     resolver::LookupLimits,
     session::budget::PacketRate,
@@ -118,6 +119,23 @@ pub struct ServeArgs {
     /// nothing before it is closed [default: 60].
     #[arg(long, value_name = "SECS")]
     pub half_closed_timeout: Option<u64>,
+    /// CONNECT-IP address pool, CIDR (repeatable, IPv4 and IPv6): clients'
+    /// ADDRESS_REQUESTs are answered from it; the node keeps each pool's
+    /// first host address. Without a pool CONNECT-IP is answered 501.
+    #[arg(long = "ip-pool", value_name = "CIDR")]
+    pub ip_pool: Vec<IpPrefix>,
+    /// CONNECT-IP egress: create this TUN device, holding the node's address
+    /// in each pool; packets of IP tunnels leave and arrive through it. Needs
+    /// CAP_NET_ADMIN; see docs/use/vpn.md for forwarding and NAT.
+    #[arg(long, value_name = "NAME")]
+    pub ip_tun: Option<String>,
+    /// MTU of the TUN device [default: 1500].
+    #[arg(long, value_name = "BYTES")]
+    pub ip_tun_mtu: Option<u16>,
+    /// Route advertised to CONNECT-IP clients, CIDR (repeatable) [default:
+    /// the tunnel's scope].
+    #[arg(long = "ip-route", value_name = "CIDR")]
+    pub ip_route: Vec<IpPrefix>,
     /// Datagrams per second one UDP tunnel may send toward its target; more
     /// are dropped and counted; 0 = unlimited [default: 200000].
     #[arg(long, value_name = "PPS")]
@@ -174,10 +192,23 @@ struct FileConfig {
     half_closed_timeout: Option<u64>,
     datagram_rate: Option<u32>,
     datagram_burst: Option<u32>,
+    ip_pool: Option<Vec<String>>,
+    ip_tun: Option<String>,
+    ip_tun_mtu: Option<u16>,
+    ip_route: Option<Vec<String>>,
     quic_recv_buffer: Option<usize>,
     quic_send_buffer: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     auth_token_file: Option<PathBuf>,
+}
+
+/// CIDR prefixes from the configuration file.
+fn prefixes(name: &str, values: Option<Vec<String>>) -> Result<Vec<IpPrefix>> {
+    values
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.parse().with_context(|| format!("{name}: `{v}`")))
+        .collect()
 }
 
 /// The resolved configuration.
@@ -210,6 +241,14 @@ pub struct NodeConfig {
     pub half_closed_timeout: Duration,
     /// `--datagram-rate`, `--datagram-burst` (`None`: unlimited).
     pub datagram_rate: Option<PacketRate>,
+    /// `--ip-pool` (flags, else the file's `ip_pool`).
+    pub ip_pool: Vec<IpPrefix>,
+    /// `--ip-tun`.
+    pub ip_tun: Option<String>,
+    /// `--ip-tun-mtu`.
+    pub ip_tun_mtu: u16,
+    /// `--ip-route` (empty: the scope).
+    pub ip_route: Vec<IpPrefix>,
     pub quic_recv_buffer: usize,
     pub quic_send_buffer: usize,
     pub metrics_listen: Option<SocketAddr>,
@@ -375,6 +414,21 @@ impl NodeConfig {
             stream_write_timeout,
             half_closed_timeout,
             datagram_rate,
+            ip_pool: if args.ip_pool.is_empty() {
+                prefixes("ip_pool", file.ip_pool)?
+            } else {
+                args.ip_pool.clone()
+            },
+            ip_tun: args.ip_tun.clone().or(file.ip_tun),
+            ip_tun_mtu: match args.ip_tun_mtu.or(file.ip_tun_mtu).unwrap_or(1500) {
+                m if m < 1280 => bail!("ip_tun_mtu must be at least 1280 (RFC 9484 §7.2)"),
+                m => m,
+            },
+            ip_route: if args.ip_route.is_empty() {
+                prefixes("ip_route", file.ip_route)?
+            } else {
+                args.ip_route.clone()
+            },
             drain_timeout: Duration::from_secs(
                 args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
             ),

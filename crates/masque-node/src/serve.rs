@@ -5,8 +5,10 @@ use std::{net::IpAddr, sync::Arc};
 
 use anyhow::{Context, Result};
 use masque_server::{
-    Node, Proxy, ProxyAuth, ServerConfig, SessionConfig, TcpProxyConfig, UdpProxyConfig,
+    IpProxy, IpProxyConfig, Node, Proxy, ProxyAuth, ServerConfig, SessionConfig, TcpProxyConfig,
+    UdpProxyConfig,
     config::TcpListen,
+    ip::TunEgress,
     policy::{AddressPolicy, OwnListeners, TargetRules},
 };
 use masque_transport::tls::{DevCert, ServerTls, format_fingerprint_colon};
@@ -15,6 +17,33 @@ use crate::{
     config::{LogFormat, NodeConfig, ServeArgs},
     metrics_endpoint::MetricsEndpoint,
 };
+
+/// CONNECT-IP (`--ip-pool`), with the TUN egress (`--ip-tun`) it needs.
+fn ip_proxy(cfg: &NodeConfig) -> Result<Option<IpProxy>> {
+    if cfg.ip_pool.is_empty() {
+        if cfg.ip_tun.is_some() {
+            anyhow::bail!("--ip-tun needs at least one --ip-pool");
+        }
+        return Ok(None);
+    }
+    let Some(name) = &cfg.ip_tun else {
+        anyhow::bail!("--ip-pool needs an egress for the packets: --ip-tun NAME");
+    };
+    let tun = TunEgress::create(name, cfg.ip_tun_mtu, &cfg.ip_pool).with_context(|| {
+        format!("creating TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)")
+    })?;
+    let config = IpProxyConfig {
+        pools: cfg.ip_pool.clone(),
+        routes: (!cfg.ip_route.is_empty()).then(|| cfg.ip_route.clone()),
+        ..Default::default()
+    };
+    for pool in &config.pools {
+        tracing::info!(%pool, tun = %tun.name(), "CONNECT-IP pool");
+    }
+    Ok(Some(
+        IpProxy::new(config, Arc::new(tun)).context("--ip-pool")?,
+    ))
+}
 
 pub async fn run(args: &ServeArgs) -> Result<()> {
     let cfg = NodeConfig::resolve(args)?;
@@ -76,6 +105,10 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
             ..Default::default()
         },
     );
+    let proxy = match ip_proxy(&cfg)? {
+        Some(ip) => proxy.with_ip(ip),
+        None => proxy,
+    };
     for rule in &cfg.deny_target {
         tracing::info!(%rule, "outbound policy: deny");
     }

@@ -26,7 +26,7 @@ use masque_proto::{
     capsule::Capsule,
     proxy_status::{ProxyStatus, TunnelFailure},
     tcp::Codepoints,
-    template::{HostPort, UdpTarget},
+    template::{HostPort, IpTarget, UdpTarget},
 };
 use masque_transport::TunnelRequest;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -40,6 +40,8 @@ pub enum Target {
     Udp(UdpTarget),
     /// A TCP stream: CONNECT-TCP or classic CONNECT.
     Tcp(TcpTarget),
+    /// CONNECT-IP (RFC 9484): the request's scope.
+    Ip(IpTarget),
 }
 
 impl Target {
@@ -51,7 +53,7 @@ impl Target {
             Target::Udp(UdpTarget::Host(hp)) | Target::Tcp(TcpTarget { target: hp, .. }) => {
                 literal(hp)
             }
-            Target::Udp(UdpTarget::Wildcard) => None,
+            Target::Udp(UdpTarget::Wildcard) | Target::Ip(_) => None,
         }
     }
 }
@@ -172,6 +174,9 @@ pub enum Action {
     Close,
     /// End the tunnel abruptly (stream reset, H3_CONNECT_ERROR on HTTP/3).
     Abort,
+    /// The client sent a capsule the handler found malformed (R9297-22): reset
+    /// the stream as malformed (H3_MESSAGE_ERROR, PROTOCOL_ERROR on HTTP/2).
+    Malformed,
 }
 
 /// Why a tunnel ended, as seen by [`TunnelHandler::terminate`].
@@ -218,6 +223,13 @@ pub trait Handler: Send + Sync + 'static {
         target: &Target,
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal>;
+
+    /// Called once by [`crate::Node::start`] with the node's counters, before
+    /// any tunnel: start background work that feeds tunnels (e.g. a TUN
+    /// reader). The default does nothing.
+    fn attach(&self, metrics: &std::sync::Arc<crate::metrics::Metrics>) {
+        let _ = metrics;
+    }
 
     /// Opens the target of a stream tunnel before the 2xx (CTCP-09: the TCP
     /// connection is tried before any status is sent). The default serves no

@@ -7,11 +7,13 @@ pub mod auth;
 pub mod config;
 mod context;
 pub mod handler;
+pub mod ip;
 mod listener;
 pub mod metrics;
 pub mod node;
 mod output;
 pub mod policy;
+mod proxy;
 pub mod resolver;
 mod router;
 pub mod session;
@@ -28,9 +30,11 @@ pub use handler::{
     Action, ByteStream, CloseReason, Handler, Refusal, StreamFraming, Target, TargetStream,
     TcpTarget, TunnelHandler, TunnelOutput,
 };
+pub use ip::{IpProxy, IpProxyConfig};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{Node, NodeError};
 pub use output::OutputError;
+pub use proxy::Proxy;
 pub use task_group::TunnelTask;
-pub use tcp_proxy::{Proxy, TcpProxy, TcpProxyConfig};
+pub use tcp_proxy::{TcpProxy, TcpProxyConfig};
 pub use udp_proxy::{UdpProxy, UdpProxyConfig};

@@ -1,6 +1,7 @@
 //! Node counters (atomics, read without an actor hop) and their Prometheus text
 //! exposition. Every drop on the data plane has a counter here.
 
+use masque_proto::connect_ip::PacketDrop;
 use masque_proto::proxy_status::{ProxyStatusError, TunnelFailure};
 use masque_transport::Transport;
 use std::{
@@ -20,6 +21,8 @@ macro_rules! metrics {
             pub refusals: Refusals,
             /// The HTTP/3 connections' own counters, live and closed.
             pub h3: H3Counters,
+            /// CONNECT-IP packets dropped by the forwarding rules, by reason.
+            pub ip_drops: IpDrops,
         }
 
         /// A copy of [`Metrics`] at one instant.
@@ -48,6 +51,7 @@ macro_rules! metrics {
                 self.by_transport.render(&mut out);
                 self.refusals.render(&mut out);
                 self.h3.render(&mut out);
+                self.ip_drops.render(&mut out);
                 out
             }
         }
@@ -92,6 +96,17 @@ metrics! {
     tcp_tunnels_reset: "stream tunnels that ended abruptly (stream reset, target reset)",
     tcp_bytes_to_target: "bytes written to the targets of stream tunnels",
     tcp_bytes_from_target: "bytes read from the targets of stream tunnels",
+    ip_tunnels: "CONNECT-IP tunnels set up (before their 2xx)",
+    ip_addresses_assigned: "CONNECT-IP address blocks assigned from the pools and registered",
+    ip_address_requests_refused: "ADDRESS_REQUEST entries answered with the all-zero refusal (pool exhausted, family not served)",
+    ip_packets_to_egress: "IP packets from clients sent out of the egress (TUN)",
+    ip_packets_from_egress: "IP packets read from the egress (TUN) and handed to a session",
+    ip_packets_to_client: "IP packets sent to clients in HTTP datagrams",
+    ip_egress_no_session: "IP packets read from the egress for addresses no session holds",
+    ip_egress_queue_full: "IP packets from the egress dropped: their session's queue was full",
+    ip_egress_send_failed: "IP packets the egress (TUN) could not take",
+    ip_icmp_sent: "ICMP errors and echo replies the node generated for CONNECT-IP packets",
+    ip_mtu_refused: "HTTP/3 CONNECT-IP tunnels aborted: their datagrams cannot carry a 1280-byte packet",
 }
 
 macro_rules! transport_counters {
@@ -192,6 +207,42 @@ impl Refusals {
                     e.token()
                 );
             }
+        }
+    }
+}
+
+/// CONNECT-IP packets dropped by the forwarding rules
+/// (`masque_proto::connect_ip::PacketDrop`), exposed as
+/// `masque_ip_packets_dropped{reason="source_not_assigned"}`.
+#[derive(Debug, Default)]
+pub struct IpDrops {
+    by_reason: [AtomicU64; PacketDrop::ALL.len()],
+}
+
+impl IpDrops {
+    /// Counts one dropped packet.
+    pub fn count(&self, reason: PacketDrop) {
+        Metrics::inc(&self.by_reason[reason.index()]);
+    }
+
+    /// Drops so far for `reason`.
+    pub fn get(&self, reason: PacketDrop) -> u64 {
+        self.by_reason[reason.index()].load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP masque_ip_packets_dropped CONNECT-IP packets dropped by the forwarding rules, by reason"
+        );
+        let _ = writeln!(out, "# TYPE masque_ip_packets_dropped counter");
+        for r in PacketDrop::ALL {
+            let _ = writeln!(
+                out,
+                "masque_ip_packets_dropped{{reason=\"{}\"}} {}",
+                r.label(),
+                self.get(r)
+            );
         }
     }
 }

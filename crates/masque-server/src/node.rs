@@ -92,6 +92,7 @@ impl Node {
         // SETTINGS_MAX_CONCURRENT_STREAMS is the tunnel limit.
         config.h2 = config.effective_h2();
         let metrics = Arc::new(Metrics::default());
+        handler.attach(&metrics);
         // Room for the tunnels allowed plus a few more streams, so excess
         // requests get a 503 rather than waiting for stream credit
         // (`transport_config` adds the share quinn withholds).

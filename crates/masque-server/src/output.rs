@@ -86,6 +86,8 @@ struct Shared {
     group: TaskGroup,
     /// The transport's counters of the datagrams sent.
     transport: Transport,
+    /// The session actor, for registries that monitor it.
+    session: ractor::ActorCell,
 }
 
 /// A handler's handle for sending to the client. Cheap to clone.
@@ -102,6 +104,7 @@ impl TunnelOutput {
         metrics: Arc<Metrics>,
         group: TaskGroup,
         transport: Transport,
+        session: ractor::ActorCell,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -114,6 +117,7 @@ impl TunnelOutput {
                 metrics,
                 group,
                 transport,
+                session,
             }),
         }
     }
@@ -156,6 +160,18 @@ impl TunnelOutput {
         self.shared.tx.get()
     }
 
+    /// The session actor of this tunnel: register it where a registry must
+    /// release the tunnel's entries when the session ends (the IpRegistry
+    /// monitors it).
+    pub fn session(&self) -> &ractor::ActorCell {
+        &self.shared.session
+    }
+
+    /// The transport this tunnel runs on.
+    pub fn transport(&self) -> Transport {
+        self.shared.transport
+    }
+
     /// The node's counters (handlers count their own drops here).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
@@ -193,6 +209,30 @@ impl TunnelOutput {
         b.extend_from_slice(payload);
         early.push_back(b.into());
         Ok(())
+    }
+
+    /// Sends one HTTP datagram without waiting (from a synchronous callback):
+    /// a full send buffer, or a tunnel not yet open, is an error the caller
+    /// counts.
+    pub fn try_send_datagram(&self, context_id: u64, payload: &[u8]) -> Result<(), OutputError> {
+        let Some(tx) = self.shared.tx.get() else {
+            return Err(OutputError::Closed);
+        };
+        self.touch();
+        let r = tx
+            .try_send(encode(tx, context_id, payload))
+            .map_err(|e| match e {
+                TunnelError::QueueFull => OutputError::QueueFull,
+                TunnelError::Closed => OutputError::Closed,
+                e => match e.datagram_limit() {
+                    Some(max) => OutputError::TooLarge {
+                        size: varint::encoded_len(context_id) + payload.len(),
+                        max,
+                    },
+                    None => OutputError::Transport(e.to_string()),
+                },
+            });
+        self.sent(r)
     }
 
     /// Copies one HTTP datagram into its own buffer, ready for

@@ -434,8 +434,8 @@ fn classify(
                 framing: StreamFraming::Raw,
             }));
         }
+        TunnelTarget::Ip(scope) => return Ok(Target::Ip(scope)),
         TunnelTarget::UdpBind => "connect-udp-bind",
-        TunnelTarget::Ip(_) => "connect-ip",
     };
     let refusal = request::Refusal::new(
         TunnelFailure::NotImplemented,

@@ -20,7 +20,7 @@ use tokio::net::TcpSocket;
 use crate::{
     handler::{Handler, Refusal, Target, TargetStream, TcpTarget, TunnelHandler, TunnelOutput},
     metrics::Metrics,
-    udp_proxy::{UdpProxy, UdpProxyConfig, socket_failure},
+    udp_proxy::{UdpProxy, socket_failure},
 };
 
 /// Configuration of the built-in TCP proxy.
@@ -191,47 +191,6 @@ async fn happy_eyeballs(
                 }
             }
         }
-    }
-}
-
-/// The node's handler: CONNECT-UDP through a [`UdpProxy`], stream tunnels
-/// through a [`TcpProxy`] sharing its outbound policy and DNS budget.
-#[derive(Debug, Clone)]
-pub struct Proxy {
-    udp: UdpProxy,
-    tcp: TcpProxy,
-}
-
-impl Proxy {
-    pub fn new(udp: UdpProxyConfig, tcp: TcpProxyConfig) -> Self {
-        let udp = UdpProxy::new(udp);
-        let tcp = TcpProxy::new(&udp, tcp);
-        Self { udp, tcp }
-    }
-}
-
-#[async_trait::async_trait]
-impl Handler for Proxy {
-    async fn accept(&self, request: &TunnelRequest, target: &Target) -> Result<(), Refusal> {
-        self.udp.accept(request, target).await
-    }
-
-    async fn init(
-        &self,
-        request: &TunnelRequest,
-        target: &Target,
-        out: TunnelOutput,
-    ) -> Result<Box<dyn TunnelHandler>, Refusal> {
-        self.udp.init(request, target, out).await
-    }
-
-    async fn connect(
-        &self,
-        request: &TunnelRequest,
-        target: &TcpTarget,
-        metrics: &Arc<Metrics>,
-    ) -> Result<TargetStream, Refusal> {
-        self.tcp.connect(request, target, metrics).await
     }
 }
 

@@ -109,6 +109,7 @@ impl Actor for TunnelSession {
             node_name: args.node_name,
             info: info_rx,
             group: args.group,
+            session: myself.get_cell(),
         };
         let task = match args.target {
             Target::Tcp(target) => spawn_runtime(
@@ -121,11 +122,14 @@ impl Actor for TunnelSession {
                 }),
                 myself,
             ),
-            target @ Target::Udp(_) => spawn_runtime(
+            target @ (Target::Udp(_) | Target::Ip(_)) => spawn_runtime(
                 runtime::run(SessionSetup {
                     pending: args.pending,
+                    rules: match target {
+                        Target::Ip(_) => DatagramRules::ip(),
+                        _ => DatagramRules::udp(),
+                    },
                     target,
-                    rules: DatagramRules::udp(),
                     slot: args.slot,
                     handler: args.handler,
                     env,

@@ -58,6 +58,8 @@ pub(crate) struct SessionEnv {
     pub info: QueueRx<Box<dyn std::any::Any + Send>>,
     /// The client connection's task group (for `TunnelOutput::spawn`).
     pub group: TaskGroup,
+    /// The session actor (what registries monitor, e.g. the IpRegistry).
+    pub session: ractor::ActorCell,
 }
 
 /// What one relay loop counts with: the node's counters and its transport.
@@ -104,6 +106,7 @@ pub(crate) async fn run(setup: SessionSetup) -> CloseReason {
         Arc::clone(&s.metrics),
         s.group.clone(),
         transport,
+        s.session.clone(),
     );
     // The set-up phase runs once: boxed, so the task's future, which lives as
     // long as the tunnel, is sized for the relay only (measured 5.8 -> 4.5 KiB).
@@ -504,7 +507,9 @@ fn reset_for(reason: &CloseReason) -> Option<ResetReason> {
         | CloseReason::IdleTimeout
         | CloseReason::Shutdown
         | CloseReason::Handler(Action::Close | Action::Continue) => None,
-        CloseReason::ProtocolError(_) => Some(ResetReason::Malformed),
+        CloseReason::ProtocolError(_) | CloseReason::Handler(Action::Malformed) => {
+            Some(ResetReason::Malformed)
+        }
         CloseReason::Handler(Action::Abort) | CloseReason::TargetFailed(_) => {
             Some(ResetReason::ConnectError)
         }

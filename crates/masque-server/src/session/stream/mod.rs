@@ -211,7 +211,9 @@ async fn relay(
 fn reset_for(reason: &CloseReason) -> Option<ResetReason> {
     match reason {
         CloseReason::ClientClosed => None,
-        CloseReason::ProtocolError(_) => Some(ResetReason::Malformed),
+        CloseReason::ProtocolError(_) | CloseReason::Handler(Action::Malformed) => {
+            Some(ResetReason::Malformed)
+        }
         CloseReason::HandlerPanic => Some(ResetReason::Internal),
         CloseReason::ClientAborted | CloseReason::WriteStalled | CloseReason::Shutdown => {
             Some(ResetReason::Cancelled)
