@@ -3,12 +3,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use masque_proto::template::{TcpTemplate, UdpTemplate};
+use masque_proto::template::{IpTarget, IpTemplate, TcpTemplate, UdpTemplate};
 use masque_transport::{ClientConfig, ClientConnection, Transport, socket_buffers::BufferSizes};
 use tokio::time::timeout;
 
 use crate::{
-    ClientError, ClientOptions, Target, TcpMode, TcpTunnel, UdpSession,
+    ClientError, ClientOptions, IpSession, Target, TcpMode, TcpTunnel, UdpSession,
     proxy_url::{self, ProxyUrl},
     request,
 };
@@ -19,6 +19,7 @@ pub(crate) struct Dialer {
     url: ProxyUrl,
     template: Arc<UdpTemplate>,
     tcp_template: Arc<TcpTemplate>,
+    ip_template: Arc<IpTemplate>,
     config: ClientConfig,
     options: Arc<ClientOptions>,
 }
@@ -31,12 +32,14 @@ impl Dialer {
         let explicit = options.template.as_deref().or(url.template.as_deref());
         let template = request::template(&url.authority, explicit)?;
         let tcp_template = request::tcp_template(&url.authority, options.tcp_template.as_deref())?;
+        let ip_template = request::ip_template(&url.authority, options.ip_template.as_deref())?;
         // A bad CA list or pin is a configuration error, found before dialing.
         masque_transport::tls::client_config(&options.verification, &[])?;
         Ok(Self {
             url,
             template: Arc::new(template),
             tcp_template: Arc::new(tcp_template),
+            ip_template: Arc::new(ip_template),
             config: options.client_config(),
             options: Arc::new(options),
         })
@@ -70,6 +73,7 @@ impl Dialer {
             conn,
             template: Arc::clone(&self.template),
             tcp_template: Arc::clone(&self.tcp_template),
+            ip_template: Arc::clone(&self.ip_template),
             options: Arc::clone(&self.options),
         })
     }
@@ -97,6 +101,7 @@ pub struct ProxyClient {
     conn: ClientConnection,
     template: Arc<UdpTemplate>,
     tcp_template: Arc<TcpTemplate>,
+    ip_template: Arc<IpTemplate>,
     options: Arc<ClientOptions>,
 }
 
@@ -118,6 +123,12 @@ impl ProxyClient {
     /// `mode`, or classic CONNECT. See [`crate::connect_tcp`].
     pub async fn open_tcp(&self, target: &Target, mode: TcpMode) -> Result<TcpTunnel, ClientError> {
         TcpTunnel::open(&self.conn, &self.tcp_template, target, mode, &self.options).await
+    }
+
+    /// Opens a connect-ip tunnel (RFC 9484) for `target` on this connection
+    /// (`IpTarget::ANY`: a full tunnel). See [`crate::connect_ip`].
+    pub async fn open_ip(&self, target: &IpTarget) -> Result<IpSession, ClientError> {
+        IpSession::open(&self.conn, &self.ip_template, target, &self.options).await
     }
 
     /// The HTTP version of this connection.

@@ -90,6 +90,27 @@ pub enum ClientError {
     /// The tunnel is closed (our side finished it, or the stream or connection ended).
     #[error("tunnel is closed")]
     Closed,
+    /// A connect-ip capsule that cannot be sent as asked (invalid prefix or
+    /// range, overlapping routes, too many outstanding requests, ...).
+    #[error("connect-ip: {0}")]
+    ConnectIp(#[from] masque_proto::connect_ip::ConnectIpError),
+    /// An ADDRESS_ASSIGN entry whose non-zero request id answers no
+    /// outstanding ADDRESS_REQUEST of the peer (R9484-23, R9484-33).
+    #[error("request id {0} answers no outstanding ADDRESS_REQUEST of the peer")]
+    UnknownRequestId(u64),
+    /// The HTTP/3 path's QUIC datagrams cannot carry a 1280-byte IP packet
+    /// (R9484-50); the request stream was aborted.
+    #[error(
+        "the tunnel carries IP packets of at most {max} bytes, connect-ip needs {required} (R9484-50)"
+    )]
+    TunnelMtuTooSmall { max: usize, required: usize },
+    /// Not something a connect-ip tunnel carries (not IPv4 or IPv6, R9484-43).
+    #[error("invalid IP packet: {0}")]
+    InvalidPacket(&'static str),
+    /// A capsule type the connect-ip session manages itself (DATAGRAM,
+    /// ADDRESS_ASSIGN, ADDRESS_REQUEST, ROUTE_ADVERTISEMENT).
+    #[error("capsule type 0x{0:x} is managed by the session")]
+    ReservedCapsuleType(u64),
 }
 
 fn fmt_proxy_status(v: &Option<String>) -> String {

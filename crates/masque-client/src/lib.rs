@@ -13,6 +13,10 @@
 //!   (bounded channel) and [`UdpSession::forward_to`] (an owner actor) turn it
 //!   into [`ClientEvent`]s plus a cloneable [`UdpSender`].
 //! * [`udp_forward`] is the CLI's local UDP port forwarder.
+//! * [`connect_ip`] and [`ProxyClient::open_ip`] open connect-ip tunnels
+//!   (RFC 9484): an [`IpSession`] sends and receives IP packets, requests
+//!   and assigns addresses and advertises routes, delivering to a bounded
+//!   queue or to an owner actor ([`IpEvent`]).
 //! * [`connect_tcp`] and [`ProxyClient::open_tcp`] open TCP tunnels
 //!   (connect-tcp or classic CONNECT, [`TcpMode`]): a [`TcpTunnel`] is
 //!   `AsyncRead + AsyncWrite` with `shutdown` as a half-close;
@@ -27,6 +31,7 @@ mod close;
 mod error;
 mod events;
 mod forward;
+mod ip;
 mod options;
 mod proxy_url;
 mod reader;
@@ -40,9 +45,15 @@ pub use close::{CloseInfo, CloseReason, SessionStats};
 pub use error::ClientError;
 pub use events::ClientEvent;
 pub use forward::udp_forward;
+pub use ip::{IpEvent, IpInfo, IpSender, IpSession, MIN_IP_PACKET};
 /// connect-tcp capsule codepoints per upgrade token, for
 /// [`TcpMode::ConnectTcpToken`] (`DRAFT_11`, `DRAFT_12`, `FINAL`, `SERVED`).
 pub use masque_proto::tcp::{self as tcp_codepoints, Codepoints as TcpCodepoints};
+/// connect-ip scopes, prefixes, and capsule entries ([`IpSession`]'s arguments).
+pub use masque_proto::{
+    connect_ip::{Answer, AssignedAddress, IpAddressRange, RequestedAddress},
+    template::{IpPrefix, IpProto, IpScope, IpTarget},
+};
 pub use options::{ClientOptions, Target, TransportChoice, UnknownTransport};
 pub use proxy_url::DEFAULT_PORT;
 pub use sender::UdpSender;
@@ -111,4 +122,37 @@ pub async fn connect_tcp(
 ) -> Result<TcpTunnel, ClientError> {
     let client = ProxyClient::connect(proxy_url, options).await?;
     client.open_tcp(&target, mode).await
+}
+
+/// Opens one connect-ip tunnel (RFC 9484) for `target` on a new connection
+/// and returns once the proxy accepted it (R9484-17/21). `IpTarget::ANY` asks
+/// for a full tunnel; the template is `options.ip_template`, else
+/// `/.well-known/masque/ip/{target}/{ipproto}/` on the proxy URL's origin.
+/// Over HTTP/3 a path whose QUIC datagrams cannot carry a 1280-byte packet is
+/// [`ClientError::TunnelMtuTooSmall`] (R9484-50). The connection ends when
+/// the session is closed.
+///
+/// ```no_run
+/// use std::{net::Ipv4Addr, time::Duration};
+/// use masque_client::{ClientOptions, IpPrefix, IpTarget, connect_ip};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let session = connect_ip("https://proxy.example:4433", &IpTarget::ANY, ClientOptions::default()).await?;
+/// session.request_addresses(&[IpPrefix::new(Ipv4Addr::UNSPECIFIED.into(), 32)?])?;
+/// let info = session
+///     .wait_for(Duration::from_secs(10), |i| i.pending_requests.is_empty())
+///     .await?;
+/// println!("assigned {:?}, routes {:?}", info.assigned, info.routes);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect_ip(
+    proxy_url: &str,
+    target: &IpTarget,
+    options: ClientOptions,
+) -> Result<IpSession, ClientError> {
+    let client = ProxyClient::connect(proxy_url, options).await?;
+    let mut session = client.open_ip(target).await?;
+    session.owned = true;
+    Ok(session)
 }

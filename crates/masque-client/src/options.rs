@@ -195,6 +195,11 @@ pub struct ClientOptions {
     /// default `/.well-known/masque/tcp/{target_host}/{target_port}/` on the
     /// proxy URL's origin (CTCP-01, CTCP-30).
     pub tcp_template: Option<String>,
+    /// A full connect-ip URI template, e.g.
+    /// `https://proxy.example:4433/ip{?target,ipproto}`. `None`: RFC 9484's
+    /// default `/.well-known/masque/ip/{target}/{ipproto}/` on the proxy
+    /// URL's origin (R9484-03).
+    pub ip_template: Option<String>,
     /// Extra request header fields (e.g. `proxy-authorization`).
     pub headers: http::HeaderMap,
     /// Local address of the QUIC endpoint (TCP transports use its IP only);
@@ -287,6 +292,7 @@ impl Default for ClientOptions {
             verification: ServerVerification::default(),
             template: None,
             tcp_template: None,
+            ip_template: None,
             headers: http::HeaderMap::new(),
             bind: None,
             initial_mtu: 1452,

@@ -1,13 +1,17 @@
 //! One task per tunnel reads the body through masque-proto's `TunnelCore`, the
 //! same capsule / context-id / FIN rules the proxy's sessions use: UDP payloads
 //! of DATAGRAM capsules are delivered like QUIC datagrams (R9297-31), other
-//! capsule types are skipped (R9297-17), and the body's end (FIN, reset,
+//! capsule types go to the protocol's [`CapsuleHook`] (connect-udp skips them,
+//! R9297-17; connect-ip parses its own), and the body's end (FIN, reset,
 //! connection loss) ends the tunnel.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use masque_proto::tunnel::{DatagramEvent, DropReason, TunnelCore, TunnelCoreError, TunnelEvent};
+use masque_proto::{
+    capsule::Capsule,
+    tunnel::{DatagramEvent, DropReason, TunnelCore, TunnelEvent},
+};
 use masque_transport::{BodyRx, ResetReason, TunnelError};
 use tokio::sync::mpsc;
 
@@ -24,13 +28,27 @@ pub(crate) fn count_drop(counters: &Counters, reason: DropReason) {
     }
 }
 
+/// What the reader does with a capsule of another type than DATAGRAM: `Ok`
+/// to go on (a type the protocol skips, R9297-17, or one it handled), `Err`
+/// with the reason when the capsule is malformed, which aborts the request
+/// stream (R9297-22; connect-ip: R9484 error table).
+pub(crate) type CapsuleHook = Box<dyn FnMut(Capsule) -> Result<(), String> + Send>;
+
+/// The hook of protocols that know no capsule type besides DATAGRAM
+/// (connect-udp, R9297-17: GREASE included).
+pub(crate) fn skip_capsules() -> CapsuleHook {
+    Box::new(|_| Ok(()))
+}
+
 /// Reads the body until it ends or the session's receiver goes away. UDP
-/// payloads from DATAGRAM capsules go to `tx` (full queue: drop and count).
+/// payloads from DATAGRAM capsules go to `tx` (full queue: drop and count),
+/// other capsules to `on_capsule`.
 pub(crate) async fn run(
     mut rx: BodyRx,
     inner: Arc<Inner>,
     tx: mpsc::Sender<Bytes>,
     mut core: TunnelCore,
+    mut on_capsule: CapsuleHook,
 ) {
     let reason = loop {
         let next = tokio::select! {
@@ -43,11 +61,11 @@ pub(crate) async fn run(
         match next {
             Ok(Some(chunk)) => {
                 core.push_body(chunk);
-                if let Err(e) = drain(&mut core, &inner, &tx) {
-                    // R9297-22, R9298-41: abort the request stream.
+                if let Err(e) = drain(&mut core, &inner, &tx, &mut on_capsule) {
+                    // R9297-22, R9298-41, R9484 errors: abort the request stream.
                     inner.abort(ResetReason::Malformed);
                     rx.stop(ResetReason::Malformed);
-                    break CloseReason::ProtocolError(e.to_string());
+                    break CloseReason::ProtocolError(e);
                 }
             }
             // R9297-24: a FIN inside a capsule is malformed.
@@ -99,13 +117,15 @@ fn on_error(e: TunnelError, inner: &Inner) -> CloseReason {
     }
 }
 
-/// Handles every complete event in the core.
+/// Handles every complete event in the core; `Err` names why the stream
+/// must be aborted.
 fn drain(
     core: &mut TunnelCore,
     inner: &Inner,
     tx: &mpsc::Sender<Bytes>,
-) -> Result<(), TunnelCoreError> {
-    while let Some(event) = core.next_event()? {
+    on_capsule: &mut CapsuleHook,
+) -> Result<(), String> {
+    while let Some(event) = core.next_event().map_err(|e| e.to_string())? {
         match event {
             TunnelEvent::Datagram(DatagramEvent::Payload { payload, .. }) => {
                 Counters::inc(&inner.counters.capsules);
@@ -116,8 +136,7 @@ fn drain(
             TunnelEvent::Datagram(DatagramEvent::Dropped(reason)) => {
                 count_drop(&inner.counters, reason);
             }
-            // R9297-17: connect-udp knows no other capsule type (GREASE included).
-            TunnelEvent::Capsule(_) => {}
+            TunnelEvent::Capsule(c) => on_capsule(c)?,
         }
     }
     Ok(())

@@ -11,9 +11,9 @@ use masque_h3::message::check_capsule_protocol_fields;
 use masque_proto::{
     headers::{self, CAPSULE_PROTOCOL, PROXY_STATUS, SF_TRUE},
     proxy_status,
-    request::CONNECT_UDP,
+    request::{CONNECT_IP, CONNECT_UDP},
     tcp::Codepoints,
-    template::{Host, TcpTarget, TcpTemplate, UdpTarget, UdpTemplate},
+    template::{Host, IpTarget, IpTemplate, TcpTarget, TcpTemplate, UdpTarget, UdpTemplate},
 };
 use masque_transport::{
     Transport,
@@ -45,6 +45,52 @@ pub(crate) fn tcp_template(
         Some(t) => TcpTemplate::parse(t)?,
         None => TcpTemplate::with_authority(authority)?,
     })
+}
+
+/// The connect-ip template: `explicit` if given (R9484-03: refused when
+/// invalid), else RFC 9484's default
+/// `/.well-known/masque/ip/{target}/{ipproto}/` on the proxy's origin.
+pub(crate) fn ip_template(
+    authority: &str,
+    explicit: Option<&str>,
+) -> Result<IpTemplate, ClientError> {
+    Ok(match explicit {
+        Some(t) => IpTemplate::parse(t)?,
+        None => IpTemplate::with_authority(authority)?,
+    })
+}
+
+/// Extended CONNECT `:protocol connect-ip` (HTTP/1.1: `GET` + `Upgrade:
+/// connect-ip`) with `:scheme`, `:authority` and `:path` from the expanded
+/// template (R9484-12, R9484-18, R9484-20), `capsule-protocol: ?1` and HTTP
+/// datagrams. A scope the template cannot express (no `target` / `ipproto`
+/// variable for a non-`*` value, R9484-02) is refused before sending.
+pub(crate) fn build_ip(
+    template: &IpTemplate,
+    target: &IpTarget,
+    extra: &HeaderMap,
+) -> Result<TunnelHead, ClientError> {
+    let bad = |reason: String| ClientError::InvalidTarget {
+        target: format!("{target:?}"),
+        reason,
+    };
+    let e = template.expand(target).map_err(|e| bad(e.to_string()))?;
+    let scheme =
+        Scheme::from_str(e.scheme.unwrap_or("https")).map_err(|_| bad("bad scheme".to_owned()))?;
+    let authority = Authority::from_str(
+        e.authority
+            .ok_or(bad("template has no authority".to_owned()))?,
+    )
+    .map_err(|_| bad("template authority is not a valid :authority".to_owned()))?;
+    let path =
+        PathAndQuery::from_str(&e.path).map_err(|_| bad("expanded path is invalid".to_owned()))?;
+    let mut head = TunnelHead::extended(CONNECT_IP, authority.as_str(), path.as_str());
+    head.scheme = scheme;
+    head.datagrams = true;
+    head.headers = extra.clone();
+    head.headers
+        .insert(CAPSULE_PROTOCOL, HeaderValue::from_static(SF_TRUE));
+    Ok(head)
 }
 
 /// Extended CONNECT with `:protocol` = `codepoints.token` (HTTP/1.1: `GET` +

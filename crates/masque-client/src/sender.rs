@@ -14,16 +14,43 @@ use masque_transport::{DatagramTx, OutDatagram, ResetReason, TunnelWriter};
 use crate::{
     ClientError,
     close::{CloseReason, Counters},
+    ip::ControlWriter,
 };
 
 /// Length of the Context ID 0 prefix (one-byte varint).
 const CONTEXT_LEN: usize = datagram::prefix_len(None, UDP_CONTEXT_ID);
 
+/// The task that owns a tunnel's body writer: masque-transport's
+/// [`TunnelWriter`] (DATAGRAM capsules only, connect-udp), or the connect-ip
+/// [`ControlWriter`], which also writes the session's own capsules
+/// (ADDRESS_ASSIGN, ADDRESS_REQUEST, ROUTE_ADVERTISEMENT, ...).
+#[derive(Debug)]
+pub(crate) enum BodyWriter {
+    Tunnel(TunnelWriter),
+    Control(ControlWriter),
+}
+
+impl BodyWriter {
+    fn finish(&self) {
+        match self {
+            Self::Tunnel(w) => w.finish(),
+            Self::Control(w) => w.finish(),
+        }
+    }
+
+    fn abort(&self, reason: ResetReason) {
+        match self {
+            Self::Tunnel(w) => w.abort(reason),
+            Self::Control(w) => w.abort(reason),
+        }
+    }
+}
+
 /// State shared by a session, its senders and its stream reader.
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub dg: DatagramTx,
-    writer: TunnelWriter,
+    pub writer: BodyWriter,
     /// False once our side is finished or reset: no datagram may follow
     /// (R9297-05), even before the writer got to it.
     open: AtomicBool,
@@ -38,7 +65,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    pub fn new(dg: DatagramTx, writer: TunnelWriter, stream_id: u64) -> Arc<Self> {
+    pub fn new(dg: DatagramTx, writer: BodyWriter, stream_id: u64) -> Arc<Self> {
         Arc::new(Self {
             dg,
             writer,
@@ -62,7 +89,7 @@ impl Inner {
         self.writer.abort(reason);
     }
 
-    fn is_open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
     }
 

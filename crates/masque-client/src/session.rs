@@ -1,7 +1,7 @@
 //! A connect-udp tunnel (RFC 9298) over one request stream (HTTP/3, HTTP/2) or
 //! upgraded connection (HTTP/1.1).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -11,8 +11,9 @@ use masque_proto::{
     tunnel::{DatagramEvent, DatagramRules, TunnelCore},
 };
 use masque_transport::{
-    ClientConnection, DatagramRx, OpenTunnel, Opened, ResetReason, TunnelWriter,
-    client::ResponseHead,
+    BodyTx, CapsuleQueue, ClientConnection, DatagramRx, OpenTunnel, Opened, ResetReason,
+    TunnelWriter,
+    client::{ResponseHead, TunnelHead},
 };
 use tokio::{
     sync::mpsc,
@@ -23,8 +24,9 @@ use tokio::{
 use crate::{
     ClientError, ClientOptions, Target,
     close::{CloseInfo, CloseReason, SessionStats},
-    reader, request,
-    sender::{Inner, UdpSender},
+    reader::{self, CapsuleHook},
+    request,
+    sender::{BodyWriter, Inner, UdpSender},
 };
 
 /// How long [`UdpSession::recv`] keeps taking datagrams after the stream ended.
@@ -56,12 +58,7 @@ pub struct SessionInfo {
 #[derive(Debug)]
 pub struct UdpSession {
     pub(crate) sender: UdpSender,
-    /// QUIC datagrams of this stream (HTTP/3 with datagrams); `None` where they
-    /// come as DATAGRAM capsules only, or once the connection ended.
-    datagrams: Option<DatagramRx>,
-    /// Set when the stream ended: until then, late datagrams are still delivered.
-    linger: Option<Instant>,
-    capsules: mpsc::Receiver<Bytes>,
+    incoming: Incoming,
     reader: JoinHandle<()>,
     response: ResponseHead,
     pub(crate) conn: ClientConnection,
@@ -72,115 +69,99 @@ pub struct UdpSession {
     pub(crate) event_capacity: usize,
 }
 
-impl UdpSession {
-    /// Opens a tunnel on an existing HTTP/3 connection, so many tunnels share one
-    /// connection. `authority` is the proxy's `host[:port]`, used for the default
-    /// template when `options.template` is `None` (R9298-09); the connection-level
-    /// fields of `options` (TLS, MTU, bind) are not used here.
-    pub async fn open_on(
-        conn: &masque_h3::Connection,
-        authority: &str,
-        target: &Target,
-        options: &ClientOptions,
-    ) -> Result<Self, ClientError> {
-        let conn = ClientConnection::from_h3(conn.clone(), &options.client_config());
-        Self::open_with(&conn, authority, target, options).await
-    }
+/// The receive side of a datagram tunnel, whatever its protocol: QUIC
+/// datagrams of the stream and the payloads of DATAGRAM capsules the reader
+/// task took from the body, both classified by the protocol's
+/// [`DatagramRules`] (R9297-31).
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    rules: DatagramRules,
+    /// QUIC datagrams of this stream (HTTP/3 with datagrams); `None` where they
+    /// come as DATAGRAM capsules only, or once the connection ended.
+    datagrams: Option<DatagramRx>,
+    /// Set when the stream ended: until then, late datagrams are still delivered.
+    linger: Option<Instant>,
+    capsules: mpsc::Receiver<Bytes>,
+    inner: Arc<Inner>,
+}
 
-    /// Like [`open_on`](Self::open_on), on a connection of any transport.
-    pub async fn open_with(
-        conn: &ClientConnection,
-        authority: &str,
-        target: &Target,
-        options: &ClientOptions,
-    ) -> Result<Self, ClientError> {
-        let template = request::template(authority, options.template.as_deref())?;
-        Self::open(conn, &template, target, options).await
-    }
+/// A datagram tunnel that the proxy accepted, before its protocol wraps it.
+pub(crate) struct OpenedTunnel {
+    pub inner: Arc<Inner>,
+    pub incoming: Incoming,
+    pub reader: JoinHandle<()>,
+    pub response: ResponseHead,
+    pub capacity: usize,
+}
 
-    pub(crate) async fn open(
-        conn: &ClientConnection,
-        template: &UdpTemplate,
-        target: &Target,
-        options: &ClientOptions,
-    ) -> Result<Self, ClientError> {
-        let head = request::build(template, &target.to_udp_target()?, &options.headers)?;
-        // The transport refuses a proxy without extended CONNECT before
-        // sending (XC-04); on HTTP/3 it registers the stream for QUIC
-        // DATAGRAMs when the proxy supports them, else the tunnel's datagrams
-        // are DATAGRAM capsules (R9297-12, R9297-31).
-        let Opened {
-            response,
-            tunnel,
-            stream_id,
-        } = conn
-            .open(&head)
-            .await
-            .map_err(|e| ClientError::from_open(e, options.connect_timeout))?;
-        if let Err(e) = request::check_response(&response, conn.transport()) {
-            // R9298-22, R9298-27/32: a failed response aborts the request.
-            let OpenTunnel {
-                mut body_tx,
-                mut body_rx,
-                ..
-            } = tunnel;
-            body_tx.reset(ResetReason::Cancelled);
-            body_rx.stop(ResetReason::Cancelled);
-            return Err(e);
-        }
+/// Opens a datagram tunnel (connect-udp, connect-ip) with `head` on `conn`:
+/// sends the request, checks the response (a failure cancels the request),
+/// spawns the body writer `make_writer` builds and the reader, which hands
+/// capsules other than DATAGRAM to `on_capsule`.
+pub(crate) async fn open_tunnel(
+    conn: &ClientConnection,
+    head: &TunnelHead,
+    options: &ClientOptions,
+    rules: DatagramRules,
+    make_writer: impl FnOnce(BodyTx, Option<CapsuleQueue>) -> BodyWriter,
+    on_capsule: CapsuleHook,
+) -> Result<OpenedTunnel, ClientError> {
+    // The transport refuses a proxy without extended CONNECT before
+    // sending (XC-04); on HTTP/3 it registers the stream for QUIC
+    // DATAGRAMs when the proxy supports them, else the tunnel's datagrams
+    // are DATAGRAM capsules (R9297-12, R9297-31).
+    let Opened {
+        response,
+        tunnel,
+        stream_id,
+    } = conn
+        .open(head)
+        .await
+        .map_err(|e| ClientError::from_open(e, options.connect_timeout))?;
+    if let Err(e) = request::check_response(&response, conn.transport()) {
+        // R9298-22, R9298-27/32, R9484-17/21: a failed response aborts the request.
         let OpenTunnel {
-            body_tx,
-            body_rx,
-            datagram_tx,
-            datagram_rx,
-            capsules,
+            mut body_tx,
+            mut body_rx,
+            ..
         } = tunnel;
-        let writer = TunnelWriter::spawn(body_tx, capsules);
-        let inner = Inner::new(datagram_tx, writer, stream_id);
-        let capacity = options.event_capacity.max(1);
-        let (tx, capsules) = mpsc::channel(capacity);
-        // R9297-34: capsules are bounded (64 KiB); larger ones are an error.
-        let core = TunnelCore::new(RULES, DEFAULT_MAX_CAPSULE_SIZE);
-        let reader = tokio::spawn(reader::run(body_rx, inner.clone(), tx, core));
-        tracing::debug!(stream = stream_id, %target, transport = %conn.transport(), "tunnel open");
-        Ok(Self {
-            sender: UdpSender { inner },
+        body_tx.reset(ResetReason::Cancelled);
+        body_rx.stop(ResetReason::Cancelled);
+        return Err(e);
+    }
+    let OpenTunnel {
+        body_tx,
+        body_rx,
+        datagram_tx,
+        datagram_rx,
+        capsules,
+    } = tunnel;
+    let writer = make_writer(body_tx, capsules);
+    let inner = Inner::new(datagram_tx, writer, stream_id);
+    let capacity = options.event_capacity.max(1);
+    let (tx, capsules) = mpsc::channel(capacity);
+    // R9297-34: capsules are bounded (64 KiB); larger ones are an error.
+    let core = TunnelCore::new(rules, DEFAULT_MAX_CAPSULE_SIZE);
+    let reader = tokio::spawn(reader::run(body_rx, inner.clone(), tx, core, on_capsule));
+    Ok(OpenedTunnel {
+        incoming: Incoming {
+            rules,
             datagrams: datagram_rx,
             linger: None,
             capsules,
-            reader,
-            response,
-            conn: conn.clone(),
-            owned: false,
-            close_timeout: options.close_timeout,
-            event_capacity: capacity,
-        })
-    }
+            inner: inner.clone(),
+        },
+        inner,
+        reader,
+        response,
+        capacity,
+    })
+}
 
-    /// Sends one UDP payload; see [`UdpSender::send`].
-    pub async fn send(&self, payload: &[u8]) -> Result<(), ClientError> {
-        self.sender.send(payload).await
-    }
-
-    /// Sends without waiting; see [`UdpSender::try_send`].
-    pub fn try_send(&self, payload: &[u8]) -> Result<(), ClientError> {
-        self.sender.try_send(payload)
-    }
-
-    /// A cloneable sender for this tunnel.
-    pub fn sender(&self) -> UdpSender {
-        self.sender.clone()
-    }
-
-    /// See [`UdpSender::max_payload_size`].
-    pub fn max_payload_size(&self) -> usize {
-        self.sender.max_payload_size()
-    }
-
-    /// Next UDP payload from the target: Context ID 0 payloads of QUIC datagrams
-    /// and of DATAGRAM capsules on the stream (R9297-31). Other contexts are
-    /// dropped and counted (R9298-38). `None` once the stream ended (proxy FIN or
-    /// reset, connection loss); [`close_info`](Self::close_info) then says why.
+impl Incoming {
+    /// Next payload of Context ID 0: QUIC datagrams and DATAGRAM capsules on
+    /// the stream (R9297-31). Other contexts are dropped and counted
+    /// (R9298-38, R9484-42). `None` once the stream ended.
     ///
     /// Datagrams and the stream are read by different tasks, so a datagram the
     /// proxy sent just before its FIN may be routed after the FIN was seen: on
@@ -223,22 +204,119 @@ impl UdpSession {
             self.datagrams = None;
             return None;
         };
-        match RULES.classify(d) {
+        match self.rules.classify(d) {
             Ok(DatagramEvent::Payload { payload, .. }) => Some(payload),
             Ok(DatagramEvent::Dropped(reason)) => {
-                reader::count_drop(&self.sender.inner.counters, reason);
+                reader::count_drop(&self.inner.counters, reason);
                 None
             }
             Err(e) => {
                 // R9298-41: abort the request stream.
-                self.sender.inner.abort(ResetReason::Malformed);
+                self.inner.abort(ResetReason::Malformed);
                 let reason = CloseReason::ProtocolError(e.to_string());
-                self.sender.inner.set_close(reason);
+                self.inner.set_close(reason);
                 self.datagrams = None;
                 self.capsules.close();
                 None
             }
         }
+    }
+
+    /// Waits up to `limit` for the stream's end, discarding payloads; then
+    /// stops taking them (the reader stops reading).
+    pub async fn drain(&mut self, limit: Duration) {
+        let drain = async { while self.capsules.recv().await.is_some() {} };
+        if timeout(limit, drain).await.is_err() {
+            self.capsules.close();
+        }
+    }
+}
+
+impl UdpSession {
+    /// Opens a tunnel on an existing HTTP/3 connection, so many tunnels share one
+    /// connection. `authority` is the proxy's `host[:port]`, used for the default
+    /// template when `options.template` is `None` (R9298-09); the connection-level
+    /// fields of `options` (TLS, MTU, bind) are not used here.
+    pub async fn open_on(
+        conn: &masque_h3::Connection,
+        authority: &str,
+        target: &Target,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let conn = ClientConnection::from_h3(conn.clone(), &options.client_config());
+        Self::open_with(&conn, authority, target, options).await
+    }
+
+    /// Like [`open_on`](Self::open_on), on a connection of any transport.
+    pub async fn open_with(
+        conn: &ClientConnection,
+        authority: &str,
+        target: &Target,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let template = request::template(authority, options.template.as_deref())?;
+        Self::open(conn, &template, target, options).await
+    }
+
+    pub(crate) async fn open(
+        conn: &ClientConnection,
+        template: &UdpTemplate,
+        target: &Target,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let head = request::build(template, &target.to_udp_target()?, &options.headers)?;
+        let t = open_tunnel(
+            conn,
+            &head,
+            options,
+            RULES,
+            |body, capsules| BodyWriter::Tunnel(TunnelWriter::spawn(body, capsules)),
+            reader::skip_capsules(),
+        )
+        .await?;
+        tracing::debug!(stream = t.inner.stream_id, %target, transport = %conn.transport(), "tunnel open");
+        Ok(Self {
+            sender: UdpSender { inner: t.inner },
+            incoming: t.incoming,
+            reader: t.reader,
+            response: t.response,
+            conn: conn.clone(),
+            owned: false,
+            close_timeout: options.close_timeout,
+            event_capacity: t.capacity,
+        })
+    }
+
+    /// Sends one UDP payload; see [`UdpSender::send`].
+    pub async fn send(&self, payload: &[u8]) -> Result<(), ClientError> {
+        self.sender.send(payload).await
+    }
+
+    /// Sends without waiting; see [`UdpSender::try_send`].
+    pub fn try_send(&self, payload: &[u8]) -> Result<(), ClientError> {
+        self.sender.try_send(payload)
+    }
+
+    /// A cloneable sender for this tunnel.
+    pub fn sender(&self) -> UdpSender {
+        self.sender.clone()
+    }
+
+    /// See [`UdpSender::max_payload_size`].
+    pub fn max_payload_size(&self) -> usize {
+        self.sender.max_payload_size()
+    }
+
+    /// Next UDP payload from the target: Context ID 0 payloads of QUIC datagrams
+    /// and of DATAGRAM capsules on the stream (R9297-31). Other contexts are
+    /// dropped and counted (R9298-38). `None` once the stream ended (proxy FIN or
+    /// reset, connection loss); [`close_info`](Self::close_info) then says why.
+    ///
+    /// Datagrams and the stream are read by different tasks, so a datagram the
+    /// proxy sent just before its FIN may be routed after the FIN was seen: on
+    /// the stream's end, datagrams are still taken for [`LATE_DATAGRAM_LINGER`].
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.incoming.recv().await
     }
 
     /// Addresses, stream id, response and current payload limit.
@@ -280,10 +358,7 @@ impl UdpSession {
     /// reading. A connection opened by [`crate::connect`] is closed as well.
     pub async fn close(mut self) -> CloseInfo {
         self.sender.close();
-        let drain = async { while self.capsules.recv().await.is_some() {} };
-        if timeout(self.close_timeout, drain).await.is_err() {
-            self.capsules.close();
-        }
+        self.incoming.drain(self.close_timeout).await;
         // The reader ends promptly once its receiver is closed or the stream ended.
         let _ = timeout(Duration::from_secs(1), &mut self.reader).await;
         if self.owned {

@@ -1,13 +1,13 @@
 //! masque-node: a MASQUE proxy (HTTP/3 on UDP; HTTP/2 and HTTP/1.1 over TLS
 //! on TCP, by default on the same port number) that works out of the box on
 //! loopback with a generated development certificate, plus client commands
-//! (`udp-forward`, `socks5`, `http-proxy`; in the library, `masque_node`).
+//! (`udp-forward`, `socks5`, `http-proxy`, `vpn`; in the library, `masque_node`).
 
 mod config;
 mod metrics_endpoint;
 mod serve;
 
-use masque_node::{forward, http_proxy, socks5};
+use masque_node::{forward, http_proxy, socks5, vpn};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +34,9 @@ enum Command {
     Socks5(socks5::Socks5Args),
     /// A local plain-HTTP proxy: CONNECT and http:// requests through TCP tunnels.
     HttpProxy(http_proxy::HttpProxyArgs),
+    /// A VPN client over CONNECT-IP: a TUN device with the address the proxy
+    /// assigns and the routes it advertises (needs CAP_NET_ADMIN).
+    Vpn(vpn::VpnArgs),
 }
 
 fn main() -> Result<()> {
@@ -46,6 +49,7 @@ fn main() -> Result<()> {
             Some(Command::UdpForward(args)) => forward::run(args).await,
             Some(Command::Socks5(args)) => socks5::run(args).await,
             Some(Command::HttpProxy(args)) => http_proxy::run(args).await,
+            Some(Command::Vpn(args)) => vpn::run(args).await,
             None => serve::run(&cli.serve).await,
         }
     })

@@ -1,0 +1,462 @@
+//! `masque-node vpn`: a remote-access VPN client over CONNECT-IP (RFC 9484).
+//!
+//! Opens one connect-ip tunnel (full scope, `*`/`*`), asks the proxy for an
+//! IPv4 and an IPv6 address (R9484-27; a refusal or no answer for IPv6 is not
+//! fatal), brings up a TUN device with what was assigned, installs the routes
+//! the proxy advertised (`ip route replace PREFIX dev TUN`) and relays packets
+//! both ways. Routes that would carry the tunnel's own traffic are never
+//! installed: the proxy's address is cut out of every advertised range, so a
+//! full route (0.0.0.0–255.255.255.255) becomes the set of prefixes that
+//! covers everything but the proxy, which stays reachable through the
+//! existing routes. Route updates from the proxy are applied as they come.
+//! Ctrl-C / SIGTERM remove routes and device and exit 0; the tunnel's loss
+//! does the same and exits non-zero.
+
+use std::{
+    io::Write as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use masque_client::{
+    AssignedAddress, ClientError, IpAddressRange, IpInfo, IpPrefix, IpSender, IpSession, IpTarget,
+    MIN_IP_PACKET, connect_ip,
+};
+use tokio::{process::Command, task::JoinSet};
+
+use crate::client_args::{ClientArgs, init_logging, stop_signal};
+
+/// Largest MTU given to the TUN device when the tunnel has no smaller limit
+/// (DATAGRAM capsules carry up to 64 KiB; Ethernet-sized packets avoid
+/// fragmentation beyond the proxy).
+const DEFAULT_MTU: usize = 1500;
+
+#[derive(Debug, Args)]
+pub struct VpnArgs {
+    /// Name of the TUN device to create.
+    #[arg(long, value_name = "NAME", default_value = "masque0")]
+    pub tun: String,
+    /// Seconds to wait for the proxy's ADDRESS_ASSIGN.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub assign_timeout: u64,
+    /// TUN MTU (default: what one tunnel datagram carries, at most 1500,
+    /// at least 1280).
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u16>,
+    /// Do not install the proxy's routes (only the TUN's own prefix is routed).
+    #[arg(long)]
+    pub no_routes: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(args: VpnArgs) -> Result<()> {
+    init_logging();
+    let options = args.client.options()?;
+    let session = connect_ip(&args.client.proxy, &IpTarget::ANY, options)
+        .await
+        .context("opening the CONNECT-IP tunnel")?;
+    let proxy = session.info().proxy.ip();
+    let result = serve(&args, session, proxy).await;
+    if let Err(e) = &result {
+        eprintln!("vpn: {e:#}");
+    }
+    result
+}
+
+async fn serve(args: &VpnArgs, mut session: IpSession, proxy: IpAddr) -> Result<()> {
+    let any4 = IpPrefix::new(Ipv4Addr::UNSPECIFIED.into(), 32)?;
+    let any6 = IpPrefix::new(Ipv6Addr::UNSPECIFIED.into(), 128)?;
+    session.request_addresses(&[any4, any6])?;
+    let info = wait_assigned(&session, Duration::from_secs(args.assign_timeout.max(1))).await?;
+    let v4 = info.assigned.iter().find(|a| a.ip.is_ipv4()).copied();
+    let v6 = info.assigned.iter().find(|a| a.ip.is_ipv6()).copied();
+    if v4.is_none() && v6.is_none() {
+        bail!(
+            "the proxy assigned no address (refused: {:?})",
+            info.refused
+        );
+    }
+    let mtu = args.mtu.map_or_else(
+        || {
+            let m = session.sender().max_packet_size();
+            m.clamp(MIN_IP_PACKET, DEFAULT_MTU)
+        },
+        usize::from,
+    );
+    let mtu = u16::try_from(mtu).unwrap_or(1500);
+    let mut builder = tun_rs::DeviceBuilder::new().name(&args.tun).mtu(mtu);
+    if let Some(a) = v4
+        && let IpAddr::V4(ip) = a.ip
+    {
+        builder = builder.ipv4(ip, a.prefix_len, None);
+    }
+    if let Some(a) = v6
+        && let IpAddr::V6(ip) = a.ip
+    {
+        builder = builder.ipv6(ip, a.prefix_len);
+    }
+    let dev = Arc::new(
+        builder
+            .build_async()
+            .with_context(|| format!("creating TUN device {} (needs CAP_NET_ADMIN)", args.tun))?,
+    );
+    let mut routes = Routes::new(&args.tun, proxy);
+    if !args.no_routes {
+        routes.apply(&info.routes).await;
+    }
+    let addrs: Vec<String> = [v4, v6].iter().flatten().map(show_addr).collect();
+    println!(
+        "vpn up: tun={} addr={} routes={} mtu={mtu} proxy={proxy}",
+        args.tun,
+        addrs.join(","),
+        routes.shown(),
+    );
+    let _ = std::io::stdout().flush();
+
+    let sender = session.sender();
+    let mut relay = JoinSet::new();
+    relay.spawn(up(Arc::clone(&dev), sender.clone()));
+    let mut installed = info.routes;
+    let outcome = loop {
+        tokio::select! {
+            () = stop_signal() => break Ok(()),
+            r = relay.join_next() => {
+                break Err(match r {
+                    Some(Ok(e)) => e,
+                    _ => anyhow!("the TUN relay stopped"),
+                });
+            }
+            p = session.recv(Duration::from_secs(3600)) => match p {
+                Ok(p) => {
+                    // A full TUN queue or a packet the kernel refuses is a drop.
+                    if let Err(e) = dev.send(&p).await {
+                        tracing::debug!(error = %e, "TUN write failed, packet dropped");
+                    }
+                }
+                Err(ClientError::Timeout(_)) => {}
+                Err(_) => {
+                    let why = session
+                        .close_info()
+                        .map_or_else(|| "closed".to_owned(), |c| format!("{:?}", c.reason));
+                    break Err(anyhow!("the tunnel was lost: {why}"));
+                }
+            },
+            i = sender.wait_for(Duration::from_secs(3600), |i| i.routes != installed) => {
+                if let Ok(i) = i {
+                    installed = i.routes;
+                    if !args.no_routes {
+                        routes.apply(&installed).await;
+                        eprintln!("vpn: routes now {}", routes.shown());
+                    }
+                }
+            }
+        }
+    };
+    relay.abort_all();
+    routes.clear().await;
+    drop(dev);
+    let closed = session.close().await;
+    tracing::info!(reason = ?closed.reason, "vpn down");
+    eprintln!("vpn down: tun={}", args.tun);
+    outcome
+}
+
+/// Waits for every request to be answered; after the limit, what was
+/// assigned so far is enough if it has an address. Then gives the routes a
+/// moment to follow the ADDRESS_ASSIGN.
+async fn wait_assigned(session: &IpSession, limit: Duration) -> Result<IpInfo> {
+    let info = match session
+        .wait_for(limit, |i| i.pending_requests.is_empty())
+        .await
+    {
+        Ok(i) => i,
+        Err(ClientError::Timeout(_)) => {
+            let i = session.ip_info();
+            if i.assigned.is_empty() {
+                bail!("no ADDRESS_ASSIGN from the proxy within {limit:?}");
+            }
+            i
+        }
+        Err(e) => return Err(anyhow!(e).context("waiting for an address")),
+    };
+    if info.routes.is_empty() {
+        let grace = Duration::from_millis(500);
+        if let Ok(i) = session.wait_for(grace, |i| !i.routes.is_empty()).await {
+            return Ok(i);
+        }
+    }
+    Ok(info)
+}
+
+fn show_addr(a: &AssignedAddress) -> String {
+    format!("{}/{}", a.ip, a.prefix_len)
+}
+
+/// TUN → tunnel, until the tunnel refuses packets for good.
+async fn up(dev: Arc<tun_rs::AsyncDevice>, sender: IpSender) -> anyhow::Error {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = match dev.recv(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => return anyhow!(e).context("reading the TUN device"),
+        };
+        let Some(packet) = buf.get(..n) else { continue };
+        match sender.send_ip_packet(packet).await {
+            Ok(()) => {}
+            Err(ClientError::Closed) => return anyhow!("the tunnel was closed"),
+            // Too large, not IP, a full queue: this packet only.
+            Err(e) => tracing::debug!(error = %e, "packet to the tunnel dropped"),
+        }
+    }
+}
+
+/// The routes installed through the TUN device.
+#[derive(Debug)]
+struct Routes {
+    dev: String,
+    proxy: IpAddr,
+    installed: Vec<(IpAddr, u8)>,
+}
+
+impl Routes {
+    fn new(dev: &str, proxy: IpAddr) -> Self {
+        Self {
+            dev: dev.to_owned(),
+            proxy,
+            installed: Vec::new(),
+        }
+    }
+
+    fn shown(&self) -> String {
+        if self.installed.is_empty() {
+            return "none".to_owned();
+        }
+        let v: Vec<String> = self
+            .installed
+            .iter()
+            .map(|(a, l)| format!("{a}/{l}"))
+            .collect();
+        v.join(",")
+    }
+
+    /// Installs the prefixes of `ranges` (minus the proxy's address) and
+    /// removes the ones no longer advertised.
+    async fn apply(&mut self, ranges: &[IpAddressRange]) {
+        let want = route_prefixes(ranges, self.proxy);
+        for p in self.installed.clone() {
+            if !want.contains(&p) {
+                self.ip_route("del", p).await;
+            }
+        }
+        self.installed.retain(|p| want.contains(p));
+        for p in want {
+            if !self.installed.contains(&p) && self.ip_route("replace", p).await {
+                self.installed.push(p);
+            }
+        }
+    }
+
+    async fn clear(&mut self) {
+        for p in std::mem::take(&mut self.installed) {
+            self.ip_route("del", p).await;
+        }
+    }
+
+    /// `ip -4|-6 route VERB PREFIX dev DEV`; false (logged) on failure.
+    async fn ip_route(&self, verb: &str, (addr, len): (IpAddr, u8)) -> bool {
+        let family = if addr.is_ipv4() { "-4" } else { "-6" };
+        let prefix = format!("{addr}/{len}");
+        let out = Command::new("ip")
+            .args([family, "route", verb, &prefix, "dev", &self.dev])
+            .output()
+            .await;
+        match out {
+            Ok(o) if o.status.success() => true,
+            Ok(o) => {
+                tracing::warn!(
+                    route = %prefix,
+                    verb,
+                    stderr = %String::from_utf8_lossy(&o.stderr).trim(),
+                    "ip route failed"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(route = %prefix, verb, error = %e, "running ip failed");
+                false
+            }
+        }
+    }
+}
+
+/// The prefixes to route through the tunnel: every advertised range (any
+/// protocol; the kernel routes by address only) as CIDR prefixes, with the
+/// proxy's own address cut out, without duplicates.
+fn route_prefixes(ranges: &[IpAddressRange], proxy: IpAddr) -> Vec<(IpAddr, u8)> {
+    let mut out = Vec::new();
+    for r in ranges {
+        let (v4, start, end) = match (r.start, r.end) {
+            (IpAddr::V4(s), IpAddr::V4(e)) => {
+                (true, u128::from(u32::from(s)), u128::from(u32::from(e)))
+            }
+            (IpAddr::V6(s), IpAddr::V6(e)) => (false, u128::from(s), u128::from(e)),
+            _ => continue,
+        };
+        let own = match proxy {
+            IpAddr::V4(p) if v4 => Some(u128::from(u32::from(p))),
+            IpAddr::V6(p) if !v4 => Some(u128::from(p)),
+            _ => None,
+        };
+        let mut pieces = vec![(start, end)];
+        if let Some(p) = own.filter(|p| (start..=end).contains(p)) {
+            pieces = Vec::new();
+            if p > start {
+                pieces.push((start, p - 1));
+            }
+            if p < end {
+                pieces.push((p + 1, end));
+            }
+        }
+        let bits = if v4 { 32 } else { 128 };
+        for (s, e) in pieces {
+            for (a, len) in cidrs(s, e, bits) {
+                let addr = if v4 {
+                    IpAddr::V4(Ipv4Addr::from(u32::try_from(a).unwrap_or(0)))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(a))
+                };
+                if !out.contains(&(addr, len)) {
+                    out.push((addr, len));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The smallest list of CIDR prefixes covering `start..=end` in a `bits`-bit
+/// address space.
+fn cidrs(mut start: u128, end: u128, bits: u32) -> Vec<(u128, u8)> {
+    let mut out = Vec::new();
+    while start <= end {
+        // The largest block aligned at `start` that stays within `end`.
+        let mut size_log = start.trailing_zeros().min(bits);
+        while size_log > 0 && block_last(start, size_log) > end {
+            size_log -= 1;
+        }
+        out.push((start, u8::try_from(bits - size_log).unwrap_or(0)));
+        let last = block_last(start, size_log);
+        if last >= end {
+            break;
+        }
+        start = last + 1;
+    }
+    out
+}
+
+/// The last address of the block of 2^`size_log` addresses at `start`.
+fn block_last(start: u128, size_log: u32) -> u128 {
+    match 1u128.checked_shl(size_log) {
+        Some(size) if size_log < 128 => start.saturating_add(size - 1),
+        _ => u128::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r4(a: &str, b: &str) -> IpAddressRange {
+        IpAddressRange {
+            start: a.parse().unwrap(),
+            end: b.parse().unwrap(),
+            ipproto: 0,
+        }
+    }
+
+    fn shown(v: &[(IpAddr, u8)]) -> Vec<String> {
+        v.iter().map(|(a, l)| format!("{a}/{l}")).collect()
+    }
+
+    #[test]
+    fn ranges_become_prefixes() {
+        let proxy: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            shown(&route_prefixes(&[r4("10.0.0.0", "10.255.255.255")], proxy)),
+            ["10.0.0.0/8"]
+        );
+        assert_eq!(
+            shown(&route_prefixes(
+                &[r4("192.0.2.0", "192.0.2.41")],
+                "10.0.0.1".parse().unwrap()
+            )),
+            ["192.0.2.0/27", "192.0.2.32/29", "192.0.2.40/31"]
+        );
+        assert_eq!(
+            shown(&route_prefixes(&[r4("10.1.2.3", "10.1.2.3")], proxy)),
+            ["10.1.2.3/32"]
+        );
+    }
+
+    /// The proxy's address is cut out: a full route leaves it on the
+    /// existing routes; a range holding only it gives nothing.
+    #[test]
+    fn proxy_address_is_never_routed_into_the_tunnel() {
+        let proxy: IpAddr = "128.0.0.0".parse().unwrap();
+        let p = route_prefixes(&[r4("0.0.0.0", "255.255.255.255")], proxy);
+        assert_eq!(p.first(), Some(&("0.0.0.0".parse().unwrap(), 1)));
+        assert_eq!(p.len(), 1 + 31);
+        assert!(
+            !p.iter()
+                .any(|(a, l)| *l == 0 || (*a == proxy && *l <= 32 && *l == 32))
+        );
+        let covered: u128 = p.iter().map(|(_, l)| 1u128 << (32 - u32::from(*l))).sum();
+        assert_eq!(covered, (1u128 << 32) - 1);
+        assert!(route_prefixes(&[r4("128.0.0.0", "128.0.0.0")], proxy).is_empty());
+        // Another family is untouched.
+        let v6 = IpAddressRange {
+            start: "::".parse().unwrap(),
+            end: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+            ipproto: 0,
+        };
+        assert_eq!(shown(&route_prefixes(&[v6], proxy)), ["::/0"]);
+        let v4all = route_prefixes(&[r4("0.0.0.0", "255.255.255.255")], "::1".parse().unwrap());
+        assert_eq!(shown(&v4all), ["0.0.0.0/0"]);
+    }
+
+    #[test]
+    fn vpn_flags() {
+        use clap::Parser;
+
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: VpnArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "--proxy", "https://p:1", "--insecure"]).unwrap();
+        assert_eq!(cli.args.tun, "masque0");
+        assert_eq!(cli.args.assign_timeout, 10);
+        let cli = Cli::try_parse_from([
+            "x",
+            "--proxy",
+            "https://p:1",
+            "--tun",
+            "vpn7",
+            "--transport",
+            "h2",
+            "--mtu",
+            "1400",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.tun, "vpn7");
+        assert_eq!(cli.args.mtu, Some(1400));
+        assert!(
+            Cli::try_parse_from(["x", "--tun", "t"]).is_err(),
+            "--proxy is required"
+        );
+    }
+}
