@@ -155,33 +155,49 @@ impl<T> InNs<T> {
 /// A veth link between `a` (address `addr_a`, CIDR form, IPv4 or IPv6) and `b`
 /// (`addr_b`), both ends with `mtu`, up.
 pub fn veth(a: &NetNs, addr_a: &str, b: &NetNs, addr_b: &str, mtu: u32) -> Result<()> {
+    veth_named((a, "veth0", addr_a), (b, "veth0", addr_b), mtu)
+}
+
+/// A veth link between `(namespace, device name, address)` ends, for a
+/// namespace with more than one link.
+pub fn veth_named(a: (&NetNs, &str, &str), b: (&NetNs, &str, &str), mtu: u32) -> Result<()> {
     let mtu = mtu.to_string();
-    a.ip(&[
+    a.0.ip(&[
         "link",
         "add",
-        "veth0",
+        a.1,
         "mtu",
         &mtu,
         "type",
         "veth",
         "peer",
         "name",
-        "veth0",
+        b.1,
         "netns",
-        b.name(),
+        b.0.name(),
         "mtu",
         &mtu,
     ])?;
-    for (ns, addr) in [(a, addr_a), (b, addr_b)] {
+    for (ns, dev, addr) in [a, b] {
         if addr.contains(':') {
             // Usable at once: no duplicate address detection on a private link.
-            ns.ip(&["addr", "add", addr, "dev", "veth0", "nodad"])?;
+            ns.ip(&["addr", "add", addr, "dev", dev, "nodad"])?;
         } else {
-            ns.ip(&["addr", "add", addr, "dev", "veth0"])?;
+            ns.ip(&["addr", "add", addr, "dev", dev])?;
         }
-        ns.ip(&["link", "set", "veth0", "up"])?;
+        ns.ip(&["link", "set", dev, "up"])?;
     }
     Ok(())
+}
+
+/// Runs `cmd args…` inside `ns` (`ip netns exec`), e.g. `sysctl` or `ping`,
+/// and returns its output (bounded by the command's own limits).
+pub fn exec(ns: &NetNs, cmd: &str, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("ip")
+        .args(["netns", "exec", ns.name(), cmd])
+        .args(args)
+        .output()
+        .with_context(|| format!("ip netns exec {} {cmd}", ns.name()))
 }
 
 fn ip(args: &[&str]) -> Result<()> {
