@@ -34,6 +34,20 @@ pub const MIN_IP_PACKET: usize = 1280;
 /// Length of the Context ID 0 prefix (one-byte varint).
 const CONTEXT_LEN: usize = datagram::prefix_len(None, UDP_CONTEXT_ID);
 
+/// R9484-50: over QUIC DATAGRAMs (`native`) one datagram payload (`max`,
+/// Context ID included) must carry a 1280-byte packet, else the request
+/// stream is aborted. DATAGRAM capsules carry up to 64 KiB.
+pub(crate) fn check_path(native: bool, max: Option<usize>) -> Result<(), ClientError> {
+    let max = max.unwrap_or(0);
+    if native && max < CONTEXT_LEN + MIN_IP_PACKET {
+        return Err(ClientError::TunnelMtuTooSmall {
+            max: max.saturating_sub(CONTEXT_LEN),
+            required: MIN_IP_PACKET,
+        });
+    }
+    Ok(())
+}
+
 /// Sends into a connect-ip tunnel and manages its addresses and routes.
 /// Cheap to clone; all clones share the tunnel.
 #[derive(Debug, Clone)]
@@ -93,18 +107,11 @@ impl IpSession {
             core.capsule_hook(),
         )
         .await?;
-        // R9484-50: over QUIC DATAGRAMs the path must carry a 1280-byte
-        // packet (Context ID included), else the request stream is aborted.
-        if conn.transport() == Transport::H3 && !t.inner.dg.is_capsule() {
-            let max = t.inner.dg.max_payload_size().unwrap_or(0);
-            if max < CONTEXT_LEN + MIN_IP_PACKET {
-                t.inner.abort(ResetReason::Cancelled);
-                t.reader.abort();
-                return Err(ClientError::TunnelMtuTooSmall {
-                    max: max.saturating_sub(CONTEXT_LEN),
-                    required: MIN_IP_PACKET,
-                });
-            }
+        let native = conn.transport() == Transport::H3 && !t.inner.dg.is_capsule();
+        if let Err(e) = check_path(native, t.inner.dg.max_payload_size()) {
+            t.inner.abort(ResetReason::Cancelled);
+            t.reader.abort();
+            return Err(e);
         }
         let (packets_tx, packets) = mpsc::channel(capacity);
         let sender = IpSender {

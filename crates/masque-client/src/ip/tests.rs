@@ -284,6 +284,26 @@ fn routes_both_ways() {
     assert_eq!(capsule::ROUTE_ADVERTISEMENT, ROUTE_ADVERTISEMENT);
 }
 
+/// R9484-50: QUIC datagrams must carry a 1280-byte packet plus the
+/// Context ID; capsules always can.
+#[test]
+fn r9484_50_path_must_carry_1280() {
+    use super::session::check_path;
+    assert!(check_path(true, Some(1281)).is_ok());
+    assert!(matches!(
+        check_path(true, Some(1280)),
+        Err(ClientError::TunnelMtuTooSmall {
+            max: 1279,
+            required: 1280
+        })
+    ));
+    assert!(matches!(
+        check_path(true, None),
+        Err(ClientError::TunnelMtuTooSmall { max: 0, .. })
+    ));
+    assert!(check_path(false, Some(100)).is_ok());
+}
+
 proptest! {
     /// Any sequence of request batches and peer answers: ids are unique,
     /// never 0, and a request stays pending exactly until the peer answers

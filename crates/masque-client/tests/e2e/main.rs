@@ -5,6 +5,7 @@
 
 mod events;
 mod forward;
+mod ip;
 mod node;
 mod proxy;
 mod refusal;
