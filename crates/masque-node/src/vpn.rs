@@ -4,7 +4,8 @@
 //! IPv4 and an IPv6 address (R9484-27; a refusal or no answer for IPv6 is not
 //! fatal), brings up a TUN device with what was assigned, installs the routes
 //! the proxy advertised (`ip route replace PREFIX dev TUN`) and relays packets
-//! both ways. Routes that would carry the tunnel's own traffic are never
+//! both ways. Only routes of a family the tunnel has an address in are
+//! installed. Routes that would carry the tunnel's own traffic are never
 //! installed: the proxy's address is cut out of every advertised range, so a
 //! full route (0.0.0.0–255.255.255.255) becomes the set of prefixes that
 //! covers everything but the proxy, which stays reachable through the
@@ -60,11 +61,7 @@ pub async fn run(args: VpnArgs) -> Result<()> {
         .await
         .context("opening the CONNECT-IP tunnel")?;
     let proxy = session.info().proxy.ip();
-    let result = serve(&args, session, proxy).await;
-    if let Err(e) = &result {
-        eprintln!("vpn: {e:#}");
-    }
-    result
+    serve(&args, session, proxy).await
 }
 
 async fn serve(args: &VpnArgs, mut session: IpSession, proxy: IpAddr) -> Result<()> {
@@ -104,7 +101,11 @@ async fn serve(args: &VpnArgs, mut session: IpSession, proxy: IpAddr) -> Result<
             .build_async()
             .with_context(|| format!("creating TUN device {} (needs CAP_NET_ADMIN)", args.tun))?,
     );
-    let mut routes = Routes::new(&args.tun, proxy);
+    let families = Families {
+        v4: v4.is_some(),
+        v6: v6.is_some(),
+    };
+    let mut routes = Routes::new(&args.tun, proxy, families);
     if !args.no_routes {
         routes.apply(&info.routes).await;
     }
@@ -214,19 +215,35 @@ async fn up(dev: Arc<tun_rs::AsyncDevice>, sender: IpSender) -> anyhow::Error {
     }
 }
 
+/// The address families the tunnel has an address in: routes of another
+/// family would only blackhole its traffic.
+#[derive(Debug, Clone, Copy)]
+struct Families {
+    v4: bool,
+    v6: bool,
+}
+
+impl Families {
+    fn has(self, addr: IpAddr) -> bool {
+        if addr.is_ipv4() { self.v4 } else { self.v6 }
+    }
+}
+
 /// The routes installed through the TUN device.
 #[derive(Debug)]
 struct Routes {
     dev: String,
     proxy: IpAddr,
+    families: Families,
     installed: Vec<(IpAddr, u8)>,
 }
 
 impl Routes {
-    fn new(dev: &str, proxy: IpAddr) -> Self {
+    fn new(dev: &str, proxy: IpAddr, families: Families) -> Self {
         Self {
             dev: dev.to_owned(),
             proxy,
+            families,
             installed: Vec::new(),
         }
     }
@@ -246,7 +263,8 @@ impl Routes {
     /// Installs the prefixes of `ranges` (minus the proxy's address) and
     /// removes the ones no longer advertised.
     async fn apply(&mut self, ranges: &[IpAddressRange]) {
-        let want = route_prefixes(ranges, self.proxy);
+        let mut want = route_prefixes(ranges, self.proxy);
+        want.retain(|(a, _)| self.families.has(*a));
         for p in self.installed.clone() {
             if !want.contains(&p) {
                 self.ip_route("del", p).await;
@@ -426,6 +444,17 @@ mod tests {
         assert_eq!(shown(&route_prefixes(&[v6], proxy)), ["::/0"]);
         let v4all = route_prefixes(&[r4("0.0.0.0", "255.255.255.255")], "::1".parse().unwrap());
         assert_eq!(shown(&v4all), ["0.0.0.0/0"]);
+    }
+
+    /// Routes of a family without an address are not installed.
+    #[test]
+    fn families_filter() {
+        let f = Families {
+            v4: true,
+            v6: false,
+        };
+        assert!(f.has("10.0.0.1".parse().unwrap()));
+        assert!(!f.has("::1".parse().unwrap()));
     }
 
     #[test]
