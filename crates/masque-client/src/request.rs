@@ -350,6 +350,48 @@ mod tests {
         ));
     }
 
+    /// R9484-12/20 and the digest's scope vectors: connect-ip from the
+    /// default template; a scope the template cannot express is refused
+    /// before sending (R9484-02).
+    #[test]
+    fn r9484_20_connect_ip_request() {
+        use masque_proto::template::{IpPrefix, IpProto, IpScope};
+
+        let t = ip_template("proxy.example:4433", None).unwrap();
+        let scope = IpTarget {
+            target: IpScope::Prefix(IpPrefix::new("192.0.2.0".parse().unwrap(), 24).unwrap()),
+            ipproto: IpProto::Proto(17),
+        };
+        let head = build_ip(&t, &scope, &HeaderMap::new()).unwrap();
+        assert_eq!(
+            extended(&head),
+            (
+                "connect-ip",
+                "proxy.example:4433",
+                "/.well-known/masque/ip/192.0.2.0%2F24/17/"
+            )
+        );
+        assert!(head.datagrams);
+        assert_eq!(head.headers[CAPSULE_PROTOCOL], "?1");
+        let v6 = IpTarget {
+            target: IpScope::Prefix(IpPrefix::new("2001:db8::".parse().unwrap(), 32).unwrap()),
+            ipproto: IpProto::Any,
+        };
+        let head = build_ip(&t, &v6, &HeaderMap::new()).unwrap();
+        assert_eq!(
+            extended(&head).2,
+            "/.well-known/masque/ip/2001%3Adb8%3A%3A%2F32/%2A/"
+        );
+        // A template without variables only expresses the full scope.
+        let full = ip_template("ignored", Some("https://p.example/vpn")).unwrap();
+        assert_eq!(
+            extended(&build_ip(&full, &IpTarget::ANY, &HeaderMap::new()).unwrap()).2,
+            "/vpn"
+        );
+        let err = build_ip(&full, &scope, &HeaderMap::new()).unwrap_err();
+        assert!(matches!(err, ClientError::InvalidTarget { .. }), "{err}");
+    }
+
     /// R9298-08: an invalid template is refused before sending.
     #[test]
     fn r9298_08_bad_template_refused() {

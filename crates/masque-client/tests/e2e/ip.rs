@@ -14,8 +14,8 @@ use std::{
 
 use bytes::Bytes;
 use masque_client::{
-    Answer, AssignedAddress, ClientError, ClientOptions, CloseReason, IpEvent, IpPrefix, IpSession,
-    IpTarget, TransportChoice, connect_ip,
+    Answer, AssignedAddress, ClientError, ClientOptions, CloseReason, IpAddressRange, IpEvent,
+    IpPrefix, IpProto, IpScope, IpSession, IpTarget, TransportChoice, connect_ip,
 };
 use masque_proto::{icmp::parse_icmp_packet, packet::fill_ipv4_header_checksum};
 use masque_queue::QueueRx;
@@ -35,6 +35,7 @@ use crate::{WAIT, per_transport, within};
 
 per_transport!(
     ip_address_from_pool_and_ttl_rules,
+    ip_scope_routes_and_refusal,
     ip_assign_id_rule,
     ip_active_and_queue_modes,
 );
@@ -284,6 +285,41 @@ async fn ip_address_from_pool_and_ttl_rules(t: Transport) -> anyhow::Result<()> 
         ),
         "{closed:?}"
     );
+    node.node.shutdown().await;
+    Ok(())
+}
+
+/// A scoped request (198.51.100.0/24, UDP): the node advertises exactly the
+/// scope (R9484-09/36); an IPv6 request to an IPv4-only pool is refused
+/// with the all-zero answer (R9484-33) while IPv4 is granted.
+async fn ip_scope_routes_and_refusal(t: Transport) -> anyhow::Result<()> {
+    let node = IpNode::start(&pool(3, t)).await?;
+    let scope = IpTarget {
+        target: IpScope::Prefix(IpPrefix::new("198.51.100.0".parse()?, 24)?),
+        ipproto: IpProto::Proto(17),
+    };
+    let session = within(connect_ip(&node.url(t), &scope, node.options(t))).await?;
+    let any_v6 = IpPrefix::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 128)?;
+    let ids = session.request_addresses(&[any_v4(), any_v6])?;
+    assert_eq!(ids.len(), 2);
+    let info = session
+        .wait_for(WAIT, |i| {
+            i.pending_requests.is_empty() && !i.routes.is_empty()
+        })
+        .await?;
+    assert_eq!(
+        info.routes,
+        [IpAddressRange {
+            start: "198.51.100.0".parse()?,
+            end: "198.51.100.255".parse()?,
+            ipproto: 17,
+        }]
+    );
+    assert_eq!(info.assigned.len(), 1, "{info:?}");
+    assert!(info.assigned[0].ip.is_ipv4());
+    assert_eq!(info.refused.len(), 1, "{info:?}");
+    assert_eq!(info.refused[0].request_id, ids[1]);
+    within(session.close()).await;
     node.node.shutdown().await;
     Ok(())
 }
