@@ -241,6 +241,7 @@ fn bench(args: &[String]) -> Result<()> {
         "node_udp_echo",
         "transport_echo",
         "tcp_bulk",
+        "ip_throughput",
     ] {
         run(cargo()
             .args(["bench", "-p", "masque-tests", "--bench", name, "--"])
