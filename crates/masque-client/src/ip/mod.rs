@@ -15,11 +15,13 @@
 //!   stream;
 //! * [`events`]: delivery, switchable at run time, to an owner actor
 //!   ([`IpEvent`]) or to a bounded packet queue ([`IpSession::recv`]);
+//! * [`sender`]: packets and capsules out;
 //! * `writer`: a body writer that also writes the session's own capsules;
 //! * R9484-50: an HTTP/3 tunnel whose QUIC datagrams cannot carry a
 //!   1280-byte packet is refused ([`crate::ClientError::TunnelMtuTooSmall`]).
 
 mod events;
+mod sender;
 mod session;
 mod state;
 mod writer;
@@ -28,6 +30,7 @@ mod writer;
 mod tests;
 
 pub use events::IpEvent;
-pub use session::{IpSender, IpSession, MIN_IP_PACKET};
+pub use sender::{IpSender, MIN_IP_PACKET};
+pub use session::IpSession;
 pub use state::IpInfo;
 pub(crate) use writer::ControlWriter;

@@ -288,7 +288,7 @@ fn routes_both_ways() {
 /// Context ID; capsules always can.
 #[test]
 fn r9484_50_path_must_carry_1280() {
-    use super::session::check_path;
+    use super::sender::check_path;
     assert!(check_path(true, Some(1281)).is_ok());
     assert!(matches!(
         check_path(true, Some(1280)),
