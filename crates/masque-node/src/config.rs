@@ -9,6 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use masque_server::{
+    IpProxyConfig,
     admission::AdmissionLimits,
     config::{DEFAULT_QUIC_SOCKET_BUFFER, TcpListen},
     ip::IpPrefix,
@@ -136,6 +137,14 @@ pub struct ServeArgs {
     /// the tunnel's scope].
     #[arg(long = "ip-route", value_name = "CIDR")]
     pub ip_route: Vec<IpPrefix>,
+    /// Packets queued for one CONNECT-IP tunnel from the TUN; more are
+    /// dropped and counted [default: 512].
+    #[arg(long, value_name = "N")]
+    pub ip_tunnel_queue: Option<usize>,
+    /// ADDRESS_REQUEST entries of one tunnel waiting for an answer; more are
+    /// refused at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub ip_max_pending_requests: Option<usize>,
     /// Datagrams per second one UDP tunnel may send toward its target; more
     /// are dropped and counted; 0 = unlimited [default: 200000].
     #[arg(long, value_name = "PPS")]
@@ -196,6 +205,8 @@ struct FileConfig {
     ip_tun: Option<String>,
     ip_tun_mtu: Option<u16>,
     ip_route: Option<Vec<String>>,
+    ip_tunnel_queue: Option<usize>,
+    ip_max_pending_requests: Option<usize>,
     quic_recv_buffer: Option<usize>,
     quic_send_buffer: Option<usize>,
     metrics_listen: Option<SocketAddr>,
@@ -249,6 +260,10 @@ pub struct NodeConfig {
     pub ip_tun_mtu: u16,
     /// `--ip-route` (empty: the scope).
     pub ip_route: Vec<IpPrefix>,
+    /// `--ip-tunnel-queue`.
+    pub ip_tunnel_queue: usize,
+    /// `--ip-max-pending-requests`.
+    pub ip_max_pending_requests: usize,
     pub quic_recv_buffer: usize,
     pub quic_send_buffer: usize,
     pub metrics_listen: Option<SocketAddr>,
@@ -429,6 +444,17 @@ impl NodeConfig {
             } else {
                 args.ip_route.clone()
             },
+            ip_tunnel_queue: at_least_one(
+                "ip_tunnel_queue",
+                args.ip_tunnel_queue.or(file.ip_tunnel_queue),
+                IpProxyConfig::default().tunnel_queue,
+            )?,
+            ip_max_pending_requests: at_least_one(
+                "ip_max_pending_requests",
+                args.ip_max_pending_requests
+                    .or(file.ip_max_pending_requests),
+                IpProxyConfig::default().max_pending_requests,
+            )?,
             drain_timeout: Duration::from_secs(
                 args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
             ),
@@ -509,6 +535,51 @@ mod tests {
         assert_eq!(c.admission, AdmissionLimits::default());
         assert_eq!(c.connection_idle_timeout, Some(Duration::from_secs(120)));
         assert_eq!(c.lookups, LookupLimits::default());
+    }
+
+    /// CONNECT-IP settings: TOML keys, flags over the file, a bad pool and a
+    /// TUN MTU under 1280 refused with the key named.
+    #[test]
+    fn connect_ip_file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("masque-node-ip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "ip_pool = [\"10.200.0.0/24\", \"fd00:200::/64\"]\nip_tun = \"mq0\"\n\
+             ip_route = [\"10.82.0.0/24\"]\nip_tunnel_queue = 64\n",
+        )
+        .unwrap();
+        let mut args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(&args).unwrap();
+        let shown: Vec<String> = c.ip_pool.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.200.0.0/24", "fd00:200::/64"]);
+        assert_eq!(c.ip_tun.as_deref(), Some("mq0"));
+        assert_eq!(c.ip_route.len(), 1);
+        assert_eq!((c.ip_tun_mtu, c.ip_tunnel_queue), (1500, 64));
+        assert_eq!(c.ip_max_pending_requests, 64, "the default");
+        args.ip_pool = vec!["10.9.0.0/16".parse().unwrap()];
+        args.ip_tun_mtu = Some(1400);
+        let c = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(c.ip_pool.len(), 1, "flags replace the file's pools");
+        assert_eq!(c.ip_tun_mtu, 1400);
+        args.ip_tun_mtu = Some(1000);
+        let e = format!("{:#}", NodeConfig::resolve(&args).unwrap_err());
+        assert!(e.contains("1280"), "{e}");
+        std::fs::write(&path, "ip_pool = [\"10.200.0.1/24\"]\n").unwrap();
+        let e = format!(
+            "{:#}",
+            NodeConfig::resolve(&ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_err()
+        );
+        assert!(e.contains("ip_pool") && e.contains("host bits"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The admission, connection idle and DNS limits: TOML keys, flags over

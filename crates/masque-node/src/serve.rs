@@ -35,7 +35,8 @@ fn ip_proxy(cfg: &NodeConfig) -> Result<Option<IpProxy>> {
     let config = IpProxyConfig {
         pools: cfg.ip_pool.clone(),
         routes: (!cfg.ip_route.is_empty()).then(|| cfg.ip_route.clone()),
-        ..Default::default()
+        tunnel_queue: cfg.ip_tunnel_queue,
+        max_pending_requests: cfg.ip_max_pending_requests,
     };
     for pool in &config.pools {
         tracing::info!(%pool, tun = %tun.name(), "CONNECT-IP pool");

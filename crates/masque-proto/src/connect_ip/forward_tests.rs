@@ -276,3 +276,42 @@ fn drop_labels_are_unique_and_indexed() {
     labels.dedup();
     assert_eq!(labels.len(), PacketDrop::ALL.len());
 }
+
+proptest::proptest! {
+    /// Any bytes: neither direction panics, and a packet is forwarded only when
+    /// it parses as a whole packet.
+    #[test]
+    fn prop_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..120)) {
+        let r = rules(0);
+        let v = r.from_peer(&bytes, 1500);
+        if v == Verdict::Forward {
+            let p = IpPacket::parse(&bytes).unwrap();
+            proptest::prop_assert_eq!(p.declared_len(), bytes.len());
+        }
+        let mut copy = bytes.clone();
+        let _ = r.to_peer(&mut copy, Some(1400));
+    }
+
+    /// A well-formed packet to the peer: forwarded with its TTL one lower and a
+    /// header checksum that still verifies, or dropped as expired at TTL ≤ 1,
+    /// or too big; nothing else about it changes.
+    #[test]
+    fn prop_to_peer_decrements_once(ttl in 0u8..=255, payload in 0usize..1400, max in 1200usize..1500) {
+        let r = rules(0);
+        let mut p = udp4(TARGET, CLIENT, ttl, payload);
+        let before = p.clone();
+        match r.to_peer(&mut p, Some(max)) {
+            Verdict::Forward => {
+                let parsed = IpPacket::parse(&p).unwrap();
+                proptest::prop_assert_eq!(parsed.ttl(), ttl - 1);
+                let IpPacket::V4(h) = parsed else { unreachable!() };
+                proptest::prop_assert!(h.header_checksum_valid());
+                proptest::prop_assert_eq!(&p[..8], &before[..8]);
+                proptest::prop_assert_eq!(&p[12..], &before[12..]);
+            }
+            Verdict::Drop { reason: PacketDrop::TooBig, .. } => proptest::prop_assert!(before.len() > max),
+            Verdict::Drop { reason: PacketDrop::TtlExpired, .. } => proptest::prop_assert!(ttl <= 1),
+            other => proptest::prop_assert!(false, "{other:?}"),
+        }
+    }
+}

@@ -265,6 +265,56 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the pool, the requests and what others hold: a block is aligned,
+        /// inside its pool, never the node's own address nor (IPv4) the network or
+        /// broadcast address, never one `is_free` refused, and never handed out twice
+        /// while held; allocation stops only when no usable free block remains.
+        #[test]
+        fn prop_allocations_are_valid_and_unique(
+            pool_len in 24u8..=30,
+            lens in proptest::collection::vec(24u8..=32, 1..80),
+            taken in proptest::collection::btree_set(0u8..=255, 0..40),
+        ) {
+            let base = u32::from(Ipv4Addr::new(10, 9, 0, 0));
+            let prefix = IpPrefix { addr: IpAddr::V4(Ipv4Addr::from(base)), len: pool_len };
+            let mut pools = AddressPools::new(&[prefix]).unwrap();
+            let mut held: Vec<(u32, u32)> = taken
+                .iter()
+                .map(|&o| (base + u32::from(o), base + u32::from(o)))
+                .collect();
+            let own = base + 1;
+            let last = base | (u32::MAX >> pool_len);
+            for len in lens {
+                let overlaps = |a: u32, l: u8, held: &[(u32, u32)]| {
+                    let end = a | (u32::MAX.checked_shr(u32::from(l)).unwrap_or(0));
+                    held.iter().any(|&(s, e)| s <= end && a <= e)
+                };
+                let got = pools.allocate(&any(true, len), |a, l| {
+                    let IpAddr::V4(a) = a else { return false };
+                    !overlaps(u32::from(a), l, &held)
+                });
+                let Some((IpAddr::V4(a), l)) = got else {
+                    // Refused: no usable, free, aligned block of that length is left.
+                    let l = len.max(pool_len);
+                    let size = 1u32 << (32 - u32::from(l));
+                    let free = (base..=last).step_by(size as usize).any(|s| {
+                        usable(&prefix, u128::from(s), l) && !overlaps(s, l, &held)
+                    });
+                    proptest::prop_assert!(!free, "refused with a free /{} left", l);
+                    continue;
+                };
+                let a = u32::from(a);
+                let end = a | (u32::MAX.checked_shr(u32::from(l)).unwrap_or(0));
+                proptest::prop_assert_eq!(l, len.max(pool_len));
+                proptest::prop_assert!(host_bits_zero(IpAddr::V4(a.into()), l));
+                proptest::prop_assert!(a > own && end < last && a >= base);
+                proptest::prop_assert!(!overlaps(a, l, &held), "handed out a held block");
+                held.push((a, end));
+            }
+        }
+    }
+
     #[test]
     fn parses_and_rejects_prefixes() {
         assert_eq!(
