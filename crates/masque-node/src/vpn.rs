@@ -50,13 +50,18 @@ pub struct VpnArgs {
     /// Do not install the proxy's routes (only the TUN's own prefix is routed).
     #[arg(long)]
     pub no_routes: bool,
+    /// Seconds of silence after which an HTTP/3 connection counts as lost
+    /// (QUIC idle timeout; keep-alives go every 15 s, so at least 20).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub idle_timeout: u64,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
 pub async fn run(args: VpnArgs) -> Result<()> {
     init_logging();
-    let options = args.client.options()?;
+    let mut options = args.client.options()?;
+    options.idle_timeout = Duration::from_secs(args.idle_timeout.max(20));
     let session = connect_ip(&args.client.proxy, &IpTarget::ANY, options)
         .await
         .context("opening the CONNECT-IP tunnel")?;
@@ -469,6 +474,7 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "--proxy", "https://p:1", "--insecure"]).unwrap();
         assert_eq!(cli.args.tun, "masque0");
         assert_eq!(cli.args.assign_timeout, 10);
+        assert_eq!(cli.args.idle_timeout, 30);
         let cli = Cli::try_parse_from([
             "x",
             "--proxy",
