@@ -6,6 +6,7 @@
 mod events;
 mod forward;
 mod ip;
+mod ip_proxy;
 mod node;
 mod proxy;
 mod refusal;

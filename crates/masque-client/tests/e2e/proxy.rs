@@ -9,7 +9,8 @@
 //!
 //! TCP tunnels (connect-tcp with any served token, classic CONNECT) get a
 //! script chosen by the target port ([`TcpScript`]), whatever the mode: the
-//! framing faults a real proxy never shows.
+//! framing faults a real proxy never shows. connect-ip tunnels get one by
+//! target address (`crate::ip_proxy::IpScript`).
 
 use std::{
     net::SocketAddr,
@@ -218,6 +219,10 @@ fn fields(fields: &[(&'static str, &'static str)]) -> HeaderMap {
 async fn tunnel(mode: Mode, p: PendingTunnel) {
     if let Some(script) = TcpScript::of(&p.request) {
         tcp_script(script, p).await;
+        return;
+    }
+    if let Some(script) = crate::ip_proxy::IpScript::of(&p.request) {
+        crate::ip_proxy::run(script, p).await;
         return;
     }
     let udp = matches!(
