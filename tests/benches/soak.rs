@@ -347,6 +347,12 @@ async fn flood(node: &TestNode, echo: std::net::SocketAddr, minutes: f64) -> Res
         "\nflood: capacity {capacity:.0} echoes/s measured; sending {rate:.0}/s for {minutes} min on {FLOOD_TUNNELS} HTTP/3 tunnels"
     );
     let m = node.node.metrics();
+    // The kernel's drops on every UDP socket of this process (node, client, echo).
+    let sampler = masque_server::kernel_drops::spawn_udp_drop_sampler(
+        Arc::clone(m),
+        Duration::from_millis(500),
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let node_before = m.snapshot();
     let rss_start = rss();
     let mut rss_max = rss_start;
@@ -373,6 +379,7 @@ async fn flood(node: &TestNode, echo: std::net::SocketAddr, minutes: f64) -> Res
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    sampler.abort();
     let flood_sent = sent - sent_before;
     let flood_received = received.load(Ordering::Relaxed) - recv_before;
     let node_after = m.snapshot();
@@ -381,6 +388,7 @@ async fn flood(node: &TestNode, echo: std::net::SocketAddr, minutes: f64) -> Res
         - node_before.datagrams_to_target_dropped)
         + (node_after.datagrams_to_client_dropped - node_before.datagrams_to_client_dropped)
         + (node_after.datagrams_dropped_rate - node_before.datagrams_dropped_rate);
+    let kernel_drops = node_after.udp_kernel_drops - node_before.udp_kernel_drops;
     println!(
         "{:<34} {:>12}",
         "datagrams offered by the client",
@@ -399,8 +407,14 @@ async fn flood(node: &TestNode, echo: std::net::SocketAddr, minutes: f64) -> Res
     );
     println!(
         "{:<34} {:>12}",
-        "  lost uncounted (kernel, echo)",
-        flood_sent.saturating_sub(flood_received + node_drops + h3.datagrams_dropped_queue_full)
+        "  kernel UDP socket drops (counted)", kernel_drops
+    );
+    println!(
+        "{:<34} {:>12}",
+        "  lost uncounted",
+        flood_sent.saturating_sub(
+            flood_received + node_drops + h3.datagrams_dropped_queue_full + kernel_drops
+        )
     );
     println!(
         "{:<34} {:>9.1} -> {:.1} MiB (max)",
@@ -418,7 +432,7 @@ async fn flood(node: &TestNode, echo: std::net::SocketAddr, minutes: f64) -> Res
         "RSS grew from {rss_start} to {rss_max} bytes under the flood"
     );
     Ok(format!(
-        "{{\"capacity\":{capacity:.0},\"rate\":{rate:.0},\"sent\":{flood_sent},\"refused\":{refused},\"echoed\":{flood_received},\"node_drops\":{node_drops},\"h3_queue_full\":{},\"rss_start\":{rss_start},\"rss_max\":{rss_max}}}",
+        "{{\"capacity\":{capacity:.0},\"rate\":{rate:.0},\"sent\":{flood_sent},\"refused\":{refused},\"echoed\":{flood_received},\"node_drops\":{node_drops},\"h3_queue_full\":{},\"kernel_drops\":{kernel_drops},\"rss_start\":{rss_start},\"rss_max\":{rss_max}}}",
         h3.datagrams_dropped_queue_full
     ))
 }

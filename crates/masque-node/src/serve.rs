@@ -18,6 +18,15 @@ use crate::{
     metrics_endpoint::MetricsEndpoint,
 };
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// CONNECT-IP (`--ip-pool`), with the TUN egress (`--ip-tun`) it needs.
 fn ip_proxy(cfg: &NodeConfig) -> Result<Option<IpProxy>> {
     if cfg.ip_pool.is_empty() {
@@ -172,6 +181,12 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
+    // The kernel's drops on our UDP sockets, so that every drop shows in /metrics.
+    #[cfg(target_os = "linux")]
+    let _drop_sampler = AbortOnDrop(masque_server::kernel_drops::spawn_udp_drop_sampler(
+        Arc::clone(node.metrics()),
+        std::time::Duration::from_secs(1),
+    ));
     // Handlers first, banner second: whoever reads the banner may signal at once.
     let mut signals = Signals::install()?;
     print_banner(

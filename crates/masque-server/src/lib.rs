@@ -8,6 +8,8 @@ pub mod config;
 mod context;
 pub mod handler;
 pub mod ip;
+#[cfg(target_os = "linux")]
+pub mod kernel_drops;
 mod listener;
 pub mod metrics;
 pub mod node;

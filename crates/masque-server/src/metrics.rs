@@ -96,6 +96,7 @@ metrics! {
     tcp_tunnels_reset: "stream tunnels that ended abruptly (stream reset, target reset)",
     tcp_bytes_to_target: "bytes written to the targets of stream tunnels",
     tcp_bytes_from_target: "bytes read from the targets of stream tunnels",
+    udp_kernel_drops: "datagrams the kernel dropped from this process's UDP sockets (QUIC listener, target sockets) before the node read them (Linux /proc/net/udp drops, sampled each second by masque-node)",
     ip_tunnels: "CONNECT-IP tunnels set up (before their 2xx)",
     ip_addresses_assigned: "CONNECT-IP address blocks assigned from the pools and registered",
     ip_address_requests_refused: "ADDRESS_REQUEST entries answered with the all-zero refusal (pool exhausted, family not served)",

@@ -787,41 +787,23 @@ impl TargetSocket {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
+            use crate::kernel_drops::{parse_proc_udp, socket_inode};
             let link = std::fs::read_link(format!("/proc/self/fd/{}", self.io.as_raw_fd()))?;
-            let Some(inode) = link
-                .to_str()
-                .and_then(|s| s.strip_prefix("socket:["))
-                .and_then(|s| s.strip_suffix(']'))
-            else {
+            let Some(inode) = socket_inode(&link.to_string_lossy()) else {
                 return Ok(None);
             };
             let table = match self.local {
                 SocketAddr::V4(_) => "/proc/self/net/udp",
                 SocketAddr::V6(_) => "/proc/self/net/udp6",
             };
-            Ok(drops_from_proc_table(
-                &std::fs::read_to_string(table)?,
-                inode,
-            ))
+            let table = std::fs::read_to_string(table)?;
+            Ok(parse_proc_udp(&table).find_map(|(i, drops)| (i == inode).then_some(drops)))
         }
         #[cfg(not(target_os = "linux"))]
         {
             Ok(None)
         }
     }
-}
-
-/// Finds the socket with `inode` in a `/proc/net/udp{,6}` table and returns its `drops` column.
-/// Columns: sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn drops_from_proc_table(table: &str, inode: &str) -> Option<u64> {
-    table.lines().skip(1).find_map(|line| {
-        let mut fields = line.split_whitespace();
-        if fields.nth(9)? != inode {
-            return None;
-        }
-        fields.nth(2)?.parse().ok()
-    })
 }
 
 #[cfg(test)]

@@ -484,16 +484,6 @@ async fn udp_socket_gso_run_splitting() -> Result<()> {
 }
 
 #[test]
-fn udp_socket_proc_table_parsing() {
-    let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
-        \x20 12: 0100007F:A1B2 0100007F:0035 01 00000000:00000000 00:00000000 00000000  1000        0 4242 2 0000000000000000 17\n\
-        \x20 13: 0100007F:A1B3 0100007F:0035 01 00000000:00000000 00:00000000 00000000  1000        0 4243 2 0000000000000000 0\n";
-    assert_eq!(drops_from_proc_table(table, "4242"), Some(17));
-    assert_eq!(drops_from_proc_table(table, "4243"), Some(0));
-    assert_eq!(drops_from_proc_table(table, "4244"), None);
-}
-
-#[test]
 fn udp_socket_classifies_errors() {
     let e = |code| io::Error::from_raw_os_error(code);
     assert_eq!(
