@@ -12,8 +12,9 @@ the packets), not from the node's code. One script, three transports:
        upgraded connection
 
 Every run: the request to --path (default `/.well-known/masque/ip/*/*/`,
-full tunnel) with `capsule-protocol: ?1`; a 2xx (h1: 101 with `Upgrade:
-connect-ip`) with `capsule-protocol: ?1`; an ADDRESS_REQUEST capsule (request
+full tunnel; h3: --open-delay seconds after the handshake) with
+`capsule-protocol: ?1`; a 2xx (h1: 101 with `Upgrade: connect-ip`) with
+`capsule-protocol: ?1`; an ADDRESS_REQUEST capsule (request
 id 1, IPv4, 0.0.0.0/32 = any address) answered by an ADDRESS_ASSIGN carrying
 request id 1 with a real address, and a ROUTE_ADVERTISEMENT (its ranges
 checked against the ordering rules of RFC 9484 §4.7.3). Then the scenario:
@@ -24,7 +25,11 @@ checked against the ordering rules of RFC 9484 §4.7.3). Then the scenario:
   ttl1      a UDP packet with TTL 1 from the assigned address to --dest: an
             ICMP Time Exceeded (type 11 code 0) to the assigned address,
             quoting our IP header and the first 8 bytes of the UDP header,
-            must come back
+            must come back. With --egress-probe (the peer in the node's
+            network namespace), the other way too: UDP from a socket of the
+            node's host to the assigned address with TTL 2 arrives with TTL
+            1, with TTL 1 it does not arrive (the node decrements the TTL
+            when a packet enters the tunnel, RFC 9484 §7.2)
   spoof     UDP packets whose source is not the assigned address (each
             --spoof-src; by default 198.18.0.66, outside any pool, and the
             assigned address + 1, inside the node's pool) to --dest: with
@@ -329,6 +334,7 @@ class H3:
                         self.queue.put_nowait(("datagram", ev.stream_id, ev.data))
 
         self.timeout = a.timeout
+        self.open_delay = a.open_delay
         self.loop = asyncio.new_event_loop()
         config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], max_datagram_frame_size=65536)
         config.load_verify_locations(a.ca)
@@ -356,6 +362,8 @@ class H3:
             return None
 
     def open(self, path):
+        if self.open_delay:
+            self.loop.run_until_complete(asyncio.sleep(self.open_delay))
         self.sid = self.c._quic.get_next_available_stream_id()
         self.c.h3.send_headers(self.sid, [(k.encode(), v.encode()) for k, v in connect_ip_headers(self.authority, path)])
         self.c.transmit()
@@ -378,7 +386,17 @@ class H3:
             self.early.append(ev)
 
     def send_capsule(self, data):
-        self.c.h3.send_data(self.sid, data, False)
+        from aioquic.h3.exceptions import H3Error
+
+        try:
+            self.c.h3.send_data(self.sid, data, False)
+        except H3Error as e:
+            # aioquic forgets a stream the node reset: say so.
+            resets = [ev for ev in self.early if ev[0] == "reset"]
+            while (ev := self._raw(time.monotonic() + 0.2)) is not None:
+                if ev[0] in ("reset", "closed"):
+                    resets.append(ev)
+            raise Fail(f"h3: cannot send on the request stream ({type(e).__name__}: {e}); the node ended it: {resets}") from None
         self.c.transmit()
 
     def send_datagram(self, payload):
@@ -751,6 +769,7 @@ def scenario_echo(a, out):
         check(got is not None, f"no echo reply within {a.timeout}s ({sent} requests; other packets: {[p.summary() for p in tun.packets]})")
         out["rtt_ms"] = round((time.monotonic() - started) * 1000, 2)
         out["reply"] = json.dumps(got.summary())
+        out["reply_ttl"] = got.ttl
         check(not got.errors, f"echo reply: {got.errors}")
         check(got.src == dest and got.dst == me, f"echo reply from {got.src} to {got.dst}, wanted {dest} -> {me}")
         check(got.icmp[1] == 0, f"echo reply code {got.icmp[1]}")
@@ -806,8 +825,62 @@ def scenario_ttl1(a, out):
         out["quoted_bytes"] = len(quoted)
         out["quoted_ttl"] = q[8]
         out["time_exceeded_ok"] = True
+        if a.egress_probe:
+            egress_probe(a, out, tun, me)
     finally:
         t.close()
+
+
+def egress_probe(a, out, tun, me):
+    """The other direction (R9484-47: the TTL is decremented when a packet
+    enters the tunnel): from a socket of the node's host (the peer runs in
+    its network namespace) UDP to the assigned address, once with TTL 2,
+    which must arrive with TTL 1, and once with TTL 1, which must not
+    arrive. Whether an ICMP error reached the socket is only recorded."""
+    port = 33500 + os.getpid() % 1000
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
+        sock.setblocking(False)
+
+        def send(ttl, data):
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+            sock.sendto(data, (str(me), port))
+
+        def ours(p, tag):
+            return p.proto == PROTO_UDP and p.dst == me and p.payload[8:].startswith(tag)
+
+        send(1, b"egress ttl 1")
+        deadline = time.monotonic() + a.timeout
+        control = None
+        n = 0
+        while control is None and time.monotonic() < deadline:
+            n += 1
+            send(2, b"egress ttl 2 #%d" % n)
+            try:
+                tun.pump(lambda: any(ours(p, b"egress ttl 2") for p in tun.packets), "egress TTL 2", timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
+                control = tun.take(lambda p: ours(p, b"egress ttl 2"))
+            except Fail:
+                if tun.closed:
+                    raise
+        check(control is not None, f"a TTL-2 UDP packet from the node's host to {me} never came through the tunnel within {a.timeout}s")
+        out["egress_ttl2_arrived_ttl"] = control.ttl
+        check(control.ttl == 1, f"a TTL-2 packet came through the tunnel with TTL {control.ttl}, wanted 1 (decremented once)")
+        tun.settle(0.3)
+        expired = [p.summary() for p in tun.packets if ours(p, b"egress ttl 1")]
+        out["egress_ttl1_delivered"] = len(expired)
+        check(not expired, f"a TTL-1 packet came through the tunnel: {expired}")
+        errors = []
+        try:
+            while True:
+                _data, _anc, _flags, _addr = sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+                errors.append("icmp error")
+        except (BlockingIOError, OSError):
+            pass
+        out["egress_ttl1_socket_errors"] = len(errors)
+        out["egress_probe_ok"] = True
+    finally:
+        sock.close()
 
 
 def scenario_spoof(a, out):
@@ -979,6 +1052,8 @@ def main():
     p.add_argument("--dest", default="10.200.0.1", help="destination of the scenario's packets")
     p.add_argument("--spoof-src", action="append", default=[], help="spoof: a source address not ours (repeatable)")
     p.add_argument("--sink-port", type=int, help="spoof: bind --dest:PORT and check what is delivered there")
+    p.add_argument("--egress-probe", action="store_true", help="ttl1: also probe the node's TTL rule from its host (needs its namespace)")
+    p.add_argument("--open-delay", type=float, default=0.0, help="h3: seconds between the handshake and the request")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="bound of every wait, seconds")
     a = p.parse_args()
     out = {"peer": "ip_peer", "transport": a.transport, "scenario": a.scenario, "ok": False}
@@ -998,6 +1073,8 @@ def main():
         out["ok"] = True
     except errors as e:
         out["error"] = str(e) if isinstance(e, Fail) else f"{type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001 - whatever it is, the summary says so
+        out["error"] = f"unexpected {type(e).__name__}: {e}"
     out["seconds"] = round(time.monotonic() - started, 3)
     if "detail" in out:
         out["detail"] = out.pop("detail")
