@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     open: AtomicBool,
     pub counters: Counters,
     close: Mutex<Option<CloseReason>>,
+    /// Becomes true with the first close reason.
+    ended: tokio::sync::watch::Sender<bool>,
     pub stream_id: u64,
 }
 
@@ -72,6 +74,7 @@ impl Inner {
             open: AtomicBool::new(true),
             counters: Counters::default(),
             close: Mutex::new(None),
+            ended: tokio::sync::watch::channel(false).0,
             stream_id,
         })
     }
@@ -96,6 +99,13 @@ impl Inner {
     /// Records the first close reason.
     pub fn set_close(&self, reason: CloseReason) {
         lock(&self.close).get_or_insert(reason);
+        self.ended.send_replace(true);
+    }
+
+    /// Resolves once a close reason is set.
+    pub async fn ended(&self) {
+        let mut rx = self.ended.subscribe();
+        let _ = rx.wait_for(|ended| *ended).await;
     }
 
     pub fn close_reason(&self) -> Option<CloseReason> {

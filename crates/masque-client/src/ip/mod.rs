@@ -13,14 +13,16 @@
 //!   ROUTE_ADVERTISEMENT both ways (masque-proto's `OutgoingRequests`,
 //!   `PendingRequests` and route validation); a malformed capsule aborts the
 //!   stream;
-//! * [`events`]: delivery, switchable at run time, to an owner actor
-//!   ([`IpEvent`]) or to a bounded packet queue ([`IpSession::recv`]);
+//! * [`events`] and `rx`: delivery, switchable at run time, to an owner
+//!   actor ([`IpEvent`], from a pump task) or to [`IpSession::recv`], which
+//!   then reads the tunnel itself;
 //! * [`sender`]: packets and capsules out;
 //! * `writer`: a body writer that also writes the session's own capsules;
 //! * R9484-50: an HTTP/3 tunnel whose QUIC datagrams cannot carry a
 //!   1280-byte packet is refused ([`crate::ClientError::TunnelMtuTooSmall`]).
 
 mod events;
+mod rx;
 mod sender;
 mod session;
 mod state;

@@ -194,8 +194,13 @@ impl IpSender {
                 if self.inner.close_reason().is_some() {
                     return Err(ClientError::Closed);
                 }
-                if changed.changed().await.is_err() {
-                    return Err(ClientError::Closed);
+                tokio::select! {
+                    r = changed.changed() => {
+                        if r.is_err() {
+                            return Err(ClientError::Closed);
+                        }
+                    }
+                    () = self.inner.ended() => {}
                 }
             }
         };

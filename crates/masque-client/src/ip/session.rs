@@ -17,6 +17,7 @@ use tokio::{sync::mpsc, task::JoinHandle, time::timeout};
 use super::{
     ControlWriter, IpInfo, IpSender,
     events::{Core, IpEvent, Mode, lock},
+    rx::Rx,
     sender::check_path,
 };
 use crate::{
@@ -24,7 +25,7 @@ use crate::{
     close::{CloseInfo, CloseReason, SessionStats},
     request,
     sender::{BodyWriter, Inner},
-    session::{Incoming, open_tunnel},
+    session::open_tunnel,
 };
 
 /// An open connect-ip tunnel. Packets and events go, switchably at run time,
@@ -33,8 +34,7 @@ use crate::{
 #[derive(Debug)]
 pub struct IpSession {
     sender: IpSender,
-    packets: mpsc::Receiver<Bytes>,
-    pump: JoinHandle<()>,
+    rx: Rx,
     reader: JoinHandle<()>,
     response: ResponseHead,
     conn: ClientConnection,
@@ -84,17 +84,14 @@ impl IpSession {
             t.reader.abort();
             return Err(e);
         }
-        let (packets_tx, packets) = mpsc::channel(capacity);
         let sender = IpSender {
             inner: t.inner,
             core,
         };
-        let pump = tokio::spawn(pump(t.incoming, sender.clone(), packets_tx));
         tracing::debug!(stream = sender.inner.stream_id, ?target, transport = %conn.transport(), "connect-ip tunnel open");
         Ok(Self {
             sender,
-            packets,
-            pump,
+            rx: Rx::new(t.incoming),
             reader: t.reader,
             response: t.response,
             conn: conn.clone(),
@@ -164,37 +161,29 @@ impl IpSession {
         }
     }
 
-    /// Queue mode: the next IP packet from the peer, waiting up to `limit`.
+    /// Queue mode: the next IP packet from the peer (QUIC datagrams and
+    /// DATAGRAM capsules, Context ID 0), waiting up to `limit`; the session
+    /// reads the tunnel itself, as [`crate::UdpSession::recv`] does.
     /// [`ClientError::Timeout`] when none came (in active mode packets go to
     /// the owner, so this only times out); [`ClientError::Closed`] once the
-    /// tunnel ended and the queue is empty ([`close_info`](Self::close_info)
-    /// says why).
+    /// tunnel ended ([`close_info`](Self::close_info) says why).
     pub async fn recv(&mut self, limit: Duration) -> Result<Bytes, ClientError> {
-        match timeout(limit, self.packets.recv()).await {
-            Ok(Some(p)) => Ok(p),
-            Ok(None) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout(limit)),
-        }
+        self.rx.recv(limit).await
     }
 
     /// Active mode: from now on every packet and event goes to `owner`
-    /// ([`IpEvent`]), packets still queued first. When the owner has stopped,
-    /// the tunnel is finished (FIN) and the session falls back to queue mode.
-    /// ractor mailboxes are unbounded: an owner that cannot keep up should
-    /// use queue mode, whose queue is bounded (a full queue drops packets).
+    /// ([`IpEvent`]) from a task of the session; the tunnel's end is
+    /// [`IpEvent::Closed`]. When the owner has stopped, the tunnel is
+    /// finished (FIN) and the session falls back to queue mode. ractor
+    /// mailboxes are unbounded: an owner that cannot keep up should use queue
+    /// mode, where the tunnel's bounded queues drop instead.
     pub fn set_active(&mut self, owner: ActorRef<IpEvent>) {
-        let mut mode = lock(&self.sender.core.mode);
-        while let Ok(p) = self.packets.try_recv() {
-            if owner.send_message(IpEvent::Packet(p)).is_err() {
-                break;
-            }
-        }
-        *mode = Mode::Active(owner);
+        *lock(&self.sender.core.mode) = Mode::Active(owner);
+        self.rx.activate(&self.sender);
     }
 
-    /// Queue mode (the default): packets into the bounded queue that
-    /// [`recv`](Self::recv) reads; address and route changes only in
-    /// [`ip_info`](Self::ip_info).
+    /// Queue mode (the default): [`recv`](Self::recv) reads the packets;
+    /// address and route changes only in [`ip_info`](Self::ip_info).
     pub fn set_queue(&mut self) {
         *lock(&self.sender.core.mode) = Mode::Queue;
     }
@@ -224,13 +213,7 @@ impl IpSession {
     /// as well.
     pub async fn close(mut self) -> CloseInfo {
         self.sender.inner.finish();
-        let drain = async {
-            let _ = (&mut self.pump).await;
-        };
-        if timeout(self.close_timeout, drain).await.is_err() {
-            self.pump.abort();
-        }
-        self.packets.close();
+        self.rx.finish(self.close_timeout).await;
         let _ = timeout(Duration::from_secs(1), &mut self.reader).await;
         if self.owned {
             self.conn.shutdown(self.close_timeout).await;
@@ -242,46 +225,9 @@ impl IpSession {
     }
 }
 
-impl Drop for IpSession {
-    fn drop(&mut self) {
-        // The pump holds the receive side; without it nobody reads.
-        self.pump.abort();
-    }
-}
-
 fn close_info(inner: &Inner) -> Option<CloseInfo> {
     inner.close_reason().map(|reason| CloseInfo {
         reason,
         stats: inner.counters.snapshot(),
     })
-}
-
-/// Moves packets (QUIC datagrams and DATAGRAM capsules) to where the mode
-/// says, then reports the end.
-async fn pump(mut incoming: Incoming, sender: IpSender, packets: mpsc::Sender<Bytes>) {
-    let core = &sender.core;
-    while let Some(p) = incoming.recv().await {
-        let mut mode = lock(&core.mode);
-        let gone = match &*mode {
-            Mode::Active(owner) => owner.send_message(IpEvent::Packet(p)).is_err(),
-            Mode::Queue => {
-                if packets.try_send(p).is_err() {
-                    crate::close::Counters::inc(&sender.inner.counters.capsule_queue_full);
-                }
-                false
-            }
-        };
-        if gone {
-            // The owner stopped: nobody reads this tunnel any more.
-            tracing::debug!("connect-ip owner gone, finishing the tunnel");
-            *mode = Mode::Queue;
-            sender.inner.finish();
-        }
-    }
-    let info = close_info(&sender.inner).unwrap_or(CloseInfo {
-        reason: CloseReason::Local,
-        stats: sender.inner.counters.snapshot(),
-    });
-    core.notify();
-    core.emit(IpEvent::Closed(info));
 }
