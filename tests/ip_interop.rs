@@ -67,14 +67,6 @@ const BEYOND_DEST: &str = "10.201.0.2";
 const START_LIMIT: Duration = Duration::from_secs(30);
 const PEER_LIMIT: Duration = Duration::from_secs(60);
 const PEER_STEP: &str = "5";
-/// Seconds the HTTP/3 peer waits between its handshake and its request. The
-/// node checks once, when the tunnel opens, that its datagrams to the client
-/// carry a 1280-byte packet (R9484-50) and aborts the stream (H3_CONNECT_ERROR)
-/// if not; with its default 1200-byte initial QUIC MTU that holds only once
-/// its path MTU discovery has raised the path, which a client asking at once
-/// (aioquic sends its request right after the handshake) races. Even for an
-/// IPv4-only pool, though the RFC asks it only of IPv6 tunnels.
-const H3_OPEN_DELAY: &str = "1";
 
 /// One cell at a time: each starts a node process and a Python peer, and
 /// the machine has two cores.
@@ -140,17 +132,6 @@ fn h2_spoof() -> Result<()> {
 #[test]
 fn h1_spoof() -> Result<()> {
     cell("h1", "spoof")
-}
-
-/// `h3_echo` with the request sent right after the handshake (no
-/// [`H3_OPEN_DELAY`]): fails while the node's R9484-50 check races its path
-/// MTU discovery (the stream is reset with H3_CONNECT_ERROR; 4 runs of 6
-/// failed when this was written). Ignored until
-/// the node settles that; run it with `-- --ignored`.
-#[test]
-#[ignore = "the node's R9484-50 check at open races its PMTUD (see H3_OPEN_DELAY)"]
-fn h3_echo_at_once() -> Result<()> {
-    cell_with("h3", "echo", None)
 }
 
 /// The interop Python, or `None` after printing why it cannot be had.
@@ -352,7 +333,6 @@ fn run_peer(
     transport: &str,
     scenario: &str,
     banner: &Banner,
-    open_delay: Option<&str>,
 ) -> Result<(String, bool)> {
     let port = if transport == "h3" {
         banner.udp.port()
@@ -377,9 +357,6 @@ fn run_peer(
             },
         ])
         .args(["--timeout", PEER_STEP]);
-    if let Some(d) = open_delay {
-        cmd.args(["--open-delay", d]);
-    }
     match scenario {
         "spoof" => {
             cmd.args(["--sink-port", &SINK_PORT.to_string()]);
@@ -428,14 +405,10 @@ fn run_peer(
 }
 
 /// One cell: a namespace, the node in it, the peer against it, the checks.
+/// The HTTP/3 peer sends its request right after the handshake, while QUIC
+/// may still run at 1200-byte packets: the node's R9484-50 check applies to
+/// tunnels that can carry IPv6 only (this pool is IPv4).
 fn cell(transport: &str, scenario: &str) -> Result<()> {
-    let delay = (transport == "h3").then_some(H3_OPEN_DELAY);
-    cell_with(transport, scenario, delay)
-}
-
-/// [`cell`], the HTTP/3 peer waiting `open_delay` seconds (if any) between
-/// its handshake and its request.
-fn cell_with(transport: &str, scenario: &str, open_delay: Option<&str>) -> Result<()> {
     init_tracing();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(why) = cannot_run() {
@@ -452,7 +425,7 @@ fn cell_with(transport: &str, scenario: &str, open_delay: Option<&str>) -> Resul
         beyond(&ns)?;
     }
     let (node, banner) = start_node(&ns)?;
-    let (json, passed) = run_peer(&ns, &python, transport, scenario, &banner, open_delay)?;
+    let (json, passed) = run_peer(&ns, &python, transport, scenario, &banner)?;
     let m = metrics(&ns, banner.metrics).unwrap_or_else(|e| format!("(no metrics: {e:#})"));
     let result = check(transport, scenario, &json, passed, &m);
     if result.is_err() {

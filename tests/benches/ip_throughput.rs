@@ -75,9 +75,10 @@ fn main() -> Result<()> {
             ip / udp
         ));
     }
-    std::fs::create_dir_all("target/bench")?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
     std::fs::write(
-        "target/bench/ip_throughput.json",
+        dir.join("ip_throughput.json"),
         format!("[{}]\n", json.join(",")),
     )?;
     Ok(())

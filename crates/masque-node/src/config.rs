@@ -145,6 +145,11 @@ pub struct ServeArgs {
     /// refused at once [default: 64].
     #[arg(long, value_name = "N")]
     pub ip_max_pending_requests: Option<usize>,
+    /// ICMP messages per second one CONNECT-IP tunnel may make the node
+    /// generate (errors, echo replies), bursts of half as many; 0 = unlimited
+    /// [default: 100].
+    #[arg(long, value_name = "PPS")]
+    pub ip_icmp_rate: Option<u32>,
     /// Datagrams per second one UDP tunnel may send toward its target; more
     /// are dropped and counted; 0 = unlimited [default: 200000].
     #[arg(long, value_name = "PPS")]
@@ -207,6 +212,7 @@ struct FileConfig {
     ip_route: Option<Vec<String>>,
     ip_tunnel_queue: Option<usize>,
     ip_max_pending_requests: Option<usize>,
+    ip_icmp_rate: Option<u32>,
     quic_recv_buffer: Option<usize>,
     quic_send_buffer: Option<usize>,
     metrics_listen: Option<SocketAddr>,
@@ -264,6 +270,8 @@ pub struct NodeConfig {
     pub ip_tunnel_queue: usize,
     /// `--ip-max-pending-requests`.
     pub ip_max_pending_requests: usize,
+    /// `--ip-icmp-rate` (`None`: unlimited).
+    pub ip_icmp_rate: Option<PacketRate>,
     pub quic_recv_buffer: usize,
     pub quic_send_buffer: usize,
     pub metrics_listen: Option<SocketAddr>,
@@ -455,6 +463,14 @@ impl NodeConfig {
                     .or(file.ip_max_pending_requests),
                 IpProxyConfig::default().max_pending_requests,
             )?,
+            ip_icmp_rate: match args.ip_icmp_rate.or(file.ip_icmp_rate) {
+                Some(0) => None,
+                Some(per_second) => Some(PacketRate {
+                    per_second,
+                    burst: (per_second / 2).max(1),
+                }),
+                None => IpProxyConfig::default().icmp_rate,
+            },
             drain_timeout: Duration::from_secs(
                 args.drain_timeout.or(file.drain_timeout).unwrap_or(10),
             ),

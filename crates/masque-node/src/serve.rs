@@ -46,6 +46,8 @@ fn ip_proxy(cfg: &NodeConfig) -> Result<Option<IpProxy>> {
         routes: (!cfg.ip_route.is_empty()).then(|| cfg.ip_route.clone()),
         tunnel_queue: cfg.ip_tunnel_queue,
         max_pending_requests: cfg.ip_max_pending_requests,
+        icmp_rate: cfg.ip_icmp_rate,
+        ..Default::default()
     };
     for pool in &config.pools {
         tracing::info!(%pool, tun = %tun.name(), "CONNECT-IP pool");

@@ -106,6 +106,7 @@ metrics! {
     ip_egress_no_session: "IP packets read from the egress for addresses no session holds",
     ip_egress_queue_full: "IP packets from the egress dropped: their session's queue was full",
     ip_egress_send_failed: "IP packets the egress (TUN) could not take",
+    ip_icmp_rate_limited: "ICMP messages not generated: the tunnel's ICMP budget (ip_icmp_rate) was spent",
     ip_icmp_sent: "ICMP errors and echo replies the node generated for CONNECT-IP packets",
     ip_mtu_refused: "HTTP/3 CONNECT-IP tunnels aborted: their datagrams cannot carry a 1280-byte packet",
 }

@@ -23,6 +23,7 @@ pub use tun::TunEgress;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use masque_proto::capsule::Capsule;
 use masque_proto::connect_ip::{
@@ -33,6 +34,7 @@ use masque_registry::ip::IpRegistryHandle;
 
 use crate::handler::{Refusal, TunnelHandler, TunnelOutput};
 use crate::metrics::Metrics;
+use crate::session::budget::{PacketBudget, PacketRate};
 use tunnel::{IpTunnel, TunnelState};
 
 /// CONNECT-IP settings of a node.
@@ -46,8 +48,15 @@ pub struct IpProxyConfig {
     /// ADDRESS_REQUEST entries of one tunnel waiting for an answer (R9484-29); more are
     /// refused at once.
     pub max_pending_requests: usize,
-    /// Routes advertised on open; `None`: the tunnel's scope.
+    /// Routes advertised on open; `None`: the tunnel's scope, in the families the
+    /// pools serve.
     pub routes: Option<Vec<IpPrefix>>,
+    /// ICMP one tunnel may make the node generate (errors and echo replies, both
+    /// directions; ICMP-18); `None`: unlimited.
+    pub icmp_rate: Option<PacketRate>,
+    /// Time an HTTP/3 tunnel that may carry IPv6 gets for path MTU discovery to
+    /// reach 1280-byte packets before it is aborted (R9484-50).
+    pub mtu_grace: Duration,
 }
 
 impl Default for IpProxyConfig {
@@ -57,6 +66,11 @@ impl Default for IpProxyConfig {
             tunnel_queue: 512,
             max_pending_requests: masque_proto::connect_ip::DEFAULT_MAX_PENDING,
             routes: None,
+            icmp_rate: Some(PacketRate {
+                per_second: 100,
+                burst: 50,
+            }),
+            mtu_grace: Duration::from_secs(3),
         }
     }
 }
@@ -164,7 +178,16 @@ impl IpProxy {
                 let ipproto = scope.first().map_or(0, |r| r.ipproto);
                 masque_proto::connect_ip::scope_ranges(&p, ipproto)
             }
-            None => scope.clone(),
+            // The scope, in the families the node has addresses for: a client
+            // gets no address of another family, so no route for it either.
+            None => scope
+                .iter()
+                .filter(|r| match r.start {
+                    IpAddr::V4(_) => self.shared.local.v4.is_some(),
+                    IpAddr::V6(_) => self.shared.local.v6.is_some(),
+                })
+                .copied()
+                .collect(),
         };
         let advertisement = ConnectIpCapsule::RouteAdvertisement(routes);
         let mut value = Vec::with_capacity(advertisement.value_len());
@@ -179,6 +202,10 @@ impl IpProxy {
             requests: Mutex::new(PendingRequests::new(
                 ip.config.max_pending_requests,
                 DEFAULT_MAX_REMEMBERED,
+            )),
+            icmp_budget: Mutex::new(PacketBudget::new(
+                ip.config.icmp_rate,
+                std::time::Instant::now(),
             )),
         });
         let (sink, packets) = masque_queue::channel(ip.config.tunnel_queue.max(1));

@@ -32,12 +32,28 @@ use masque_registry::ip::IpRegistryError;
 use super::IpShared;
 use crate::handler::{Action, CloseReason, TunnelHandler, TunnelOutput};
 use crate::metrics::Metrics;
+use crate::session::budget::PacketBudget;
 use crate::task_group::TunnelTask;
 
 /// What the tunnel's parts share.
 pub(super) struct TunnelState {
     pub rules: RwLock<ForwardRules>,
     pub requests: Mutex<PendingRequests>,
+    /// ICMP this tunnel may generate (ICMP-18), both directions together.
+    pub icmp_budget: Mutex<PacketBudget>,
+}
+
+impl TunnelState {
+    /// Takes one ICMP message from the budget; counts a refusal.
+    pub fn icmp_allowed(&self, metrics: &Metrics) -> bool {
+        let mut budget = lock(&self.icmp_budget);
+        budget.refill(std::time::Instant::now());
+        let ok = budget.take();
+        if !ok {
+            Metrics::inc(&metrics.ip_icmp_rate_limited);
+        }
+        ok
+    }
 }
 
 /// The handler of one CONNECT-IP tunnel.
@@ -64,7 +80,7 @@ impl TunnelHandler for IpTunnel {
                 Ok(()) => Metrics::inc(&self.metrics.ip_packets_to_egress),
                 Err(_) => Metrics::inc(&self.metrics.ip_egress_send_failed),
             },
-            Verdict::AnswerEcho => {
+            Verdict::AnswerEcho if self.state.icmp_allowed(&self.metrics) => {
                 self.icmp.clear();
                 if matches!(
                     ForwardRules::write_echo_reply(&mut self.icmp, &payload, self.ip.local),
@@ -73,9 +89,12 @@ impl TunnelHandler for IpTunnel {
                     self.to_client_icmp();
                 }
             }
+            Verdict::AnswerEcho => {}
             Verdict::Drop { reason, icmp } => {
                 self.metrics.ip_drops.count(reason);
-                if let Some(kind) = icmp {
+                if let Some(kind) = icmp
+                    && self.state.icmp_allowed(&self.metrics)
+                {
                     self.icmp.clear();
                     if write_icmp(&mut self.icmp, &payload, kind, self.ip.local) {
                         self.to_client_icmp();
@@ -263,36 +282,36 @@ pub(super) async fn deliver_to_client(
         return;
     }
     let metrics = Arc::clone(out.metrics());
-    // R9484-50: an HTTP/3 tunnel must carry a 1280-byte packet in one datagram (the
-    // Context ID takes one byte).
-    let max_packet = match out.datagram_tx() {
-        Some(tx) if !tx.is_capsule() => {
-            let max = tx.max_payload_size().unwrap_or(0).saturating_sub(1);
-            if max < IPV6_MIN_MTU {
-                tracing::info!(
-                    max,
-                    "HTTP/3 datagrams cannot carry 1280-byte packets; aborting the CONNECT-IP tunnel (R9484-50)"
-                );
-                Metrics::inc(&metrics.ip_mtu_refused);
-                let _ = out.abort();
-                return;
-            }
-            Some(max)
-        }
-        _ => None,
-    };
+    let carries_v6 = ip.local.v6.is_some()
+        && read(&state.rules).scope().iter().any(|r| r.start.is_ipv6());
+    let mut mtu_check = std::pin::pin!(check_ipv6_mtu(&out, carries_v6, ip.config.mtu_grace));
+    let mut mtu_checked = false;
     let mut icmp = Vec::new();
-    while let Some(packet) = packets.recv().await {
+    loop {
+        let packet = tokio::select! {
+            ok = &mut mtu_check, if !mtu_checked => {
+                if !ok {
+                    Metrics::inc(&metrics.ip_mtu_refused);
+                    let _ = out.abort();
+                    return;
+                }
+                mtu_checked = true;
+                continue;
+            }
+            p = packets.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let mut packet = packet
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        // The path MTU can grow: ask again for packets over the last bound.
-        let max = match (max_packet, out.datagram_tx()) {
-            (Some(m), Some(tx)) if packet.len() > m => {
-                Some(tx.max_payload_size().unwrap_or(0).saturating_sub(1))
-            }
-            (m, _) => m,
-        };
+        // What one datagram carries now (the path MTU grows with PMTUD); the
+        // Context ID takes one byte. No bound for DATAGRAM capsules.
+        let max = out
+            .datagram_tx()
+            .filter(|tx| !tx.is_capsule())
+            .map(|tx| tx.max_payload_size().unwrap_or(0).saturating_sub(1));
         let verdict = read(&state.rules).to_peer(&mut packet, max);
         match verdict {
             Verdict::Forward => match out.send_datagram(0, &packet).await {
@@ -302,7 +321,9 @@ pub(super) async fn deliver_to_client(
             Verdict::AnswerEcho => {}
             Verdict::Drop { reason, icmp: kind } => {
                 metrics.ip_drops.count(reason);
-                if let Some(kind) = kind {
+                if let Some(kind) = kind
+                    && state.icmp_allowed(&metrics)
+                {
                     icmp.clear();
                     if write_icmp(&mut icmp, &packet, kind, ip.local) {
                         match ip.egress.send(&icmp) {
@@ -317,6 +338,34 @@ pub(super) async fn deliver_to_client(
             }
         }
     }
+}
+
+/// R9484-50: an HTTP/3 tunnel that may carry IPv6 must carry a 1280-byte packet in one
+/// datagram. Right after the handshake QUIC may still run at its initial 1200-byte
+/// packets, and path MTU discovery raises that within a few round trips, so the tunnel
+/// gets `grace` to get there; `false` when it did not (abort). IPv4-only tunnels and
+/// DATAGRAM capsules (no per-datagram bound) pass at once.
+async fn check_ipv6_mtu(out: &TunnelOutput, carries_v6: bool, grace: std::time::Duration) -> bool {
+    let fits = || match out.datagram_tx() {
+        Some(tx) if !tx.is_capsule() => {
+            tx.max_payload_size().unwrap_or(0).saturating_sub(1) >= IPV6_MIN_MTU
+        }
+        _ => true,
+    };
+    if !carries_v6 || fits() {
+        return true;
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if fits() {
+            return true;
+        }
+    }
+    tracing::info!(
+        "HTTP/3 datagrams cannot carry 1280-byte packets; aborting the CONNECT-IP tunnel (R9484-50)"
+    );
+    false
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
