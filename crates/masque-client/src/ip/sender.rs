@@ -121,7 +121,7 @@ impl IpSender {
     /// Asks the peer for one address per prefix (ADDRESS_REQUEST; an all-zero
     /// address asks for any address of its family with that prefix length,
     /// R9484-31) and returns the request ids, fresh and never 0 (R9484-29).
-    /// The answers arrive as [`IpEvent::AddressAssigned`] and in
+    /// The answers arrive as [`super::IpEvent::AddressAssigned`] and in
     /// [`IpInfo::assigned`] / [`IpInfo::refused`].
     pub fn request_addresses(&self, prefixes: &[IpPrefix]) -> Result<Vec<u64>, ClientError> {
         let mut ids = Vec::new();
