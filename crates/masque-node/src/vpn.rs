@@ -28,7 +28,7 @@ use masque_client::{
 };
 use tokio::{process::Command, task::JoinSet};
 
-use crate::client_args::{ClientArgs, init_logging, stop_signal};
+use crate::client_args::{ClientArgs, init_logging};
 
 /// Largest MTU given to the TUN device when the tunnel has no smaller limit
 /// (DATAGRAM capsules carry up to 64 KiB; Ethernet-sized packets avoid
@@ -60,20 +60,61 @@ pub struct VpnArgs {
 
 pub async fn run(args: VpnArgs) -> Result<()> {
     init_logging();
+    // Ctrl-C / SIGTERM are caught from the start, so that none is missed
+    // (or kills the process) between the steps; before the TUN exists they
+    // just stop.
+    let mut stop = Stop::new()?;
     let mut options = args.client.options()?;
     options.idle_timeout = Duration::from_secs(args.idle_timeout.max(20));
-    let session = connect_ip(&args.client.proxy, &IpTarget::ANY, options)
-        .await
-        .context("opening the CONNECT-IP tunnel")?;
+    let opened = tokio::select! {
+        s = connect_ip(&args.client.proxy, &IpTarget::ANY, options) => s,
+        () = stop.wait() => return Ok(()),
+    };
+    let session = opened.context("opening the CONNECT-IP tunnel")?;
     let proxy = session.info().proxy.ip();
-    serve(&args, session, proxy).await
+    serve(&args, session, proxy, stop).await
 }
 
-async fn serve(args: &VpnArgs, mut session: IpSession, proxy: IpAddr) -> Result<()> {
+/// Ctrl-C and SIGTERM, listened to from creation on.
+struct Stop {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+async fn serve(
+    args: &VpnArgs,
+    mut session: IpSession,
+    proxy: IpAddr,
+    mut stop: Stop,
+) -> Result<()> {
     let any4 = IpPrefix::new(Ipv4Addr::UNSPECIFIED.into(), 32)?;
     let any6 = IpPrefix::new(Ipv6Addr::UNSPECIFIED.into(), 128)?;
     session.request_addresses(&[any4, any6])?;
-    let info = wait_assigned(&session, Duration::from_secs(args.assign_timeout.max(1))).await?;
+    let limit = Duration::from_secs(args.assign_timeout.max(1));
+    let info = tokio::select! {
+        i = wait_assigned(&session, limit) => i?,
+        () = stop.wait() => {
+            session.close().await;
+            return Ok(());
+        }
+    };
     let v4 = info.assigned.iter().find(|a| a.ip.is_ipv4()).copied();
     let v6 = info.assigned.iter().find(|a| a.ip.is_ipv6()).copied();
     if v4.is_none() && v6.is_none() {
@@ -129,7 +170,7 @@ async fn serve(args: &VpnArgs, mut session: IpSession, proxy: IpAddr) -> Result<
     let mut installed = info.routes;
     let outcome = loop {
         tokio::select! {
-            () = stop_signal() => break Ok(()),
+            () = stop.wait() => break Ok(()),
             r = relay.join_next() => {
                 break Err(match r {
                     Some(Ok(e)) => e,

@@ -29,8 +29,9 @@ use crate::{
 };
 
 /// An open connect-ip tunnel. Packets and events go, switchably at run time,
-/// to a bounded queue read by [`recv`](Self::recv) (queue mode, the default)
-/// or to an owner actor ([`set_active`](Self::set_active)).
+/// to [`recv`](Self::recv) (queue mode, the default) or to an owner actor
+/// ([`set_active`](Self::set_active)). Dropping it stops reading; the stream
+/// finishes once every [`IpSender`] clone is dropped too.
 #[derive(Debug)]
 pub struct IpSession {
     sender: IpSender,
