@@ -19,7 +19,8 @@
 //! * [`sender`]: packets and capsules out;
 //! * `writer`: a body writer that also writes the session's own capsules;
 //! * R9484-50: an HTTP/3 tunnel whose QUIC datagrams cannot carry a
-//!   1280-byte packet is refused ([`crate::ClientError::TunnelMtuTooSmall`]).
+//!   1280-byte packet, at open or after 3 s of path MTU discovery, is
+//!   refused ([`crate::ClientError::TunnelMtuTooSmall`]).
 
 mod events;
 mod rx;

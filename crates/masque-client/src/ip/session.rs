@@ -41,6 +41,9 @@ pub struct IpSession {
     conn: ClientConnection,
     pub(crate) owned: bool,
     close_timeout: Duration,
+    /// The slot on a pooled connection this tunnel holds
+    /// ([`crate::ProxyClient::connect_ip`]); given back when the session goes.
+    pub(crate) lease: Option<crate::pool::Lease>,
 }
 
 impl IpSession {
@@ -80,7 +83,7 @@ impl IpSession {
         )
         .await?;
         let native = conn.transport() == Transport::H3 && !t.inner.dg.is_capsule();
-        if let Err(e) = check_path(native, t.inner.dg.max_payload_size()) {
+        if let Err(e) = path_carries_1280(native, &t.inner).await {
             t.inner.abort(ResetReason::Cancelled);
             t.reader.abort();
             return Err(e);
@@ -97,6 +100,7 @@ impl IpSession {
             response: t.response,
             conn: conn.clone(),
             owned: false,
+            lease: None,
             close_timeout: options.close_timeout,
         })
     }
@@ -223,6 +227,24 @@ impl IpSession {
             reason: CloseReason::Local,
             stats: self.stats(),
         })
+    }
+}
+
+/// How long path MTU discovery gets to raise a QUIC path that starts below
+/// 1280-byte packets (QUIC's first packets may be 1200 bytes) before the
+/// tunnel is refused.
+const MTU_GRACE: Duration = Duration::from_secs(3);
+
+/// R9484-50 with [`MTU_GRACE`]: the path's datagrams must carry a 1280-byte
+/// packet, now or after PMTUD raised them.
+async fn path_carries_1280(native: bool, inner: &Inner) -> Result<(), ClientError> {
+    let deadline = tokio::time::Instant::now() + MTU_GRACE;
+    loop {
+        match check_path(native, inner.dg.max_payload_size()) {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }
 
