@@ -62,6 +62,11 @@ pub enum ClientError {
     /// tunnel on a new connection.
     #[error("the connection to the proxy is going away")]
     GoingAway,
+    /// [`crate::TransportChoice::Auto`]: no transport completed its
+    /// handshake and settings check within the race's deadline; why, per
+    /// transport ([`crate::RaceOptions`]).
+    #[error("no transport reached the proxy: HTTP/3: {h3}; HTTP/2: {h2}; HTTP/1.1: {h1}")]
+    RaceFailed { h3: String, h2: String, h1: String },
     /// The proxy did not answer within the configured time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

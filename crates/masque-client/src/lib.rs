@@ -34,6 +34,7 @@ mod forward;
 mod ip;
 mod options;
 mod proxy_url;
+mod racer;
 mod reader;
 mod request;
 mod sender;
@@ -54,8 +55,9 @@ pub use masque_proto::{
     connect_ip::{Answer, AssignedAddress, IpAddressRange, RequestedAddress},
     template::{IpPrefix, IpProto, IpScope, IpTarget},
 };
-pub use options::{ClientOptions, Target, TransportChoice, UnknownTransport};
+pub use options::{ClientOptions, RaceOptions, Target, TransportChoice, UnknownTransport};
 pub use proxy_url::DEFAULT_PORT;
+pub use racer::race_connect;
 pub use sender::UdpSender;
 pub use session::{LATE_DATAGRAM_LINGER, SessionInfo, UdpSession};
 pub use tcp::{

@@ -109,7 +109,10 @@ impl std::fmt::Display for Target {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TransportChoice {
-    /// The best available; HTTP/3 for now (a racer h3 -> h2 -> h1 comes later).
+    /// The best available, found by a race ([`RaceOptions`]): HTTP/3 at
+    /// once, HTTP/2 and HTTP/1.1 after head starts; the first to complete its
+    /// handshake and settings check wins, and is remembered per proxy.
+    /// [`transport`](Self::transport) names HTTP/3, where the race starts.
     #[default]
     Auto,
     /// HTTP/3 over QUIC: QUIC DATAGRAMs (DATAGRAM capsules if the proxy has none).
@@ -158,6 +161,39 @@ impl std::fmt::Display for TransportChoice {
     }
 }
 
+/// How [`TransportChoice::Auto`] races the transports (the Erlang
+/// `masque_racer`). Attempts start in order, HTTP/3, HTTP/2, HTTP/1.1, the
+/// first at once, the second `h2_delay` and the third `h1_delay` after the
+/// race began, or at once when an earlier attempt fails (ICMP unreachable,
+/// connection refused, a handshake error, the wrong ALPN or settings). A
+/// remembered winner goes first, the others follow at the same offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaceOptions {
+    /// When the second attempt (HTTP/2) starts at the latest (250 ms).
+    pub h2_delay: Duration,
+    /// When the third attempt (HTTP/1.1) starts at the latest, from the
+    /// race's start (500 ms; never before `h2_delay`).
+    pub h1_delay: Duration,
+    /// The whole race, name resolution included (5 s); then every
+    /// transport's failure is reported ([`ClientError::RaceFailed`]).
+    pub deadline: Duration,
+    /// How long a winner is remembered per proxy (host, port and TLS
+    /// identity) so the next connect tries it first (5 min; zero: never).
+    /// A failure of the remembered transport forgets it.
+    pub remember: Duration,
+}
+
+impl Default for RaceOptions {
+    fn default() -> Self {
+        Self {
+            h2_delay: Duration::from_millis(250),
+            h1_delay: Duration::from_millis(500),
+            deadline: Duration::from_secs(5),
+            remember: Duration::from_secs(300),
+        }
+    }
+}
+
 /// Not one of `auto`, `h3`, `h2`, `h1`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown transport {0:?} (expected auto, h3, h2 or h1)")]
@@ -181,8 +217,10 @@ impl std::str::FromStr for TransportChoice {
 /// Client settings. Every field has a sane default ([`ClientOptions::default`]).
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// The HTTP version ([`TransportChoice::Auto`], i.e. HTTP/3, by default).
+    /// The HTTP version ([`TransportChoice::Auto`], the race, by default).
     pub transport: TransportChoice,
+    /// Head starts, deadline and memory of [`TransportChoice::Auto`]'s race.
+    pub race: RaceOptions,
     /// How the proxy's certificate is checked (Web PKI by default).
     pub verification: ServerVerification,
     /// A full connect-udp URI template, e.g.
@@ -289,6 +327,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             transport: TransportChoice::default(),
+            race: RaceOptions::default(),
             verification: ServerVerification::default(),
             template: None,
             tcp_template: None,

@@ -155,6 +155,17 @@ impl H1Client {
         })
     }
 
+    /// One TLS dial within `limit`, then close_notify (bounded too): the
+    /// proxy is reachable and agreed to HTTP/1.1.
+    pub(super) async fn probe(&self, limit: Duration) -> Result<(), ConnectError> {
+        let mut io = tokio::time::timeout(limit, self.dialer.dial())
+            .await
+            .map_err(|_| ConnectError::Timeout("TCP and TLS handshake"))??;
+        let close = tokio::io::AsyncWriteExt::shutdown(&mut io);
+        let _ = tokio::time::timeout(limit, close).await;
+        Ok(())
+    }
+
     /// New tunnels are refused; open ones end with their own connections.
     pub(super) fn goaway(&self) {
         self.closed.store(true, Ordering::Release);

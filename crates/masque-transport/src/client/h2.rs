@@ -184,6 +184,14 @@ impl H2Client {
         })
     }
 
+    /// Whether the proxy's SETTINGS enable extended CONNECT; `None` once we
+    /// went away.
+    pub(super) fn extended_connect(&self) -> Option<bool> {
+        self.lock()
+            .as_ref()
+            .map(SendRequest::is_extended_connect_protocol_enabled)
+    }
+
     /// No new tunnels; the connection ends by itself once its open tunnels do
     /// (h2 then sends GOAWAY and closes).
     pub(super) fn goaway(&self) {

@@ -384,6 +384,29 @@ impl ClientConnection {
         }
     }
 
+    /// HTTP/2: whether the proxy's SETTINGS, as applied at the handshake,
+    /// enable extended CONNECT (RFC 8441 §3). `None` on HTTP/3 (its SETTINGS
+    /// are [`masque_h3::Connection::peer_settings`] of [`as_h3`](Self::as_h3)),
+    /// on HTTP/1.1 (no such setting) and once the connection is going away.
+    pub fn h2_extended_connect(&self) -> Option<bool> {
+        match &self.inner.kind {
+            Kind::H2(c) => c.extended_connect(),
+            _ => None,
+        }
+    }
+
+    /// HTTP/1.1: dials one TLS connection to the proxy (ALPN `http/1.1`, or
+    /// none) within `open_timeout` and closes it (close_notify), to learn
+    /// that the proxy is reachable and speaks HTTP/1.1 without opening a
+    /// tunnel; the session it leaves lets the first tunnel's dial resume TLS.
+    /// HTTP/3 and HTTP/2 are connected already: nothing to do.
+    pub async fn probe(&self) -> Result<(), ConnectError> {
+        match &self.inner.kind {
+            Kind::H1(c) => c.probe(self.inner.open_timeout).await,
+            Kind::H3(_) | Kind::H2(_) => Ok(()),
+        }
+    }
+
     /// The HTTP/3 connection, for transport-specific use and statistics.
     pub fn as_h3(&self) -> Option<&masque_h3::Connection> {
         match &self.inner.kind {
