@@ -72,7 +72,7 @@ async fn start(allow_private: bool, allow: &[String], deny: &[String]) -> Result
     Ok(TestNode { node, cert })
 }
 
-/// A tunnel to the node itself is a loop: 502 `proxy_loop_detected` for its
+/// A tunnel to the node itself is a loop: 508 `proxy_loop_detected` for its
 /// UDP (HTTP/3) and TCP (HTTP/2, HTTP/1.1) listener ports, by literal
 /// address, IPv4-mapped, or a name resolving to it, even with
 /// `allow_private` and an allow rule for all of loopback. Other loopback
@@ -90,7 +90,7 @@ async fn own_udp_and_tcp_listeners_are_proxy_loop_detected(t: Transport) -> Resu
         Target::udp("myself.example", tcp_port.port()),
     ] {
         let opened = try_connect(&node, t, target.clone(), options_for(&node, t)).await?;
-        expect_refusal(opened, 502, "proxy_loop_detected")
+        expect_refusal(opened, 508, "proxy_loop_detected")
             .with_context(|| format!("{t}: {target}"))?;
     }
     let echo_addr = udp_echo().await?;

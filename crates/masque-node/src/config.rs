@@ -120,6 +120,27 @@ pub struct ServeArgs {
     /// nothing before it is closed [default: 60].
     #[arg(long, value_name = "SECS")]
     pub half_closed_timeout: Option<u64>,
+    /// Relay: open every accepted tunnel again through this next-hop proxy
+    /// (`https://host[:port]`) instead of reaching targets directly.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Trust this PEM CA (or self-signed certificate) for the next hop.
+    #[arg(long, value_name = "PEM", conflicts_with = "upstream_pin")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Accept exactly the next hop's certificate with this SHA-256 (hex).
+    #[arg(long, value_name = "SHA256")]
+    pub upstream_pin: Option<String>,
+    /// File with the bearer token for the next hop.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_auth_token_file: Option<PathBuf>,
+    /// HTTP version to the next hop [default: auto].
+    #[arg(long, value_enum)]
+    pub upstream_transport: Option<masque_node::client_args::TransportArg>,
+    /// This node's name in Proxy-Status and, when relaying, in Via (loop
+    /// detection) [default: masque-node; when relaying, masque- and a hash of
+    /// the host name and listen address, distinct per node].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
     /// CONNECT-IP address pool, CIDR (repeatable, IPv4 and IPv6): clients'
     /// ADDRESS_REQUESTs are answered from it; the node keeps each pool's
     /// first host address. Without a pool CONNECT-IP is answered 501.

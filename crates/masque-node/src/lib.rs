@@ -8,6 +8,7 @@
 pub mod client_args;
 pub mod forward;
 pub mod http_proxy;
+pub mod relay;
 pub mod socks5;
 pub mod socks5_wire;
 pub mod vpn;

@@ -13,6 +13,11 @@ use masque_server::{
 };
 use masque_transport::tls::{DevCert, ServerTls, format_fingerprint_colon};
 
+use masque_node::{
+    client_args::{ClientArgs, TransportArg},
+    relay::{RelayProxy, Upstream, default_identity},
+};
+
 use crate::{
     config::{LogFormat, NodeConfig, ServeArgs},
     metrics_endpoint::MetricsEndpoint,
@@ -25,6 +30,27 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The next hop and this node's Via identity, when relaying (`--upstream`).
+fn relay(args: &ServeArgs, cfg: &NodeConfig) -> Result<Option<(Upstream, String)>> {
+    let Some(url) = &args.upstream else {
+        return Ok(None);
+    };
+    let client = ClientArgs {
+        proxy: url.clone(),
+        ca: args.upstream_ca.clone(),
+        pin: args.upstream_pin.clone(),
+        insecure: false,
+        auth_token_file: args.upstream_auth_token_file.clone(),
+        transport: args.upstream_transport.unwrap_or(TransportArg::Auto),
+    };
+    let upstream = Upstream::new(url, client.options()?)?;
+    let identity = args
+        .node_name
+        .clone()
+        .unwrap_or_else(|| default_identity(cfg.listen));
+    Ok(Some((upstream, identity)))
 }
 
 /// CONNECT-IP (`--ip-pool`), with the TUN egress (`--ip-tun`) it needs.
@@ -140,7 +166,24 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     } else if !auth.is_open() {
         tracing::info!("proxy authentication: bearer tokens required");
     }
+    let relay = relay(args, &cfg)?;
+    let node_name = match (&args.node_name, &relay) {
+        (Some(name), _) => name.clone(),
+        (None, Some((_, identity))) => identity.clone(),
+        (None, None) => ServerConfig::default().node_name,
+    };
+    let handler: Arc<dyn masque_server::Handler> = match relay {
+        Some((upstream, identity)) => {
+            if !cfg.ip_pool.is_empty() {
+                anyhow::bail!("--upstream does not relay CONNECT-IP yet: drop --ip-pool");
+            }
+            tracing::info!(upstream = %upstream.authority(), %identity, "relaying every tunnel through the next hop");
+            Arc::new(RelayProxy::new(upstream, identity))
+        }
+        None => Arc::new(proxy),
+    };
     let server = ServerConfig {
+        node_name,
         listen: cfg.listen,
         tcp_listen: cfg.tcp_listen,
         // A clone shares the token set: SIGHUP replaces it for the listener.
@@ -160,7 +203,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         },
         ..Default::default()
     };
-    let node = Node::start(server, &tls, Arc::new(proxy))
+    let node = Node::start(server, &tls, handler)
         .await
         .context("starting the node")?;
     own_listeners.set(

@@ -495,7 +495,10 @@ impl TunnelFailure {
             // the status must be 407 so the client knows to authenticate.
             Self::ProxyAuthenticationRequired => (407, E::HttpRequestDenied),
             Self::ConnectionLimitReached => (503, E::ConnectionLimitReached),
-            Self::ProxyLoopDetected => (502, E::ProxyLoopDetected),
+            // Our choice (decisions.md §43): 508 Loop Detected (RFC 5842 §7.2), not
+            // RFC 9209's recommended 502: it says exactly what happened, and a
+            // client must not retry through this path.
+            Self::ProxyLoopDetected => (508, E::ProxyLoopDetected),
             Self::MalformedRequest => (400, E::HttpRequestError),
             // RFC 9209 §2.3.16: `http_request_error` carries "the 4xx used".
             Self::NotFound => (404, E::HttpRequestError),
@@ -662,7 +665,7 @@ mod tests {
             (T::RequestDenied, 403, E::HttpRequestDenied),
             (T::ProxyAuthenticationRequired, 407, E::HttpRequestDenied),
             (T::ConnectionLimitReached, 503, E::ConnectionLimitReached),
-            (T::ProxyLoopDetected, 502, E::ProxyLoopDetected),
+            (T::ProxyLoopDetected, 508, E::ProxyLoopDetected),
             (T::MalformedRequest, 400, E::HttpRequestError),
             (T::NotFound, 404, E::HttpRequestError),
             (T::NotImplemented, 501, E::ProxyInternalResponse),
@@ -674,11 +677,14 @@ mod tests {
             assert_eq!(f.response(), (status, e));
             // PS-10 (SHOULD): the status is the type's recommended one where it
             // has one, except our documented 403 for prohibited destinations,
-            // 502 for a handler that failed during set-up and 407 for missing
-            // proxy credentials.
+            // 502 for a handler that failed during set-up, 407 for missing
+            // proxy credentials and 508 for a loop (decisions.md §43).
             let deviation = matches!(
                 f,
-                T::DestinationProhibited | T::HandlerFailed | T::ProxyAuthenticationRequired
+                T::DestinationProhibited
+                    | T::HandlerFailed
+                    | T::ProxyAuthenticationRequired
+                    | T::ProxyLoopDetected
             );
             assert!(deviation || e.default_status().is_none_or(|d| d == status));
         }

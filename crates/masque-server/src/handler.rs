@@ -117,6 +117,22 @@ pub struct Refusal {
     pub details: Option<String>,
     /// DNS response code for `dns_error` (RFC 9209 §2.3.2).
     pub rcode: Option<String>,
+    /// The next hop refused the tunnel (a relaying node): its answer is passed
+    /// back instead of `failure`'s (`failure` still names the refusal in the
+    /// node's counters).
+    pub next_hop: Option<NextHopRefusal>,
+}
+
+/// What the next hop answered when it refused a relayed tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHopRefusal {
+    /// Its status, passed back as ours.
+    pub status: u16,
+    /// Who it is (`next-hop`, RFC 9209 §2.1.2), e.g. `proxy.example:443`.
+    pub next_hop: String,
+    /// Its `Proxy-Status` field value, if any: kept in front of our member (the
+    /// member closest to the origin comes first, RFC 9209 §2).
+    pub proxy_status: Option<String>,
 }
 
 impl Refusal {
@@ -125,6 +141,17 @@ impl Refusal {
             failure,
             details: None,
             rcode: None,
+            next_hop: None,
+        }
+    }
+
+    /// The next hop's refusal, passed back: its status, its `Proxy-Status`
+    /// members, then ours with `next-hop` and `received-status` (RFC 9209
+    /// §2.1.2, §2.1.4).
+    pub fn from_next_hop(answer: NextHopRefusal) -> Self {
+        Self {
+            next_hop: Some(answer),
+            ..Self::new(TunnelFailure::DestinationUnavailable)
         }
     }
 
@@ -141,6 +168,17 @@ impl Refusal {
     /// HTTP status and `Proxy-Status` header value for this refusal (the one
     /// failure table in masque-proto decides both).
     pub fn response(&self, node_name: &str) -> (u16, String) {
+        if let Some(hop) = &self.next_hop {
+            let mut ours = ProxyStatus::new(node_name);
+            ours.next_hop = Some(hop.next_hop.clone());
+            ours.received_status = Some(hop.status);
+            ours.details = self.details.clone();
+            let value = match &hop.proxy_status {
+                Some(theirs) => format!("{theirs}, {}", ours.to_header_value()),
+                None => ours.to_header_value(),
+            };
+            return (hop.status, value);
+        }
         let (status, _) = self.failure.response();
         let mut ps: ProxyStatus = self.failure.proxy_status(node_name);
         ps.details = self.details.clone();

@@ -28,7 +28,10 @@ pub fn parse_proc_udp(table: &str) -> impl Iterator<Item = (u64, u64)> + '_ {
 
 /// The inode of a `/proc/self/fd` link target `socket:[N]`.
 pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Per-socket last counts, turned into one growing total.

@@ -282,8 +282,8 @@ pub(super) async fn deliver_to_client(
         return;
     }
     let metrics = Arc::clone(out.metrics());
-    let carries_v6 = ip.local.v6.is_some()
-        && read(&state.rules).scope().iter().any(|r| r.start.is_ipv6());
+    let carries_v6 =
+        ip.local.v6.is_some() && read(&state.rules).scope().iter().any(|r| r.start.is_ipv6());
     let mut mtu_check = std::pin::pin!(check_ipv6_mtu(&out, carries_v6, ip.config.mtu_grace));
     let mut mtu_checked = false;
     let mut icmp = Vec::new();

@@ -167,7 +167,7 @@ fn r9298_53_own_addresses() {
 }
 
 /// The listeners are refused even with `allow_private` and an allow rule:
-/// a tunnel to the node itself is a loop (502 proxy_loop_detected).
+/// a tunnel to the node itself is a loop (508 proxy_loop_detected).
 #[test]
 fn own_listeners_are_never_targets() {
     let rules = TargetRules {
@@ -188,7 +188,7 @@ fn own_listeners_are_never_targets() {
         );
         let r = d.refusal();
         assert_eq!(r.failure, TunnelFailure::ProxyLoopDetected);
-        assert_eq!(r.response("n").0, 502);
+        assert_eq!(r.response("n").0, 508);
         assert!(r.response("n").1.contains("error=proxy_loop_detected"));
     }
     // Other ports and other loopback addresses of a specific listener: fine.

@@ -786,8 +786,8 @@ impl TargetSocket {
     pub fn kernel_drops(&self) -> io::Result<Option<u64>> {
         #[cfg(target_os = "linux")]
         {
-            use std::os::fd::AsRawFd;
             use crate::kernel_drops::{parse_proc_udp, socket_inode};
+            use std::os::fd::AsRawFd;
             let link = std::fs::read_link(format!("/proc/self/fd/{}", self.io.as_raw_fd()))?;
             let Some(inode) = socket_inode(&link.to_string_lossy()) else {
                 return Ok(None);
