@@ -255,10 +255,45 @@ async fn up(dev: Arc<tun_rs::AsyncDevice>, sender: IpSender) -> anyhow::Error {
         match sender.send_ip_packet(packet).await {
             Ok(()) => {}
             Err(ClientError::Closed) => return anyhow!("the tunnel was closed"),
-            // Too large, not IP, a full queue: this packet only.
+            // R9484-55: too big for the tunnel now (the path shrank below
+            // the TUN's MTU): dropped, and the sender told the size.
+            Err(ClientError::PayloadTooLarge { max, .. }) => {
+                if let Some(icmp) = too_big_reply(packet, max)
+                    && let Err(e) = dev.send(&icmp).await
+                {
+                    tracing::debug!(error = %e, "ICMP Packet Too Big not written");
+                }
+            }
+            // Not IP, a full queue: this packet only.
             Err(e) => tracing::debug!(error = %e, "packet to the tunnel dropped"),
         }
     }
+}
+
+/// ICMP Packet Too Big (ICMPv4 Fragmentation Needed for DF packets) about
+/// `packet`, for the host that sent it into the TUN: from the RFC 7600
+/// dummy address (IPv4) or a link-local address (IPv6), since a source that
+/// is one of the host's own addresses would be dropped as martian. `None`
+/// where ICMP rules forbid an error (ICMP about ICMP errors, no DF, ...).
+fn too_big_reply(packet: &[u8], mtu: usize) -> Option<Vec<u8>> {
+    let source = match packet.first()? >> 4 {
+        4 => IpAddr::V4(masque_proto::connect_ip::forward::IPV4_DUMMY),
+        6 => IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
+        _ => return None,
+    };
+    let kind = masque_proto::icmp::IcmpErrorKind::PacketTooBig {
+        mtu: u32::try_from(mtu).ok()?,
+    };
+    let mut out = Vec::new();
+    masque_proto::icmp::write_error(
+        &mut out,
+        packet,
+        kind,
+        source,
+        masque_proto::icmp::DEFAULT_TTL,
+    )
+    .ok()?;
+    Some(out)
 }
 
 /// The address families the tunnel has an address in: routes of another
@@ -490,6 +525,27 @@ mod tests {
         assert_eq!(shown(&route_prefixes(&[v6], proxy)), ["::/0"]);
         let v4all = route_prefixes(&[r4("0.0.0.0", "255.255.255.255")], "::1".parse().unwrap());
         assert_eq!(shown(&v4all), ["0.0.0.0/0"]);
+    }
+
+    /// R9484-55: a DF packet too big for the tunnel gets ICMP Fragmentation
+    /// Needed naming the size, from the RFC 7600 dummy address; a packet
+    /// without DF gets nothing.
+    #[test]
+    fn too_big_reply_for_df_packets() {
+        let mut p = vec![0x45, 0, 0x05, 0xdc, 0, 1, 0x40, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&[10, 77, 0, 2, 198, 51, 100, 7]);
+        p.resize(1500, 0);
+        masque_proto::packet::fill_ipv4_header_checksum(&mut p).unwrap();
+        let icmp = too_big_reply(&p, 1400).expect("DF set");
+        let (ip, msg) = masque_proto::icmp::parse_icmp_packet(&icmp).unwrap();
+        assert_eq!(ip.source(), IpAddr::from([192, 0, 0, 8]));
+        assert_eq!(ip.destination(), IpAddr::from([10, 77, 0, 2]));
+        assert_eq!((msg.ty, msg.code), (3, 4));
+        assert_eq!(msg.mtu(), Some(1400));
+        p[6] = 0; // no DF
+        masque_proto::packet::fill_ipv4_header_checksum(&mut p).unwrap();
+        assert!(too_big_reply(&p, 1400).is_none());
+        assert!(too_big_reply(b"\x10junk", 1400).is_none());
     }
 
     /// Routes of a family without an address are not installed.
