@@ -112,6 +112,10 @@ pub enum ClientError {
     /// Not something a connect-ip tunnel carries (not IPv4 or IPv6, R9484-43).
     #[error("invalid IP packet: {0}")]
     InvalidPacket(&'static str),
+    /// The connection pool could not hand out a connection
+    /// ([`crate::ProxyClient::new`]).
+    #[error("connection pool: {0}")]
+    Pool(#[from] crate::pool::PoolError),
     /// A capsule type the connect-ip session manages itself (DATAGRAM,
     /// ADDRESS_ASSIGN, ADDRESS_REQUEST, ROUTE_ADVERTISEMENT).
     #[error("capsule type 0x{0:x} is managed by the session")]

@@ -33,6 +33,7 @@ mod events;
 mod forward;
 mod ip;
 mod options;
+pub mod pool;
 mod proxy_url;
 mod racer;
 mod reader;
@@ -56,6 +57,7 @@ pub use masque_proto::{
     template::{IpPrefix, IpProto, IpScope, IpTarget},
 };
 pub use options::{ClientOptions, RaceOptions, Target, TransportChoice, UnknownTransport};
+pub use pool::{Lease, MaxStreams, PoolConfig, PoolKey, UpstreamPool};
 pub use proxy_url::DEFAULT_PORT;
 pub use racer::race_connect;
 pub use sender::UdpSender;

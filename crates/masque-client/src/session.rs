@@ -67,6 +67,9 @@ pub struct UdpSession {
     pub(crate) owned: bool,
     close_timeout: Duration,
     pub(crate) event_capacity: usize,
+    /// The slot on a pooled connection this tunnel holds
+    /// ([`crate::ProxyClient::connect_udp`]); given back when the session goes.
+    pub(crate) lease: Option<crate::pool::Lease>,
 }
 
 /// The receive side of a datagram tunnel, whatever its protocol: QUIC
@@ -284,6 +287,7 @@ impl UdpSession {
             owned: false,
             close_timeout: options.close_timeout,
             event_capacity: t.capacity,
+            lease: None,
         })
     }
 

@@ -117,6 +117,10 @@ pub struct TcpTunnel {
     write: TcpWriteHalf,
     info: TcpTunnelInfo,
     conn: ClientConnection,
+    /// The slot on a pooled connection this tunnel holds
+    /// ([`crate::ProxyClient::connect_tcp`]); given back when the tunnel
+    /// goes, or when it is split (the halves hold none).
+    pub(crate) lease: Option<crate::pool::Lease>,
 }
 
 impl TcpTunnel {
@@ -197,6 +201,7 @@ impl TcpTunnel {
                 headers,
             },
             conn: conn.clone(),
+            lease: None,
         })
     }
 

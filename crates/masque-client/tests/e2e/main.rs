@@ -8,6 +8,7 @@ mod forward;
 mod ip;
 mod ip_proxy;
 mod node;
+mod pool;
 mod proxy;
 mod refusal;
 mod tcp;

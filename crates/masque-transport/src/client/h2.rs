@@ -215,6 +215,19 @@ impl H2Client {
         let _ = tokio::time::timeout(limit, ended.wait_for(|e| *e)).await;
     }
 
+    /// Waits, without a limit, until the driver ended.
+    pub(super) async fn wait_ended_forever(&self) {
+        let mut ended = self.ended.clone();
+        let _ = ended.wait_for(|e| *e).await;
+    }
+
+    /// SETTINGS_MAX_CONCURRENT_STREAMS as the proxy says now; 0 once we go away.
+    pub(super) fn max_send_streams(&self) -> usize {
+        self.lock()
+            .as_ref()
+            .map_or(0, SendRequest::current_max_send_streams)
+    }
+
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire) || *self.ended.borrow() || self.driver.is_finished()
     }

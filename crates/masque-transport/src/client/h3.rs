@@ -200,6 +200,11 @@ impl H3Client {
         }
     }
 
+    /// Resolves once the QUIC connection has ended.
+    pub(super) async fn closed(&self) {
+        self.conn.quic().closed().await;
+    }
+
     pub(super) fn is_closed(&self) -> bool {
         self.conn.quic().close_reason().is_some()
     }

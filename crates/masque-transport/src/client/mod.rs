@@ -384,6 +384,31 @@ impl ClientConnection {
         }
     }
 
+    /// Resolves once the connection has ended, however it ended (HTTP/3:
+    /// CONNECTION_CLOSE sent or received, idle timeout; HTTP/2: the driver
+    /// stopped). HTTP/1.1, which has no connection of its own between
+    /// tunnels, never resolves. For the client's connection pool.
+    pub async fn closed(&self) {
+        match &self.inner.kind {
+            Kind::H3(c) => c.closed().await,
+            Kind::H2(c) => c.wait_ended_forever().await,
+            Kind::H1(_) => std::future::pending().await,
+        }
+    }
+
+    /// How many tunnels the peer lets this connection have open at once, as
+    /// it says now: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (0 once we go
+    /// away). `None` when the transport does not tell: HTTP/3 (quinn does
+    /// not expose the peer's MAX_STREAMS credit; a proxy at its limit
+    /// answers 503 `connection_limit_reached`) and HTTP/1.1 (one connection
+    /// per tunnel).
+    pub fn peer_max_streams(&self) -> Option<usize> {
+        match &self.inner.kind {
+            Kind::H2(c) => Some(c.max_send_streams()),
+            Kind::H3(_) | Kind::H1(_) => None,
+        }
+    }
+
     /// HTTP/2: whether the proxy's SETTINGS, as applied at the handshake,
     /// enable extended CONNECT (RFC 8441 §3). `None` on HTTP/3 (its SETTINGS
     /// are [`masque_h3::Connection::peer_settings`] of [`as_h3`](Self::as_h3)),
