@@ -1,7 +1,8 @@
 //! What a connect-ip tunnel reports, and where it goes: to an owner actor
-//! (active mode, every event) or, in queue mode, packets into a bounded queue
-//! that [`super::IpSession::recv`] reads (address and route changes are then
-//! read with [`super::IpSession::ip_info`] / [`super::IpSession::wait_for`]).
+//! (active mode, every event) or, in queue mode, packets to
+//! [`super::IpSession::recv`], which reads the tunnel's bounded queues
+//! itself (address and route changes are then read with
+//! [`super::IpSession::ip_info`] / [`super::IpSession::wait_for`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,7 +44,7 @@ pub enum IpEvent {
 /// Where packets and events go.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Mode {
-    /// Packets into the bounded queue; other events only change the state.
+    /// Packets for `IpSession::recv`; other events only change the state.
     #[default]
     Queue,
     /// Everything to the owner actor.
