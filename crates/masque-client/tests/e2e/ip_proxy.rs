@@ -164,6 +164,11 @@ async fn open(proxy: &Proxy, t: Transport, script: IpScript) -> anyhow::Result<I
 async fn malformed_address_assign_aborts(t: Transport) -> anyhow::Result<()> {
     let proxy = Proxy::start(Mode::Echo)?;
     let mut session = open(&proxy, t, IpScript::Malformed).await?;
+    // A wait for an address ends with the tunnel, not at its limit.
+    let started = std::time::Instant::now();
+    let waited = session.wait_for(WAIT, |i| !i.assigned.is_empty()).await;
+    assert!(matches!(waited, Err(ClientError::Closed)), "{waited:?}");
+    assert!(started.elapsed() < WAIT / 2);
     match within(session.recv(WAIT)).await {
         Err(ClientError::Closed) => {}
         other => anyhow::bail!("expected the end of the tunnel, got {other:?}"),
