@@ -242,6 +242,7 @@ fn bench(args: &[String]) -> Result<()> {
         "transport_echo",
         "tcp_bulk",
         "ip_throughput",
+        "racer_fallback",
     ] {
         run(cargo()
             .args(["bench", "-p", "masque-tests", "--bench", name, "--"])

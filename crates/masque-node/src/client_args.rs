@@ -36,7 +36,9 @@ use tokio::{
 /// `--transport`: the HTTP version of the tunnel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum TransportArg {
-    /// The best available (HTTP/3 for now).
+    /// The best available: HTTP/3 at once, HTTP/2 after 250 ms, HTTP/1.1
+    /// after 500 ms (or at once when an earlier one fails); the first to
+    /// connect wins and is remembered for this proxy for 5 minutes.
     #[default]
     Auto,
     /// HTTP/3 over QUIC (UDP).
@@ -79,7 +81,8 @@ pub struct ClientArgs {
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
     /// HTTP version to the proxy: HTTP/3 on UDP, or HTTP/2 / HTTP/1.1 over
-    /// TLS on TCP at the same port.
+    /// TLS on TCP at the same port; `auto` races them (HTTP/3 first, HTTP/2
+    /// after 250 ms, HTTP/1.1 after 500 ms) and keeps the winner.
     #[arg(long, value_enum, default_value_t = TransportArg::Auto)]
     pub transport: TransportArg,
 }
