@@ -25,7 +25,6 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use masque_proto::connect_ip::PacketDrop;
-use masque_registry::ip::IpRegistryHandle;
 use masque_server::{
     IpProxy, IpProxyConfig, Node, Proxy, ServerConfig, TcpProxyConfig, UdpProxyConfig,
     ip::TunEgress, policy::AddressPolicy,
@@ -154,16 +153,18 @@ async fn run_node(
             .load(std::sync::atomic::Ordering::Relaxed),
         registered_after: Vec::new(),
     };
-    node.shutdown().await;
-    // The registry releases a session's blocks when it sees the actor stop.
+    let registry = node.ip_registry().clone();
+    // The vpn sessions ended before the stop: the registry released their blocks
+    // when it saw their actors stop (read before the node's tree goes).
     let deadline = Instant::now() + Duration::from_secs(10);
     let registered_after = loop {
-        let all = IpRegistryHandle::global().all();
+        let all = registry.all();
         if all.is_empty() || Instant::now() > deadline {
             break all.iter().map(|e| format!("{e:?}")).collect();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    node.shutdown().await;
     Ok(NodeReport {
         registered_after,
         ..report

@@ -5,19 +5,23 @@
 //! target passed back with B's status and A's `next-hop` member.
 
 use std::{
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
 };
 
 use anyhow::{Context, Result, ensure};
 use masque_client::{ProxyClient, TcpMode};
 use masque_node::relay::{RelayProxy, Upstream};
+use masque_proto::template::IpTarget;
 use masque_server::{
-    Handler, Proxy, Refusal, Target, TargetStream, TcpProxyConfig, TcpTarget, TunnelHandler,
-    TunnelOutput, UdpProxyConfig, metrics::Metrics, policy::AddressPolicy,
+    Handler, IpProxy, IpProxyConfig, Proxy, Refusal, Target, TargetStream, TcpProxyConfig,
+    TcpTarget, TunnelHandler, TunnelOutput, UdpProxyConfig,
+    ip::{Delivery, IpEgress, IpPrefix, QueueEgress},
+    metrics::Metrics,
+    policy::AddressPolicy,
 };
 use masque_tests::{
-    init_tracing,
+    WAIT, init_tracing,
     node::{LOOPBACK_MTU, TestNode, expect_refusal, udp_echo},
     per_transport,
     tcp::tcp_echo,
@@ -29,6 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 per_transport!(
     relay_udp_and_tcp_through_two_nodes,
+    relay_connect_ip_addressing_and_packets,
     relay_loop_is_508_proxy_loop_detected,
     relay_passes_back_the_next_hops_refusal,
 );
@@ -225,4 +230,106 @@ async fn relay_passes_back_the_next_hops_refusal(t: Transport) -> Result<()> {
         "A's member: {ps}"
     );
     Ok(())
+}
+
+/// An IPv4/UDP packet from `src` to `dst` with `ttl`.
+fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 20 + 8 + 4];
+    let total = p.len() as u16;
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[8] = ttl;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[24..26].copy_from_slice(&12u16.to_be_bytes());
+    p[28..32].copy_from_slice(b"ping");
+    masque_proto::packet::fill_ipv4_header_checksum(&mut p).expect("a whole header");
+    p
+}
+
+async fn relay_connect_ip_addressing_and_packets(t: Transport) -> Result<()> {
+    init_tracing();
+    // B: CONNECT-IP from an IPv4 pool of its own per transport (the IpRegistry
+    // is process-wide), packets to and from a queue instead of a TUN.
+    let third = match t {
+        Transport::H3 => 1,
+        Transport::H2 => 2,
+        Transport::H1 => 3,
+    };
+    let pool: IpPrefix = format!("10.203.{third}.0/24").parse()?;
+    let egress = Arc::new(QueueEgress::new(64, 1500));
+    let ip = IpProxy::new(
+        IpProxyConfig {
+            pools: vec![pool],
+            ..Default::default()
+        },
+        Arc::clone(&egress) as Arc<dyn IpEgress>,
+    )?;
+    let udp = UdpProxyConfig {
+        policy: AddressPolicy {
+            allow_private: true,
+            own_addresses: vec![],
+        },
+        ..Default::default()
+    };
+    let b = TestNode::with_handler(Arc::new(
+        Proxy::new(udp, TcpProxyConfig::default()).with_ip(ip),
+    ))
+    .await?;
+    let a = relay_to(&b, "masque-a").await?;
+    let client = ProxyClient::connect(&url(&a, t), options_for(&a, t)).await?;
+    let mut session = within("CONNECT-IP through A", client.open_ip(&IpTarget::ANY)).await??;
+    // Our request ids come back on B's answers, the refusal included.
+    let ids = session.request_addresses(&[
+        masque_proto::template::IpPrefix::new(Ipv4Addr::UNSPECIFIED.into(), 32)?,
+        masque_proto::template::IpPrefix::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 128)?,
+    ])?;
+    let info = session
+        .wait_for(WAIT, |i| i.pending_requests.is_empty())
+        .await?;
+    let granted = info
+        .assigned
+        .iter()
+        .find(|a| a.request_id == ids[0])
+        .with_context(|| format!("IPv4 granted under our id {}: {info:?}", ids[0]))?;
+    let std::net::IpAddr::V4(me) = granted.ip else {
+        anyhow::bail!("an IPv4 address: {granted:?}");
+    };
+    ensure!(pool_contains(&pool, me), "{me} from B's pool {pool}");
+    ensure!(
+        info.refused.iter().any(|r| r.request_id == ids[1]),
+        "IPv6 refused under our id {}: {info:?}",
+        ids[1]
+    );
+    ensure!(!info.routes.is_empty(), "B's routes relayed: {info:?}");
+
+    // A packet out: it reaches B's egress unchanged.
+    let target = Ipv4Addr::new(192, 0, 2, 9);
+    let out = udp_packet(me, target, 64);
+    session.send_ip_packet(&out).await?;
+    let mut from_b = egress.take_receiver().context("egress receiver")?;
+    let seen = within("the packet at B's egress", from_b.recv())
+        .await?
+        .context("egress closed")?;
+    ensure!(seen[..] == out[..], "the packet reached B unchanged");
+    // A packet in: B's ingress finds our tunnel; it arrives with TTL 63.
+    let reply = udp_packet(target, me, 64);
+    let ingress = egress.ingress().context("B's ingress")?;
+    ensure!(ingress.deliver(reply.clone().into()) == Delivery::Queued);
+    let back = within("the reply through A", session.recv(WAIT)).await??;
+    ensure!(
+        back.len() == reply.len() && back[8] == 63,
+        "TTL decremented once, at B"
+    );
+    session.close().await;
+    Ok(())
+}
+
+fn pool_contains(pool: &IpPrefix, a: Ipv4Addr) -> bool {
+    let std::net::IpAddr::V4(base) = pool.addr else {
+        return false;
+    };
+    let mask = u32::MAX << (32 - u32::from(pool.len));
+    u32::from(a) & mask == u32::from(base)
 }

@@ -175,7 +175,9 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     let handler: Arc<dyn masque_server::Handler> = match relay {
         Some((upstream, identity)) => {
             if !cfg.ip_pool.is_empty() {
-                anyhow::bail!("--upstream does not relay CONNECT-IP yet: drop --ip-pool");
+                anyhow::bail!(
+                    "a relaying node assigns no addresses (the last hop does): drop --ip-pool"
+                );
             }
             tracing::info!(upstream = %upstream.authority(), %identity, "relaying every tunnel through the next hop");
             Arc::new(RelayProxy::new(upstream, identity))

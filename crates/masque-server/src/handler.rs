@@ -262,11 +262,11 @@ pub trait Handler: Send + Sync + 'static {
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal>;
 
-    /// Called once by [`crate::Node::start`] with the node's counters, before
-    /// any tunnel: start background work that feeds tunnels (e.g. a TUN
-    /// reader). The default does nothing.
-    fn attach(&self, metrics: &std::sync::Arc<crate::metrics::Metrics>) {
-        let _ = metrics;
+    /// Called once by [`crate::Node::start`], before any tunnel, with the
+    /// node's counters and registries: start background work that feeds
+    /// tunnels (e.g. a TUN reader). The default does nothing.
+    fn attach(&self, node: &crate::node::NodeServices) {
+        let _ = node;
     }
 
     /// Opens the target of a stream tunnel before the 2xx (CTCP-09: the TCP

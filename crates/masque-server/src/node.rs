@@ -21,6 +21,7 @@
 //! restarted listener never rebinds, so it cannot lose its port (port 0) or
 //! race the dying listener for it.
 
+use masque_registry::ip::IpRegistryHandle;
 use std::{
     net::{SocketAddr, TcpListener},
     sync::Arc,
@@ -80,6 +81,17 @@ pub struct Node {
     quic_buffers: BufferSizes,
     /// True once the tree has drained (every listener's routers stopped).
     drained: watch::Receiver<bool>,
+    ip_registry: IpRegistryHandle,
+}
+
+/// What a node gives its handler at start ([`crate::Handler::attach`]).
+#[derive(Clone)]
+pub struct NodeServices {
+    /// The node's counters.
+    pub metrics: Arc<Metrics>,
+    /// The node's IpRegistry (CONNECT-IP ranges; its writer is a permanent
+    /// child of the node's tree).
+    pub ip_registry: IpRegistryHandle,
 }
 
 impl Node {
@@ -92,7 +104,11 @@ impl Node {
         // SETTINGS_MAX_CONCURRENT_STREAMS is the tunnel limit.
         config.h2 = config.effective_h2();
         let metrics = Arc::new(Metrics::default());
-        handler.attach(&metrics);
+        let ip_registry = IpRegistryHandle::new();
+        handler.attach(&NodeServices {
+            metrics: Arc::clone(&metrics),
+            ip_registry: ip_registry.clone(),
+        });
         // Room for the tunnels allowed plus a few more streams, so excess
         // requests get a 503 rather than waiting for stream credit
         // (`transport_config` adds the share quinn withholds).
@@ -151,7 +167,7 @@ impl Node {
         let (bound, mut bound_rx) = watch::channel(None);
         let mut children = vec![
             listener_registry(),
-            ip_registry(),
+            ip_registry_spec(ip_registry.clone()),
             listener_supervisor(
                 "listener h3",
                 h3_listener(Arc::clone(&ctx), server_config, Arc::new(socket), bound),
@@ -188,6 +204,7 @@ impl Node {
             drain_timeout,
             quic_buffers,
             drained,
+            ip_registry,
         })
     }
 
@@ -204,6 +221,11 @@ impl Node {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The node's IpRegistry (lookups, a diagnostic snapshot with `all()`).
+    pub fn ip_registry(&self) -> &IpRegistryHandle {
+        &self.ip_registry
     }
 
     /// The listener socket's buffer sizes as the kernel granted them
@@ -239,16 +261,19 @@ impl Node {
     }
 }
 
-/// The spec of the IpRegistry writer (permanent), like `listener_registry()`:
-/// process-wide, so when another node of this process already runs it, the
-/// start is `ignore`d.
-fn ip_registry() -> ChildSpec {
-    ChildSpec::new("ip-registry", Restart::Permanent, |sup| async move {
-        match masque_registry::ip::spawn_linked(sup).await {
-            Ok((r, _)) => Ok(Some(r.get_cell())),
-            Err(e) => {
-                tracing::debug!(error = %e, "IpRegistry not started by this node");
-                Ok(None)
+/// The spec of this node's IpRegistry writer (permanent). Each node has its
+/// own registry, so nodes of one process (tests, embedders) never share or
+/// outlive each other's ranges; a restarted writer keeps the handle's table.
+fn ip_registry_spec(registry: IpRegistryHandle) -> ChildSpec {
+    ChildSpec::new("ip-registry", Restart::Permanent, move |sup| {
+        let registry = registry.clone();
+        async move {
+            match registry.spawn_linked(None, sup).await {
+                Ok((r, _)) => Ok(Some(r.get_cell())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "IpRegistry not started by this node");
+                    Ok(None)
+                }
             }
         }
     })

@@ -97,9 +97,9 @@ impl Handler for Proxy {
         self.udp.accept(request, target).await
     }
 
-    fn attach(&self, metrics: &Arc<Metrics>) {
+    fn attach(&self, node: &crate::node::NodeServices) {
         if let Some(ip) = &self.ip {
-            ip.attach(metrics);
+            ip.attach(&node.metrics, Some(&node.ip_registry));
         }
     }
 

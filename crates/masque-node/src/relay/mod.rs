@@ -9,12 +9,15 @@
 //! * CONNECT-TCP and classic CONNECT ([`tcp`]): the upstream `TcpTunnel` is the
 //!   stream tunnel's target stream, so the node's stream runtime relays it with
 //!   its backpressure, half-close and deadlines.
+//! * CONNECT-IP ([`ip`]): packets task to task likewise; the client's address
+//!   requests become ours upstream and the answers go back under its ids.
 //! * `Via` (RFC 9110 §7.6.3): every relayed request carries the incoming `Via`
 //!   plus this node's entry; a request whose `Via` already names this node is
 //!   refused with 508 and `Proxy-Status: …; error=proxy_loop_detected`.
 //! * A refusal by the next hop comes back with its status; `Proxy-Status` keeps
 //!   its members and adds ours with `next-hop` and `received-status` (RFC 9209).
 
+mod ip;
 mod tcp;
 mod udp;
 mod upstream;
@@ -78,6 +81,7 @@ impl Handler for RelayProxy {
             Target::Udp(t) => {
                 udp::open(&self.upstream, &self.request_options(request), t, out).await
             }
+            Target::Ip(t) => ip::open(&self.upstream, &self.request_options(request), t, out).await,
             other => Err(Refusal::new(TunnelFailure::NotImplemented)
                 .with_details(format!("this relay does not relay {other:?} yet"))),
         }

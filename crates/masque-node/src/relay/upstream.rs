@@ -9,9 +9,10 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use masque_client::{
-    ClientError, ClientOptions, ProxyClient, Target, TcpMode, TcpTunnel, TransportChoice,
-    UdpSession,
+    ClientError, ClientOptions, IpSession, ProxyClient, Target, TcpMode, TcpTunnel,
+    TransportChoice, UdpSession,
 };
+use masque_proto::template::IpTarget;
 use tokio::sync::Mutex;
 
 /// The next-hop proxy.
@@ -80,6 +81,20 @@ impl Upstream {
         }
         let shared = self.shared().await?;
         UdpSession::open_with(shared.client_connection(), &self.authority, target, options).await
+    }
+
+    /// A CONNECT-IP tunnel with scope `target` through the next hop.
+    pub async fn open_ip(
+        &self,
+        target: &IpTarget,
+        options: &ClientOptions,
+    ) -> Result<IpSession, ClientError> {
+        if self.per_tunnel() {
+            let own = ProxyClient::connect(&self.url, options.clone()).await?;
+            return own.open_ip(target).await;
+        }
+        let shared = self.shared().await?;
+        IpSession::open_with(shared.client_connection(), &self.authority, target, options).await
     }
 
     /// A TCP tunnel (`mode`) to `target` through the next hop.

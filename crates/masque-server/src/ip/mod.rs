@@ -79,18 +79,26 @@ impl Default for IpProxyConfig {
 pub(crate) struct IpShared {
     config: IpProxyConfig,
     pools: Mutex<AddressPools>,
-    registry: IpRegistryHandle,
+    /// Set by the constructor (`with_registry`) or, for `new`, to the node's
+    /// registry when the node starts; the process-wide one otherwise.
+    registry: OnceLock<IpRegistryHandle>,
     egress: Arc<dyn IpEgress>,
     local: LocalAddrs,
 }
 
 impl IpShared {
+    fn registry(&self) -> &IpRegistryHandle {
+        self.registry
+            .get_or_init(|| IpRegistryHandle::global().clone())
+    }
+
     /// Whether nobody holds any of `addr/len`: lookups of its first and last address
     /// (a smaller block inside it still makes the registration fail; then the next one
     /// is tried).
     fn is_free(&self, addr: IpAddr, len: u8) -> bool {
         let end = block_end(addr, len);
-        self.registry.lookup(addr).is_none() && self.registry.lookup(end).is_none()
+        let registry = self.registry();
+        registry.lookup(addr).is_none() && registry.lookup(end).is_none()
     }
 }
 
@@ -123,17 +131,27 @@ impl std::fmt::Debug for IpProxy {
 }
 
 impl IpProxy {
-    /// A service assigning from `config.pools` and sending packets into `egress`, with
-    /// the process-wide IpRegistry (the node's tree runs it).
+    /// A service assigning from `config.pools` and sending packets into `egress`,
+    /// registering in the IpRegistry of the node it serves (or, used without a
+    /// node, the process-wide one).
     pub fn new(config: IpProxyConfig, egress: Arc<dyn IpEgress>) -> Result<Self, PoolError> {
-        Self::with_registry(config, egress, IpRegistryHandle::global().clone())
+        Self::build(config, egress, OnceLock::new())
     }
 
-    /// As [`new`](Self::new), with a registry of the caller's.
+    /// As [`new`](Self::new), with a registry of the caller's (its writer must
+    /// run for registrations to succeed).
     pub fn with_registry(
         config: IpProxyConfig,
         egress: Arc<dyn IpEgress>,
         registry: IpRegistryHandle,
+    ) -> Result<Self, PoolError> {
+        Self::build(config, egress, OnceLock::from(registry))
+    }
+
+    fn build(
+        config: IpProxyConfig,
+        egress: Arc<dyn IpEgress>,
+        registry: OnceLock<IpRegistryHandle>,
     ) -> Result<Self, PoolError> {
         let pools = AddressPools::new(&config.pools)?;
         let local = pools.local_addrs();
@@ -154,12 +172,21 @@ impl IpProxy {
         self.shared.local
     }
 
-    /// Starts the egress's reader with the node's counters (once).
-    pub(crate) fn attach(&self, metrics: &Arc<Metrics>) {
+    /// Adopts the node's registry (unless one was given) and starts the egress's
+    /// reader with the node's counters (once).
+    pub(crate) fn attach(&self, metrics: &Arc<Metrics>, registry: Option<&IpRegistryHandle>) {
         self.started.get_or_init(|| {
-            let ingress = IpIngress::new(self.shared.registry.clone(), Arc::clone(metrics));
+            if let Some(r) = registry {
+                let _ = self.shared.registry.set(r.clone());
+            }
+            let ingress = IpIngress::new(self.shared.registry().clone(), Arc::clone(metrics));
             self.shared.egress.start(ingress);
         });
+    }
+
+    /// The registry this service registers its blocks in.
+    pub fn registry(&self) -> &IpRegistryHandle {
+        self.shared.registry()
     }
 
     /// Sets up one tunnel whose scope is `scope` (already resolved): advertises the
@@ -171,7 +198,7 @@ impl IpProxy {
     ) -> Result<Box<dyn TunnelHandler>, Refusal> {
         let ip = &self.shared;
         let metrics = Arc::clone(out.metrics());
-        self.attach(&metrics);
+        self.attach(&metrics, None);
         let routes = match &ip.config.routes {
             Some(prefixes) => {
                 let p: Vec<(IpAddr, u8)> = prefixes.iter().map(|p| (p.addr, p.len)).collect();

@@ -248,7 +248,7 @@ async fn allocate(
             pools.allocate(request, |a, l| ip.is_free(a, l))?
         };
         match ip
-            .registry
+            .registry()
             .register(addr, len, out.session().clone(), 0, sink.clone())
             .await
         {
