@@ -50,6 +50,10 @@ pub struct VpnArgs {
     /// Do not install the proxy's routes (only the TUN's own prefix is routed).
     #[arg(long)]
     pub no_routes: bool,
+    /// Skip the IPv6 MTU probe (R9484-49) when the path is known to carry
+    /// 1280-byte packets by other means.
+    #[arg(long)]
+    pub no_mtu_probe: bool,
     /// Seconds of silence after which an HTTP/3 connection counts as lost
     /// (QUIC idle timeout; keep-alives go every 15 s, so at least 20).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -122,6 +126,22 @@ async fn serve(
             "the proxy assigned no address (refused: {:?})",
             info.refused
         );
+    }
+    if let Some(a) = v6
+        && let IpAddr::V6(me) = a.ip
+        && !args.no_mtu_probe
+    {
+        let probed = tokio::select! {
+            r = mtu_probe(&mut session, me) => r,
+            () = stop.wait() => {
+                session.close().await;
+                return Ok(());
+            }
+        };
+        if let Err(e) = probed {
+            session.close().await;
+            return Err(e);
+        }
     }
     let mtu = args.mtu.map_or_else(
         || {
@@ -267,6 +287,72 @@ async fn up(dev: Arc<tun_rs::AsyncDevice>, sender: IpSender) -> anyhow::Error {
             // Not IP, a full queue: this packet only.
             Err(e) => tracing::debug!(error = %e, "packet to the tunnel dropped"),
         }
+    }
+}
+
+/// All-nodes link-local multicast: the probe's destination when the peer's
+/// address is unknown (R9484-49).
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// Echo data that makes the probe a 1280-byte IPv6 packet (40 + 8 + 1232).
+const PROBE_DATA: usize = 1232;
+
+/// R9484-49: an endpoint with an IPv6 address must know that the tunnel
+/// carries 1280-byte packets: an ICMPv6 Echo Request with 1232 data bytes
+/// to `ff02::1` from `me` must be answered (3 tries, 2 s each), else the
+/// tunnel is torn down. Other packets that arrive meanwhile are dropped (the
+/// TUN is not up yet).
+pub async fn mtu_probe(session: &mut IpSession, me: Ipv6Addr) -> Result<()> {
+    use masque_proto::icmp::{DEFAULT_TTL, EchoKind, write_echo_packet};
+
+    let data = vec![0x6d; PROBE_DATA];
+    let id = u16::try_from(std::process::id() & 0xffff).unwrap_or(1);
+    for seq in 1..=3u16 {
+        let mut probe = Vec::with_capacity(1280);
+        write_echo_packet(
+            &mut probe,
+            EchoKind::Request,
+            me.into(),
+            ALL_NODES.into(),
+            DEFAULT_TTL,
+            id,
+            seq,
+            &data,
+        )
+        .context("building the MTU probe")?;
+        session
+            .send_ip_packet(&probe)
+            .await
+            .context("the tunnel cannot carry a 1280-byte IPv6 packet (R9484-49)")?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match session.recv(left).await {
+                Ok(p) if is_probe_reply(&p, id, seq) => return Ok(()),
+                Ok(_) => {}
+                Err(ClientError::Timeout(_)) => break,
+                Err(e) => return Err(anyhow!(e).context("waiting for the MTU probe's reply")),
+            }
+        }
+    }
+    bail!(
+        "no reply to a 1280-byte ICMPv6 Echo Request to ff02::1 through the tunnel: it cannot \
+         carry IPv6 (R9484-49); --no-mtu-probe skips the check"
+    )
+}
+
+/// Whether `p` is the Echo Reply to probe `id`/`seq` with all its data.
+fn is_probe_reply(p: &[u8], id: u16, seq: u16) -> bool {
+    match masque_proto::icmp::parse_icmp_packet(p) {
+        Ok((_, m)) => {
+            m.is_v6
+                && m.ty == 129
+                && m.echo_id_seq() == Some((id, seq))
+                && m.body.len() == PROBE_DATA
+        }
+        Err(_) => false,
     }
 }
 
@@ -546,6 +632,94 @@ mod tests {
         masque_proto::packet::fill_ipv4_header_checksum(&mut p).unwrap();
         assert!(too_big_reply(&p, 1400).is_none());
         assert!(too_big_reply(b"\x10junk", 1400).is_none());
+    }
+
+    /// R9484-49 against an in-process node with an IPv6 pool: the 1280-byte
+    /// all-nodes echo is answered, on every transport.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mtu_probe_answered_by_the_node() -> anyhow::Result<()> {
+        use std::sync::Arc;
+
+        use masque_client::{ClientOptions, TransportChoice};
+        use masque_server::{
+            IpProxy, IpProxyConfig, Node, Proxy, QuicMtu, ServerConfig, TcpProxyConfig,
+            UdpProxyConfig,
+            ip::{IpPrefix as Pool, QueueEgress},
+        };
+        use masque_transport::{
+            Transport,
+            tls::{DevCert, ServerVerification},
+        };
+
+        let mtu = QuicMtu {
+            initial: 1452,
+            min: 1452,
+        };
+        let cert = DevCert::ephemeral()?;
+        let ip = IpProxy::new(
+            IpProxyConfig {
+                pools: vec![Pool::parse("fd00:7749::/64")?],
+                ..Default::default()
+            },
+            Arc::new(QueueEgress::new(64, 1500)),
+        )?;
+        let proxy = Proxy::new(UdpProxyConfig::default(), TcpProxyConfig::default()).with_ip(ip);
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            quic_mtu: mtu,
+            drain_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let node = Node::start(config, &cert.server_tls(), Arc::new(proxy)).await?;
+        for t in Transport::ALL {
+            let port = match t {
+                Transport::H3 => node.local_addr().port(),
+                _ => node.tcp_addr().context("TCP")?.port(),
+            };
+            let options = ClientOptions {
+                transport: TransportChoice::from(t),
+                verification: ServerVerification::CustomCa(vec![cert.cert_der().clone()]),
+                initial_mtu: mtu.initial,
+                min_mtu: mtu.min,
+                ..Default::default()
+            };
+            let url = format!("https://localhost:{port}");
+            let mut session = connect_ip(&url, &IpTarget::ANY, options).await?;
+            session.request_addresses(&[IpPrefix::new(Ipv6Addr::UNSPECIFIED.into(), 128)?])?;
+            let info = wait_assigned(&session, Duration::from_secs(10)).await?;
+            let Some(IpAddr::V6(me)) = info.assigned.first().map(|a| a.ip) else {
+                anyhow::bail!("no IPv6 address: {info:?}");
+            };
+            mtu_probe(&mut session, me)
+                .await
+                .with_context(|| format!("over {t}"))?;
+            session.close().await;
+        }
+        node.shutdown().await;
+        Ok(())
+    }
+
+    #[test]
+    fn probe_reply_recognised() {
+        use masque_proto::icmp::{EchoKind, write_echo_packet, write_echo_reply};
+        let me: IpAddr = "fd00::2".parse().unwrap();
+        let mut req = Vec::new();
+        write_echo_packet(
+            &mut req,
+            EchoKind::Request,
+            me,
+            ALL_NODES.into(),
+            64,
+            7,
+            1,
+            &[1; 1232],
+        )
+        .unwrap();
+        let mut reply = Vec::new();
+        write_echo_reply(&mut reply, &req, "fd00::1".parse().unwrap(), 64).unwrap();
+        assert!(is_probe_reply(&reply, 7, 1));
+        assert!(!is_probe_reply(&reply, 7, 2));
+        assert!(!is_probe_reply(&req, 7, 1), "a request is no reply");
     }
 
     /// Routes of a family without an address are not installed.
