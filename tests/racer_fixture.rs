@@ -75,21 +75,28 @@ impl UdpRelay {
 /// A TLS listener on `bind` with the node's certificate that offers only
 /// ALPN `http/1.1` (a client offering only `h2` gets the no_application_protocol
 /// alert), passing each connection's plaintext to the node's TLS listener at
-/// `node_tcp` over a TLS connection of its own with ALPN `http/1.1`. Runs
-/// until its runtime stops; returns its address.
+/// `node_tcp` over a TLS connection of its own with ALPN `http/1.1`. While
+/// the returned flag is set it closes every connection at once instead (the
+/// TLS handshake fails). Runs until its runtime stops; returns its address.
 pub async fn h1_only_front(
     bind: SocketAddr,
     node_tcp: SocketAddr,
     cert: &DevCert,
-) -> Result<SocketAddr> {
+) -> Result<(SocketAddr, Arc<AtomicBool>)> {
     let server = cert.server_tls().rustls_server_config(&[ALPN_HTTP11])?;
     let acceptor = TlsAcceptor::from(Arc::new(server));
     let pin = ServerVerification::PinnedSha256(cert.fingerprint_sha256());
     let connector = TlsConnector::from(Arc::new(client_config(&pin, &[ALPN_HTTP11])?));
     let listener = TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
+    let refusing = Arc::new(AtomicBool::new(false));
+    let refuse = Arc::clone(&refusing);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            if refuse.load(Ordering::Relaxed) {
+                drop(tcp);
+                continue;
+            }
             let (acceptor, connector) = (acceptor.clone(), connector.clone());
             tokio::spawn(async move {
                 let Ok(mut client) = acceptor.accept(tcp).await else {
@@ -106,5 +113,5 @@ pub async fn h1_only_front(
             });
         }
     });
-    Ok(addr)
+    Ok((addr, refusing))
 }

@@ -14,7 +14,12 @@
 //! 4. the winner is remembered: with UDP open again, the next race to the
 //!    same proxy goes to HTTP/2 and sends not one UDP datagram (the relay
 //!    and the node's HTTP/3 connection count tell); another TLS identity is
-//!    another proxy, whose race HTTP/3 wins.
+//!    another proxy, whose race HTTP/3 wins;
+//! 5. a failure of the remembered transport forgets it: the race goes on at
+//!    once with the next one, and remembers the new winner.
+//!
+//! `race_on_loopback` (no root needed) checks the same fallback through
+//! `ProxyClient::connect` with `TransportChoice::Auto`.
 //!
 //! Tunnels opened on the winners carry a datagram to an echo and back.
 
@@ -23,12 +28,18 @@ mod fixture;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use masque_client::{ClientError, ClientOptions, RaceOptions, Target, UdpSession, race_connect};
+use masque_client::{
+    ClientError, ClientOptions, ProxyClient, RaceOptions, Target, TransportChoice, UdpSession,
+    race_connect,
+};
 use masque_server::{Metrics, TcpListen};
 use masque_tests::{
     init_tracing,
@@ -58,8 +69,11 @@ struct NodeSide {
     pin: [u8; 32],
     echo: SocketAddr,
     metrics: Arc<Metrics>,
-    relay_dropping: Arc<std::sync::atomic::AtomicBool>,
-    relay_received: Arc<std::sync::atomic::AtomicU64>,
+    relay_dropping: Arc<AtomicBool>,
+    relay_received: Arc<AtomicU64>,
+    /// UDP to the HTTP/1.1-only front, and the front's refusal switch.
+    h1_only_dropping: Arc<AtomicBool>,
+    h1_only_refusing: Arc<AtomicBool>,
 }
 
 #[test]
@@ -89,8 +103,8 @@ fn race_falls_back_reports_and_remembers() -> Result<()> {
         let relay = UdpRelay::start(node_tcp, quic, true).await?;
         ensure!(relay.addr == node_tcp, "the relay is on {}", relay.addr);
         let h1_only: SocketAddr = format!("{NODE}:{H1_ONLY_PORT}").parse()?;
-        let _dropped = UdpRelay::start(h1_only, quic, true).await?;
-        h1_only_front(h1_only, node_tcp, &node.cert).await?;
+        let h1_only_relay = UdpRelay::start(h1_only, quic, true).await?;
+        let (_, h1_only_refusing) = h1_only_front(h1_only, node_tcp, &node.cert).await?;
         let echo = udp_echo().await?;
         ready_tx.send(NodeSide {
             pin: node.cert.fingerprint_sha256(),
@@ -98,6 +112,8 @@ fn race_falls_back_reports_and_remembers() -> Result<()> {
             metrics: Arc::clone(node.node.metrics()),
             relay_dropping: Arc::clone(&relay.dropping),
             relay_received: Arc::clone(&relay.received),
+            h1_only_dropping: Arc::clone(&h1_only_relay.dropping),
+            h1_only_refusing,
         })?;
         let _ = tokio::time::timeout(LIMIT, stop_rx).await;
         node.node.shutdown().await;
@@ -238,6 +254,29 @@ async fn scenarios(side: NodeSide) -> Result<()> {
         .context("HTTP/1.1 tunnel")?;
     conn.shutdown(Duration::from_secs(1)).await;
 
+    // 5. The remembered HTTP/1.1 fails (the front closes every connection,
+    //    UDP passes now): it is forgotten and HTTP/3, second in line, starts
+    //    at once (not after its 3 s) and wins; the next race remembers it.
+    side.h1_only_refusing.store(true, Ordering::Relaxed);
+    side.h1_only_dropping.store(false, Ordering::Relaxed);
+    let (conn, took) = timed(race_connect(&url, &patient)).await?;
+    let conn = conn.context("remembered HTTP/1.1 failing")?;
+    ensure!(
+        conn.transport() == Transport::H3 && took < patient.race.h2_delay,
+        "remembered HTTP/1.1 failing: {:?} won after {took:?}",
+        conn.transport()
+    );
+    conn.shutdown(Duration::from_secs(1)).await;
+    side.h1_only_refusing.store(false, Ordering::Relaxed);
+    let (conn, _) = timed(race_connect(&url, &patient)).await?;
+    let conn = conn.context("HTTP/3 remembered")?;
+    ensure!(
+        conn.transport() == Transport::H3,
+        "after the failure: {:?} won, HTTP/3 is not remembered",
+        conn.transport()
+    );
+    conn.shutdown(Duration::from_secs(1)).await;
+
     // 3. Nothing listens: TCP is refused at once (HTTP/2, then HTTP/1.1 at
     //    once); HTTP/3 hears nothing until the deadline.
     let url = format!("https://{NODE}:{CLOSED_PORT}");
@@ -286,4 +325,57 @@ async fn echo_through(conn: &ClientConnection, authority: &str, echo: SocketAddr
     ensure!(back.as_deref() == Some(&b"raced"[..]), "echo {back:?}");
     session.close().await;
     Ok(())
+}
+
+/// The fallback without namespaces (no root needed), through
+/// `ProxyClient::connect` with `TransportChoice::Auto` (the default): on
+/// loopback the node's HTTP/3 listener is reached through the dropping
+/// relay on its TLS port; UDP dropped → HTTP/2, UDP passing → HTTP/3.
+#[test]
+fn race_on_loopback() -> Result<()> {
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+        let node = TestNode::start_with(true, None, |c| c.tcp_listen = TcpListen::At(port))
+            .await
+            .context("starting the node (the TCP port may be taken: run again)")?;
+        let relay = UdpRelay::start(port, node.node.local_addr(), true).await?;
+        let echo = udp_echo().await?;
+        let url = format!("https://{}", relay.addr);
+        let options = ClientOptions {
+            race: RaceOptions {
+                remember: Duration::ZERO,
+                ..RaceOptions::default()
+            },
+            ..options(node.cert.fingerprint_sha256())
+        };
+        ensure!(
+            options.transport == TransportChoice::Auto,
+            "not the default"
+        );
+        for (drop_udp, winner) in [(true, Transport::H2), (false, Transport::H3)] {
+            relay.dropping.store(drop_udp, Ordering::Relaxed);
+            let client = within("the race", ProxyClient::connect(&url, options.clone())).await??;
+            ensure!(
+                client.transport() == winner,
+                "UDP dropped {drop_udp}: {:?} won",
+                client.transport()
+            );
+            let mut session = within(
+                "the tunnel",
+                client.open_udp(&Target::udp(echo.ip().to_string(), echo.port())),
+            )
+            .await??;
+            session.send(b"raced").await?;
+            let back = within("the echo", session.recv()).await?;
+            ensure!(back.as_deref() == Some(&b"raced"[..]), "echo {back:?}");
+            session.close().await;
+            client.close().await;
+        }
+        node.node.shutdown().await;
+        Ok(())
+    })
 }

@@ -1,6 +1,9 @@
 //! MASQUE client: connect-udp tunnels (RFC 9298) through a proxy over HTTP/3,
 //! HTTP/2 (extended CONNECT, RFC 8441) or HTTP/1.1 (`Upgrade: connect-udp`),
-//! chosen by [`ClientOptions::transport`]. The transports are
+//! chosen by [`ClientOptions::transport`]; [`TransportChoice::Auto`] (the
+//! default) races them ([`RaceOptions`], [`race_connect`]): HTTP/3 at once,
+//! HTTP/2 and HTTP/1.1 after head starts, the winner remembered per proxy.
+//! The transports are
 //! `masque_transport::ClientConnection`; the capsule, context-id and FIN rules
 //! are masque-proto's `TunnelCore`, shared with the proxy.
 //!
