@@ -243,6 +243,7 @@ fn bench(args: &[String]) -> Result<()> {
         "tcp_bulk",
         "ip_throughput",
         "racer_fallback",
+        "pool_first_tunnel",
     ] {
         run(cargo()
             .args(["bench", "-p", "masque-tests", "--bench", name, "--"])

@@ -76,6 +76,9 @@ pub enum PoolError {
     /// Too many checkouts wait for a dial of this key.
     #[error("more than {limit} checkouts wait for a connection")]
     TooManyWaiters { limit: usize },
+    /// A freshly dialled connection took no tunnel (the peer allows none).
+    #[error("a new connection to the proxy takes no tunnels")]
+    NoCapacity,
     /// The pool actor is not running.
     #[error("the connection pool is not running")]
     NotRunning,

@@ -256,7 +256,7 @@ impl Actor for PoolActor {
                     None => state.start_dial(&myself, key, dialer, VecDeque::from([waiter])),
                 }
             }
-            Op::Dialed { key, result } => state.dialed(&myself, key, result).await?,
+            Op::Dialed { key, result } => state.dialed(&myself, key, result).await,
             Op::Owners(reply) => {
                 let _ = reply.send(state.owners.values().flatten().cloned().collect());
             }
@@ -330,9 +330,9 @@ impl PoolState {
         myself: &ActorRef<PoolMsg>,
         key: PoolKey,
         result: Result<ClientConnection, Arc<ClientError>>,
-    ) -> Result<(), ActorProcessingErr> {
+    ) {
         let Some(dial) = self.dials.remove(&key) else {
-            return Ok(());
+            return;
         };
         let conn = match result {
             Ok(conn) => conn,
@@ -340,7 +340,7 @@ impl PoolState {
                 for w in dial.waiters {
                     let _ = w.reply.send(Err(PoolError::Dial(Arc::clone(&e))));
                 }
-                return Ok(());
+                return;
             }
         };
         if conn.transport() == Transport::H1 {
@@ -349,7 +349,7 @@ impl PoolState {
             for w in dial.waiters {
                 let _ = w.reply.send(Ok(Lease::unpooled(conn.clone())));
             }
-            return Ok(());
+            return;
         }
         let shared = Arc::new(Shared::new(key.clone(), conn, self.config.max_streams));
         let args = OwnerArgs {
@@ -357,29 +357,45 @@ impl PoolState {
             idle_timeout: self.config.idle_timeout,
             close_timeout: dial.dialer.options().close_timeout,
         };
-        let (actor, _) = Actor::spawn(None, UpstreamOwner, args).await?;
+        let actor = match Actor::spawn(None, UpstreamOwner, args).await {
+            Ok((actor, _)) => actor,
+            Err(e) => {
+                // The connection goes with `shared`; the pool stays up.
+                let e = PoolError::Spawn(e.to_string());
+                for w in dial.waiters {
+                    let _ = w.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
         self.myself.monitor(actor.get_cell());
         self.keys.insert(actor.get_id(), key.clone());
         self.owners
             .entry(key.clone())
             .or_default()
             .push(OwnerHandle { actor, shared });
-        let mut left = VecDeque::new();
+        let (mut left, mut served) = (VecDeque::new(), 0);
         for w in dial.waiters {
             if w.reply.is_closed() {
                 continue;
             }
             match self.try_serve(&key, w.holder.as_ref()) {
                 Some(lease) => {
+                    served += 1;
                     let _ = w.reply.send(Ok(lease));
                 }
                 None => left.push_back(w),
             }
         }
-        if !left.is_empty() {
+        if served == 0 {
+            // A fresh connection that takes no tunnel (the peer allows
+            // none): dialling again would not help.
+            for w in left {
+                let _ = w.reply.send(Err(PoolError::NoCapacity));
+            }
+        } else if !left.is_empty() {
             // Every connection of the key is full again: one more.
             self.start_dial(myself, key, dial.dialer, left);
         }
-        Ok(())
     }
 }
