@@ -42,9 +42,9 @@ use masque_client::{
 };
 use masque_server::{Metrics, TcpListen};
 use masque_tests::{
-    init_tracing,
+    WAIT, init_tracing,
     netns::{NetNs, veth},
-    node::{TestNode, udp_echo},
+    node::{TestNode, eventually, udp_echo},
     within,
 };
 use masque_transport::{ClientConnection, Transport, tls::ServerVerification};
@@ -375,6 +375,32 @@ fn race_on_loopback() -> Result<()> {
             session.close().await;
             client.close().await;
         }
+        // All three at once: one wins, the others are cancelled and their
+        // connections closed (the node sees only the winner's stay open;
+        // HTTP/1.1's is its probe, closed too).
+        let open = || {
+            let m = node.node.metrics();
+            m.connections_accepted.load(Ordering::Relaxed)
+                - m.connections_closed.load(Ordering::Relaxed)
+        };
+        eventually("the earlier connections closed", WAIT, || open() == 0).await?;
+        let together = ClientOptions {
+            race: RaceOptions {
+                h2_delay: Duration::ZERO,
+                h1_delay: Duration::ZERO,
+                ..options.race
+            },
+            ..options.clone()
+        };
+        let client = within("the race", ProxyClient::connect(&url, together)).await??;
+        let winner = client.transport();
+        let left_open = u64::from(winner != Transport::H1);
+        eventually(&format!("the losers closed ({winner:?} won)"), WAIT, || {
+            open() == left_open
+        })
+        .await?;
+        client.close().await;
+        eventually("the winner closed", WAIT, || open() == 0).await?;
         node.node.shutdown().await;
         Ok(())
     })
