@@ -227,6 +227,22 @@ SEEDS = {
         "max_push_cancel": b"\x02" + frame(0x0D, vi(3)) + frame(0x03, vi(1)),
         "truncated_headers": b"\x03" + vi(0x01) + vi(100) + b"\x00\x00",
     },
+    "h3_control": {
+        # cfg byte: bit 0 our side (0 server, 1 client), the rest the chunk size.
+        "settings_goaway_server": b"\x00" + frame(0x04, SETTINGS) + frame(0x0D, vi(3)),
+        "settings_goaways_client": b"\x07" + frame(0x04, SETTINGS) + frame(0x07, vi(8)) + frame(0x07, vi(4)),
+        "goaway_grows": b"\x01" + frame(0x04, b"") + frame(0x07, vi(4)) + frame(0x07, vi(8)),
+        "missing_settings": b"\x00" + frame(0x07, vi(0)),
+        "grease_after_settings": b"\x02" + frame(0x04, b"") + frame(0x21, b"grease"),
+    },
+    "ip_forward": {
+        # cfg byte: egress MTU 1200 + 4 * cfg.
+        "v4_from_peer": b"\x40" + ipv4(17, udp4(DNS_QUERY), src=bytes([10, 200, 0, 2])),
+        "v4_spoofed": b"\x40" + ipv4(17, udp4(b"x")),
+        "v4_to_peer_ttl1": b"\x40" + ipv4(17, udp4(b"x"), ttl=1, dst=bytes([10, 200, 0, 2])),
+        "v4_to_peer": b"\x40" + ipv4(17, udp4(b"y"), dst=bytes([10, 200, 0, 2])),
+        "v6_echo": b"\x40" + ipv6(58, icmp6_echo()),
+    },
     "tunnel_core": {
         # cfg bit 0: IP rules; bit 1: 64 KiB bound (else cfg bytes).
         "udp_datagrams": b"\x02" + capsule(0, vi(0) + DNS_QUERY) + capsule(0, vi(0) + b"x"),

@@ -560,6 +560,113 @@ pub mod socks5_wire {
 /// A target's body: runs one input, panics on a finding.
 pub type Body = fn(&[u8]);
 
+/// The peer's HTTP/3 control stream state machine (RFC 9114 §6.2.1, §7.2),
+/// fed in chunks from both sides: SETTINGS first and once, GOAWAY ids never
+/// growing, and no event after an error.
+pub mod h3_control {
+    use bytes::Bytes;
+    use masque_h3::{
+        Side,
+        control_state::{ControlEvent, ControlStream},
+    };
+
+    /// One fuzz input: the first byte picks our side and the chunk size.
+    pub fn run(data: &[u8]) {
+        let Some((&cfg, rest)) = data.split_first() else {
+            return;
+        };
+        let side = if cfg & 1 == 0 {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        let mut control = ControlStream::new(side);
+        let mut events = Vec::new();
+        let mut last_goaway = u64::MAX;
+        let mut settings = 0;
+        for chunk in rest.chunks(usize::from(cfg >> 1) + 1) {
+            let before = events.len();
+            if control
+                .on_bytes(Bytes::copy_from_slice(chunk), &mut events)
+                .is_err()
+            {
+                return;
+            }
+            for e in &events[before..] {
+                match e {
+                    ControlEvent::Settings(_) => settings += 1,
+                    ControlEvent::GoAway(id) => {
+                        assert!(*id <= last_goaway, "GOAWAY id grew");
+                        last_goaway = *id;
+                    }
+                    ControlEvent::MaxPushId => assert!(side == Side::Server),
+                }
+                assert_eq!(settings, 1, "SETTINGS first and only once");
+            }
+        }
+    }
+}
+
+/// The per-packet forwarding rules of a CONNECT-IP endpoint (RFC 9484 §7.2)
+/// on arbitrary bytes, both directions: never a panic; a forwarded packet is
+/// one whole packet, and toward the peer its TTL went down by exactly one.
+pub mod ip_forward {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use masque_proto::{
+        connect_ip::{AssignedAddress, ForwardRules, LocalAddrs, Verdict, any_scope},
+        packet::IpPacket,
+    };
+
+    /// One fuzz input: the first byte picks the egress MTU and the datagram bound.
+    pub fn run(data: &[u8]) {
+        let Some((&cfg, packet)) = data.split_first() else {
+            return;
+        };
+        let mut rules = ForwardRules::new(any_scope(0));
+        rules.set_assigned([
+            AssignedAddress {
+                request_id: 1,
+                ip: IpAddr::V4(Ipv4Addr::new(10, 200, 0, 2)),
+                prefix_len: 32,
+            },
+            AssignedAddress {
+                request_id: 2,
+                ip: IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0)),
+                prefix_len: 64,
+            },
+        ]);
+        let mtu = 1200 + usize::from(cfg) * 4;
+        let local = LocalAddrs {
+            v4: Some(Ipv4Addr::new(10, 200, 0, 1)),
+            v6: Some(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
+        };
+        let mut icmp = Vec::new();
+        match rules.from_peer(packet, mtu) {
+            Verdict::Forward => {
+                let p = IpPacket::parse(packet).expect("forwarded: parses");
+                assert_eq!(p.declared_len(), packet.len());
+                assert!(packet.len() <= mtu);
+            }
+            Verdict::AnswerEcho => {
+                let _ = ForwardRules::write_echo_reply(&mut icmp, packet, local);
+            }
+            Verdict::Drop {
+                icmp: Some(kind), ..
+            } => {
+                let _ = ForwardRules::write_icmp(&mut icmp, packet, kind, local);
+            }
+            Verdict::Drop { .. } => {}
+        }
+        let mut copy = packet.to_vec();
+        let ttl_before = IpPacket::parse(packet).ok().map(|p| p.ttl());
+        if rules.to_peer(&mut copy, Some(mtu)) == Verdict::Forward {
+            let after = IpPacket::parse(&copy).expect("forwarded: parses").ttl();
+            assert_eq!(Some(after + 1), ttl_before, "TTL down by one");
+        }
+    }
+}
+
 /// Every target: its name (the binary and the `seeds/` folder) and its body.
 pub const TARGETS: &[(&str, Body)] = &[
     ("bind_tcp_capsules", bind_tcp_capsules::run),
@@ -567,8 +674,10 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("connect_ip_capsules", connect_ip_capsules::run),
     ("datagram", datagram::run),
     ("h1_head", h1_head::run),
+    ("h3_control", h3_control::run),
     ("h3_frames", h3_frames::run),
     ("huffman", huffman::run),
+    ("ip_forward", ip_forward::run),
     ("ip_icmp", ip_icmp::run),
     ("metrics_http", metrics_http::run),
     ("qpack_decode", qpack_decode::run),

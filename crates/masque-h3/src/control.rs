@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use crate::{
     Code,
     connection::{Shared, Side},
+    control_state::{ControlEvent, ControlStream},
     error::Error,
-    frame::{Frame, FrameDecoder},
     qpack,
     settings::Settings,
 };
@@ -154,54 +154,20 @@ async fn read_control(
     first: Bytes,
     settings_tx: &watch::Sender<Option<Settings>>,
 ) -> Result<(), Error> {
-    let mut decoder = FrameDecoder::new(0);
-    let mut got_settings = false;
-    read_critical(shared, recv, first, |mut input| {
-        while let Some(frame) = decoder.decode(&mut input).map_err(|e| (e.code, e.reason))? {
-            if got_settings {
-                on_control_frame(shared, frame)?;
-                continue;
+    let mut control = ControlStream::new(shared.side);
+    let mut events = Vec::new();
+    read_critical(shared, recv, first, |input| {
+        control.on_bytes(input, &mut events)?;
+        for event in events.drain(..) {
+            match event {
+                ControlEvent::Settings(s) => {
+                    settings_tx.send_replace(Some(s));
+                }
+                ControlEvent::GoAway(id) => shared.goaway_received.store(id, Ordering::Release),
+                ControlEvent::MaxPushId => {}
             }
-            // §6.2.1: the first frame MUST be SETTINGS.
-            let Frame::Settings(payload) = frame else {
-                return Err((
-                    Code::MISSING_SETTINGS,
-                    "first control frame is not SETTINGS",
-                ));
-            };
-            let s = Settings::decode(&payload).map_err(|e| (e.code, e.reason))?;
-            got_settings = true;
-            settings_tx.send_replace(Some(s));
         }
         Ok(())
     })
     .await
-}
-
-/// Frames after SETTINGS on the peer's control stream (§7.2).
-fn on_control_frame(shared: &Shared, frame: Frame) -> Result<(), (Code, &'static str)> {
-    match frame {
-        Frame::Settings(_) => Err((Code::FRAME_UNEXPECTED, "second SETTINGS")),
-        Frame::Data(_) | Frame::Headers(_) | Frame::PushPromise => {
-            Err((Code::FRAME_UNEXPECTED, "request frame on control stream"))
-        }
-        Frame::GoAway(id) => {
-            // §5.2: a server's GOAWAY names a client bidi stream id; ids never grow.
-            if shared.side == Side::Client && id % 4 != 0 {
-                return Err((Code::ID_ERROR, "GOAWAY id is not a request stream"));
-            }
-            if id > shared.goaway_received.load(Ordering::Acquire) {
-                return Err((Code::ID_ERROR, "GOAWAY id increased"));
-            }
-            shared.goaway_received.store(id, Ordering::Release);
-            Ok(())
-        }
-        Frame::MaxPushId(_) => match shared.side {
-            // §7.2.7: only clients send MAX_PUSH_ID. We never push, so it is noted only.
-            Side::Server => Ok(()),
-            Side::Client => Err((Code::FRAME_UNEXPECTED, "MAX_PUSH_ID from server")),
-        },
-        // §7.2.3: we never promised (server) nor allowed (client) a push.
-        Frame::CancelPush(_) => Err((Code::ID_ERROR, "CANCEL_PUSH for unknown push")),
-    }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 mod connection;
 mod control;
+pub mod control_state;
 mod datagram;
 pub mod error;
 pub mod error_code;
