@@ -242,6 +242,7 @@ fn bench(args: &[String]) -> Result<()> {
         "transport_echo",
         "tcp_bulk",
         "ip_throughput",
+        "relay_throughput",
         "racer_fallback",
         "pool_first_tunnel",
     ] {
