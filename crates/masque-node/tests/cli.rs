@@ -818,3 +818,34 @@ fn connection_idle_timeout_flag_closes_an_idle_connection() -> Result<()> {
     drop(client);
     Ok(())
 }
+
+/// `--upstream`: node A relays through node B (both the real binary, A
+/// trusting B by `--upstream-pin`); `udp-forward` through A reaches the echo,
+/// and B's metrics count the tunnel A opened (tests/relay.rs covers loops and
+/// refusals).
+#[test]
+fn upstream_flag_relays_through_the_next_hop() -> Result<()> {
+    let (state_b, state_a) = (temp_dir("relay-b"), temp_dir("relay-a"));
+    let metrics_port = free_port()?;
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let (_b, b) = start_node(&state_b, &["--allow-private", "--metrics-listen", &metrics])?;
+    let upstream = b.url();
+    let (_a, a) = start_node(
+        &state_a,
+        &[
+            "--upstream",
+            &upstream,
+            "--upstream-pin",
+            &b.pin,
+            "--node-name",
+            "masque-a",
+        ],
+    )?;
+    forward_one_exchange(&a, &[])?;
+    let text = curl(&format!("http://{metrics}/metrics"))?;
+    assert!(
+        counter(&text, "masque_tunnels_established").is_some_and(|n| n >= 1),
+        "B served A's tunnel"
+    );
+    Ok(())
+}
