@@ -33,6 +33,28 @@
 //!   code 13 comes back (R9484-51). The node's `/metrics` must count the
 //!   drops (`masque_ip_packets_dropped{reason="source_not_assigned"}`).
 //!
+//! - `mtu_abort` (HTTP/3 only): the node also has an IPv6 pool
+//!   ([`POOL_V6`]), so a full tunnel may carry IPv6, and the peer's
+//!   `max_datagram_frame_size` transport parameter is 1100: no QUIC
+//!   DATAGRAM to it can carry a 1280-byte packet. After its grace period
+//!   (`mtu_grace`, 3 s) the node must abort the request stream with
+//!   H3_CONNECT_ERROR (R9484-50) and count it (`masque_ip_mtu_refused`).
+//!   `mtu_ok` is the converse: the same node, aioquic's defaults but for a
+//!   65536-byte `max_datagram_frame_size` (its `max_datagram_size` left at
+//!   1200), holds the tunnel past the grace period, then echoes.
+//! - `malformed_*`: after the address is assigned, a malformed capsule
+//!   (ADDRESS_REQUEST with request id 0, R9484-29; ADDRESS_ASSIGN with IP
+//!   version 5, R9484-24; a ROUTE_ADVERTISEMENT whose ranges touch,
+//!   R9484-37): the node must reset the stream as malformed (R9297-22):
+//!   H3_MESSAGE_ERROR, RST_STREAM PROTOCOL_ERROR, or on HTTP/1.1 the
+//!   connection closed with nothing sent after the capsule.
+//! - `scope_*`: a hostname scope (R9484-09, R9484-15), no address request:
+//!   `localhost` to a node started with `--allow-private` is advertised as
+//!   exactly 127.0.0.1 (the namespace's /etc/hosts is the host's; the node
+//!   has an IPv4 pool only, and advertises only families it has a pool
+//!   for); without `--allow-private` it is refused 403
+//!   `destination_ip_prohibited`; `nonexistent.invalid` is 502 `dns_error`.
+//!
 //! The peer checks the details itself; this file re-checks the summary's key
 //! fields so that a peer that silently skipped a check fails here.
 
@@ -54,6 +76,16 @@ use masque_tests::{
 
 /// The pool the node assigns from, its TUN, and the TUN's own address.
 const POOL: &str = "10.200.0.0/24";
+/// The IPv6 pool of the `mtu_*` cells' node.
+const POOL_V6: &str = "fd00:200::/64";
+/// The node's R9484-50 grace period (`IpProxyConfig::mtu_grace`, not
+/// configurable from the command line) and the margin allowed beyond it.
+const MTU_GRACE: f64 = 3.0;
+const MTU_MARGIN: f64 = 2.0;
+/// The hostname scope of the `scope_*` cells, and one that cannot resolve
+/// (RFC 6761: `.invalid` never does).
+const SCOPE_PATH: &str = "/.well-known/masque/ip/localhost/*/";
+const NXDOMAIN_PATH: &str = "/.well-known/masque/ip/nonexistent.invalid/*/";
 const TUN: &str = "mqip0";
 const NODE_TUN_ADDR: &str = "10.200.0.1";
 /// The UDP port the peer binds on the node's TUN address in `spoof`.
@@ -134,6 +166,193 @@ fn h1_spoof() -> Result<()> {
     cell("h1", "spoof")
 }
 
+#[test]
+fn h3_mtu_abort() -> Result<()> {
+    run(Cell {
+        v6_pool: true,
+        peer_args: vec!["--max-datagram-frame-size", "1100"],
+        ..Cell::new("h3", "mtu-abort")
+    })
+}
+
+#[test]
+fn h3_mtu_ok() -> Result<()> {
+    run(Cell {
+        v6_pool: true,
+        peer_args: vec!["--hold", "4"],
+        expect: Expect::MtuOk,
+        ..Cell::new("h3", "echo")
+    })
+}
+
+fn malformed(transport: &'static str, kind: &'static str) -> Result<()> {
+    run(Cell {
+        peer_args: vec!["--malformed", kind],
+        ..Cell::new(transport, "malformed")
+    })
+}
+
+#[test]
+fn h3_malformed_request_id_0() -> Result<()> {
+    malformed("h3", "request-id-0")
+}
+
+#[test]
+fn h2_malformed_request_id_0() -> Result<()> {
+    malformed("h2", "request-id-0")
+}
+
+#[test]
+fn h1_malformed_request_id_0() -> Result<()> {
+    malformed("h1", "request-id-0")
+}
+
+#[test]
+fn h3_malformed_assign_version_5() -> Result<()> {
+    malformed("h3", "assign-version-5")
+}
+
+#[test]
+fn h2_malformed_assign_version_5() -> Result<()> {
+    malformed("h2", "assign-version-5")
+}
+
+#[test]
+fn h1_malformed_assign_version_5() -> Result<()> {
+    malformed("h1", "assign-version-5")
+}
+
+#[test]
+fn h3_malformed_route_order() -> Result<()> {
+    malformed("h3", "route-order")
+}
+
+#[test]
+fn h2_malformed_route_order() -> Result<()> {
+    malformed("h2", "route-order")
+}
+
+#[test]
+fn h1_malformed_route_order() -> Result<()> {
+    malformed("h1", "route-order")
+}
+
+/// `localhost` with `--allow-private`: advertised as exactly 127.0.0.1.
+fn scope_localhost(transport: &'static str) -> Result<()> {
+    run(Cell {
+        allow_private: true,
+        peer_args: vec!["--path", SCOPE_PATH],
+        expect: Expect::Routes("127.0.0.1-127.0.0.1/0"),
+        ..Cell::new(transport, "scope")
+    })
+}
+
+/// `localhost` without `--allow-private`: 403 destination_ip_prohibited.
+fn scope_prohibited(transport: &'static str) -> Result<()> {
+    run(Cell {
+        peer_args: vec!["--path", SCOPE_PATH, "--expect-status", "403"],
+        expect: Expect::Refused(403, "destination_ip_prohibited"),
+        ..Cell::new(transport, "scope")
+    })
+}
+
+/// A name that does not resolve: 502 dns_error.
+fn scope_dns_error(transport: &'static str) -> Result<()> {
+    run(Cell {
+        allow_private: true,
+        peer_args: vec!["--path", NXDOMAIN_PATH, "--expect-status", "502"],
+        expect: Expect::Refused(502, "dns_error"),
+        ..Cell::new(transport, "scope")
+    })
+}
+
+#[test]
+fn h3_scope_localhost() -> Result<()> {
+    scope_localhost("h3")
+}
+
+#[test]
+fn h2_scope_localhost() -> Result<()> {
+    scope_localhost("h2")
+}
+
+#[test]
+fn h1_scope_localhost() -> Result<()> {
+    scope_localhost("h1")
+}
+
+#[test]
+fn h3_scope_prohibited() -> Result<()> {
+    scope_prohibited("h3")
+}
+
+#[test]
+fn h2_scope_prohibited() -> Result<()> {
+    scope_prohibited("h2")
+}
+
+#[test]
+fn h1_scope_prohibited() -> Result<()> {
+    scope_prohibited("h1")
+}
+
+#[test]
+fn h3_scope_dns_error() -> Result<()> {
+    scope_dns_error("h3")
+}
+
+#[test]
+fn h2_scope_dns_error() -> Result<()> {
+    scope_dns_error("h2")
+}
+
+#[test]
+fn h1_scope_dns_error() -> Result<()> {
+    scope_dns_error("h1")
+}
+
+/// One cell: the transport, the peer's scenario and what else the node and
+/// the peer are given.
+struct Cell {
+    transport: &'static str,
+    scenario: &'static str,
+    /// The node gets [`POOL_V6`] beside [`POOL`].
+    v6_pool: bool,
+    /// The node is started with `--allow-private`.
+    allow_private: bool,
+    /// More arguments for the peer.
+    peer_args: Vec<&'static str>,
+    expect: Expect,
+}
+
+impl Cell {
+    fn new(transport: &'static str, scenario: &'static str) -> Self {
+        Self {
+            transport,
+            scenario,
+            v6_pool: false,
+            allow_private: false,
+            peer_args: Vec::new(),
+            expect: Expect::Scenario,
+        }
+    }
+}
+
+/// What [`check`] looks for beyond the scenario's own fields.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// The scenario's checks only.
+    Scenario,
+    /// `echo` on a node with an IPv6 pool: the tunnel outlived the R9484-50
+    /// grace period, and the node refused no tunnel for its MTU.
+    MtuOk,
+    /// `scope`: a successful response whose ROUTE_ADVERTISEMENT is exactly
+    /// this.
+    Routes(&'static str),
+    /// `scope`: refused with this status and Proxy-Status error.
+    Refused(u64, &'static str),
+}
+
 /// The interop Python, or `None` after printing why it cannot be had.
 fn python() -> Option<PathBuf> {
     tokio::runtime::Builder::new_current_thread()
@@ -209,7 +428,7 @@ struct Banner {
 
 /// Starts the node in `ns` with the pool and the TUN, listening on loopback
 /// (HTTP/3 on UDP, HTTP/2 and HTTP/1.1 on TCP) with its metrics endpoint.
-fn start_node(ns: &NetNs) -> Result<(NodeProc, Banner)> {
+fn start_node(ns: &NetNs, c: &Cell) -> Result<(NodeProc, Banner)> {
     let bin = node_bin()?;
     let tag = format!("{}-{}", std::process::id(), ns.name());
     let state = std::env::temp_dir().join(format!("masque-ip-interop-{tag}"));
@@ -221,6 +440,16 @@ fn start_node(ns: &NetNs) -> Result<(NodeProc, Banner)> {
         .args(["--listen", "127.0.0.1:0"])
         .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--ip-pool", POOL, "--ip-tun", TUN])
+        .args(if c.v6_pool {
+            &["--ip-pool", POOL_V6][..]
+        } else {
+            &[]
+        })
+        .args(if c.allow_private {
+            &["--allow-private"][..]
+        } else {
+            &[]
+        })
         .arg("--state-dir")
         .arg(&state)
         .env("RUST_LOG", "info")
@@ -327,13 +556,8 @@ fn sum_metric(text: &str, series: &str) -> (f64, Vec<String>) {
 
 /// Runs the peer in `ns`: its one JSON line (printed with its stderr), and
 /// whether it exited 0.
-fn run_peer(
-    ns: &NetNs,
-    python: &Path,
-    transport: &str,
-    scenario: &str,
-    banner: &Banner,
-) -> Result<(String, bool)> {
+fn run_peer(ns: &NetNs, python: &Path, c: &Cell, banner: &Banner) -> Result<(String, bool)> {
+    let (transport, scenario) = (c.transport, c.scenario);
     let port = if transport == "h3" {
         banner.udp.port()
     } else {
@@ -366,6 +590,7 @@ fn run_peer(
         }
         _ => {}
     }
+    cmd.args(&c.peer_args);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -395,7 +620,10 @@ fn run_peer(
         std::thread::sleep(Duration::from_millis(50));
     };
     let (stdout, stderr) = reader.join().map_err(|_| anyhow::anyhow!("reader"))?;
-    println!("ip_peer.py {scenario} --transport {transport}:\n{stdout}{stderr}");
+    println!(
+        "ip_peer.py {scenario} --transport {transport} {}:\n{stdout}{stderr}",
+        c.peer_args.join(" ")
+    );
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
     ensure!(
         lines.len() == 1,
@@ -408,7 +636,11 @@ fn run_peer(
 /// The HTTP/3 peer sends its request right after the handshake, while QUIC
 /// may still run at 1200-byte packets: the node's R9484-50 check applies to
 /// tunnels that can carry IPv6 only (this pool is IPv4).
-fn cell(transport: &str, scenario: &str) -> Result<()> {
+fn cell(transport: &'static str, scenario: &'static str) -> Result<()> {
+    run(Cell::new(transport, scenario))
+}
+
+fn run(c: Cell) -> Result<()> {
     init_tracing();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(why) = cannot_run() {
@@ -421,13 +653,13 @@ fn cell(transport: &str, scenario: &str) -> Result<()> {
     // Declared before the node, so dropped after it: the node is killed
     // first, then the namespace deleted, on every path out of here.
     let ns = NetNs::create("ip")?;
-    if scenario == "ttl1" {
+    if c.scenario == "ttl1" {
         beyond(&ns)?;
     }
-    let (node, banner) = start_node(&ns)?;
-    let (json, passed) = run_peer(&ns, &python, transport, scenario, &banner)?;
+    let (node, banner) = start_node(&ns, &c)?;
+    let (json, passed) = run_peer(&ns, &python, &c, &banner)?;
     let m = metrics(&ns, banner.metrics).unwrap_or_else(|e| format!("(no metrics: {e:#})"));
-    let result = check(transport, scenario, &json, passed, &m);
+    let result = check(&c, &json, passed, &m);
     if result.is_err() {
         println!("---- metrics ----\n{m}");
     }
@@ -436,7 +668,8 @@ fn cell(transport: &str, scenario: &str) -> Result<()> {
     result
 }
 
-fn check(transport: &str, scenario: &str, json: &str, passed: bool, metrics: &str) -> Result<()> {
+fn check(c: &Cell, json: &str, passed: bool, metrics: &str) -> Result<()> {
+    let (transport, scenario) = (c.transport, c.scenario);
     let text = |k: &str| field(json, k).map(|v| v.trim_matches('"').to_string());
     ensure!(
         passed && text("ok").as_deref() == Some("true"),
@@ -444,6 +677,34 @@ fn check(transport: &str, scenario: &str, json: &str, passed: bool, metrics: &st
         text("error").unwrap_or_else(|| json.to_string())
     );
     let status = number(json, "status")?;
+    if scenario == "scope" {
+        ensure!(text("scope_ok").as_deref() == Some("true"), "{json}");
+        return match c.expect {
+            Expect::Routes(want) => {
+                if transport == "h1" {
+                    ensure!(status == 101, "status {status}");
+                } else {
+                    ensure!((200..300).contains(&status), "status {status}");
+                }
+                let routes = text("routes").unwrap_or_default();
+                ensure!(
+                    routes == want,
+                    "advertised {routes:?}, wanted {want:?}: {json}"
+                );
+                Ok(())
+            }
+            Expect::Refused(want, error) => {
+                ensure!(status == want, "status {status}, wanted {want}: {json}");
+                let ps = text("proxy_status").unwrap_or_default();
+                ensure!(
+                    ps.split(';').any(|p| p.trim() == format!("error={error}")),
+                    "Proxy-Status {ps:?}, wanted error={error}"
+                );
+                Ok(())
+            }
+            _ => bail!("a scope cell without an expectation"),
+        };
+    }
     if transport == "h1" {
         ensure!(status == 101, "status {status}");
     } else {
@@ -455,9 +716,9 @@ fn check(transport: &str, scenario: &str, json: &str, passed: bool, metrics: &st
     let (ip, len) = assigned.split_once('/').context("assigned")?;
     ensure!(len == "32", "assigned {assigned}, not a /32");
     let ip: std::net::Ipv4Addr = ip.parse()?;
-    let [a, b, c, d] = ip.octets();
+    let [a, b, net, host] = ip.octets();
     ensure!(
-        (a, b, c) == (10, 200, 0) && ![0, 1, 255].contains(&d),
+        (a, b, net) == (10, 200, 0) && ![0, 1, 255].contains(&host),
         "assigned {assigned}: outside {POOL} or a reserved address of it"
     );
     ensure!(number(json, "route_ranges")? >= 1, "no route advertised");
@@ -467,6 +728,47 @@ fn check(transport: &str, scenario: &str, json: &str, passed: bool, metrics: &st
             // The kernel answers with TTL 64; the node decrements it once as
             // the reply enters the tunnel (R9484-47).
             ensure!(number(json, "reply_ttl")? == 63, "{json}");
+            if let Expect::MtuOk = c.expect {
+                ensure!(float(json, "held_seconds")? > MTU_GRACE, "{json}");
+                let (refused, lines) = sum_metric(metrics, MTU_COUNTER);
+                ensure!(
+                    refused == 0.0,
+                    "the node refused a tunnel for its MTU: {lines:?}"
+                );
+            }
+        }
+        "mtu-abort" => {
+            ensure!(text("mtu_abort_ok").as_deref() == Some("true"), "{json}");
+            // H3_CONNECT_ERROR.
+            ensure!(number(json, "reset_code")? == 0x10f, "{json}");
+            let after = float(json, "abort_seconds")?;
+            ensure!(
+                (MTU_GRACE - 0.5..=MTU_GRACE + MTU_MARGIN).contains(&after),
+                "aborted {after}s after the response, wanted after the {MTU_GRACE}s grace period \
+                 and within {MTU_MARGIN}s of its end: {json}"
+            );
+            let (refused, lines) = sum_metric(metrics, MTU_COUNTER);
+            ensure!(
+                refused >= 1.0,
+                "the node aborted the tunnel but counted {refused}: {lines:?}"
+            );
+        }
+        "malformed" => {
+            ensure!(text("malformed_ok").as_deref() == Some("true"), "{json}");
+            match transport {
+                // H3_MESSAGE_ERROR, PROTOCOL_ERROR.
+                "h3" => ensure!(number(json, "reset_code")? == 0x10e, "{json}"),
+                "h2" => ensure!(number(json, "reset_code")? == 0x1, "{json}"),
+                _ => {
+                    let closed = text("closed").unwrap_or_default();
+                    ensure!(closed.starts_with("connection closed"), "{json}");
+                    ensure!(number(json, "events_after")? == 0, "{json}");
+                }
+            }
+            // Reported, not required: what the node counts for a capsule
+            // its CONNECT-IP handler refused.
+            let (counted, lines) = sum_metric(metrics, MALFORMED_COUNTER);
+            println!("{MALFORMED_COUNTER} after the malformed capsule: {counted} {lines:?}");
         }
         "ttl1" => {
             ensure!(
@@ -512,6 +814,18 @@ fn check(transport: &str, scenario: &str, json: &str, passed: bool, metrics: &st
     Ok(())
 }
 
+/// A number field of the summary that may have a fraction.
+fn float(json: &str, key: &str) -> Result<f64> {
+    let v = field(json, key).with_context(|| format!("no `{key}` in {json}"))?;
+    v.parse()
+        .with_context(|| format!("`{key}` is {v}, not a number, in {json}"))
+}
+
+/// The node's counter of HTTP/3 CONNECT-IP tunnels aborted because their
+/// datagrams cannot carry a 1280-byte packet (R9484-50).
+const MTU_COUNTER: &str = "masque_ip_mtu_refused ";
+/// The node's counter of streams reset for a malformed capsule.
+const MALFORMED_COUNTER: &str = "masque_capsules_malformed ";
 /// The node's counter of packets whose TTL expired as they entered the
 /// tunnel (R9484-47).
 const TTL_COUNTER: &str = "masque_ip_packets_dropped{reason=\"ttl_expired\"}";

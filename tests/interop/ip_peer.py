@@ -25,7 +25,8 @@ checked against the ordering rules of RFC 9484 §4.7.3). Then the scenario:
   ttl1      a UDP packet with TTL 1 from the assigned address to --dest: an
             ICMP Time Exceeded (type 11 code 0) to the assigned address,
             quoting our IP header and the first 8 bytes of the UDP header,
-            must come back. With --egress-probe (the peer in the node's
+            must come back (with --hold S, only after holding the open
+            tunnel S seconds, which must stay up). With --egress-probe (the peer in the node's
             network namespace), the other way too: UDP from a socket of the
             node's host to the assigned address with TTL 2 arrives with TTL
             1, with TTL 1 it does not arrive (the node decrements the TTL
@@ -39,6 +40,27 @@ checked against the ordering rules of RFC 9484 §4.7.3). Then the scenario:
             that comes back is recorded (Destination Unreachable code 13,
             administratively prohibited, is what the node is expected to
             answer; RFC 9484 §7.2.1 / icmp-for-tunnels.md §4)
+  mtu-abort (h3; the node with an IPv6 pool, --max-datagram-frame-size
+            below 1281 + the quarter stream id) the tunnel opens as usual,
+            then the node must abort the request stream (RFC 9484 §7.2:
+            the QUIC path cannot carry a 1280-byte IPv6 packet) within
+            --abort-within seconds of the response: RESET_STREAM with
+            H3_CONNECT_ERROR (0x10f); `abort_seconds` says when
+  malformed a malformed capsule (--malformed KIND) after the address is
+            assigned: `request-id-0` (ADDRESS_REQUEST with request id 0,
+            R9484-29), `assign-version-5` (ADDRESS_ASSIGN with IP version
+            5, R9484-24: `01 07 00 05 c0 00 02 01 20`), `route-order` (a
+            ROUTE_ADVERTISEMENT whose ranges touch, R9484-37: `03 14 04 0a
+            00 00 00 0a 00 00 ff 00 04 0a 00 00 ff 0a 00 01 00 00`). The
+            node must reset the stream as malformed (RFC 9297 §3.3): h3
+            H3_MESSAGE_ERROR (0x10e), h2 RST_STREAM PROTOCOL_ERROR (0x1),
+            h1 the connection closed, with nothing more sent after it
+  scope     the request to --path (a hostname scope, e.g.
+            `/.well-known/masque/ip/localhost/*/`) without an address
+            request: with --expect-status N the response must have that
+            status (its Proxy-Status is reported); else it must succeed and
+            its ROUTE_ADVERTISEMENT is reported (`routes`) and checked
+            against the ordering rules
   selfcheck the codecs of this script against the test vectors of the spec
             digest (RFC 9484 §10 there) and RFC 1071; no network
 
@@ -336,12 +358,15 @@ class H3:
         self.timeout = a.timeout
         self.open_delay = a.open_delay
         self.loop = asyncio.new_event_loop()
-        config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], max_datagram_frame_size=65536)
+        config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], max_datagram_frame_size=a.max_datagram_frame_size)
+        if a.max_datagram_size:
+            config.max_datagram_size = a.max_datagram_size
         config.load_verify_locations(a.ca)
         config.server_name = "localhost"
         self.cm = connect(a.host, a.port, configuration=config, create_protocol=Proto)
         self.c = self._run(self.cm.__aenter__(), "QUIC handshake")
         self.sid = None
+        self.reset_code = None  # RESET_STREAM of the request stream
         self.caps = CapsuleStream()
         self.early = []
         self.authority = f"localhost:{a.port}"
@@ -434,6 +459,7 @@ class H3:
                 out.append(("closed", "the node ended the stream (FIN)"))
             return out
         if kind == "reset":
+            self.reset_code = ev[2]
             return [("closed", f"stream reset {ev[2]:#x}")]
         return [("closed", f"unexpected {kind} on the stream")]
 
@@ -486,6 +512,7 @@ class H2:
                 if isinstance(ev, outer.h2events.StreamEnded) and ev.stream_id == outer.sid:
                     outer.events.append(("closed", "the node ended the stream (END_STREAM)"))
                 elif isinstance(ev, outer.h2events.StreamReset) and ev.stream_id == outer.sid:
+                    outer.reset_code = int(ev.error_code)
                     outer.events.append(("closed", f"RST_STREAM {int(ev.error_code):#x}"))
                 elif isinstance(ev, outer.h2events.ConnectionTerminated):
                     outer.events.append(("closed", f"GOAWAY {int(ev.error_code):#x}"))
@@ -493,6 +520,7 @@ class H2:
         self.sock = sock
         self.timeout = a.timeout
         self.sid = None
+        self.reset_code = None  # RST_STREAM of the request stream
         self.events = []
         self.caps = CapsuleStream()
         self.authority = f"localhost:{a.port}"
@@ -564,6 +592,7 @@ class H1:
         self.tls.handshake("http/1.1")
         self.caps = CapsuleStream()
         self.rest = b""
+        self.reset_code = None  # no streams: a reset is the connection's end
 
     def open(self, path):
         req = (
@@ -642,6 +671,8 @@ class Tunnel:
         self.other_contexts = 0
         self.non_ipv4 = 0
         self.closed = None
+        self.events = 0  # capsules and datagrams received
+        self.opened_at = None  # time.monotonic() of the response
 
     def pump(self, pred, what, timeout=None):
         """Handles events until `pred()` holds; Fail after `timeout` (or on
@@ -662,6 +693,8 @@ class Tunnel:
                 self._on(ev)
 
     def _on(self, ev):
+        if ev[0] != "closed":
+            self.events += 1
         if ev[0] == "capsule" and ev[1] == DATAGRAM:
             ev = ("datagram", ev[2])  # a DATAGRAM capsule is an HTTP Datagram (RFC 9297 §3.5)
         if ev[0] == "closed":
@@ -695,20 +728,26 @@ class Tunnel:
         return None
 
 
+def check_success(a, status, h):
+    """The successful response's form (R9484-19 / R9484-21)."""
+    if a.transport == "h1":
+        check(status == 101, f"status {status}, wanted 101: {h}")
+        check(h.get("upgrade", "").lower() == "connect-ip", f"Upgrade {h.get('upgrade')!r}, wanted connect-ip")
+        check("upgrade" in [x.strip().lower() for x in h.get("connection", "").split(",")], f"Connection {h.get('connection')!r}")
+    else:
+        check(200 <= status < 300, f"status {status}, wanted 2xx: {h}")
+    check(h.get("capsule-protocol") == "?1", f"no `capsule-protocol: ?1` in the response: {h}")
+    check("content-length" not in h, "content-length on the successful response")
+
+
 def open_tunnel(a, out):
     t = TRANSPORTS[a.transport](a)
     tun = Tunnel(t, a.timeout)
     try:
         status, h = t.open(a.path)
+        tun.opened_at = time.monotonic()
         out["status"] = status
-        if a.transport == "h1":
-            check(status == 101, f"status {status}, wanted 101: {h}")
-            check(h.get("upgrade", "").lower() == "connect-ip", f"Upgrade {h.get('upgrade')!r}, wanted connect-ip")
-            check("upgrade" in [x.strip().lower() for x in h.get("connection", "").split(",")], f"Connection {h.get('connection')!r}")
-        else:
-            check(200 <= status < 300, f"status {status}, wanted 2xx: {h}")
-        check(h.get("capsule-protocol") == "?1", f"no `capsule-protocol: ?1` in the response: {h}")
-        check("content-length" not in h, "content-length on the successful response")
+        check_success(a, status, h)
         # R9484-27: ask for one IPv4 address, any, /32; request id 1.
         t.send_capsule(encode_addresses(ADDRESS_REQUEST, [(1, ipaddress.ip_network("0.0.0.0/32"))]))
 
@@ -741,6 +780,12 @@ def covered(tun, ip, proto):
 def scenario_echo(a, out):
     t, tun, me = open_tunnel(a, out)
     try:
+        if a.hold:
+            # The tunnel must outlive the hold (e.g. the node's R9484-50
+            # grace period): nothing may end it meanwhile.
+            tun.settle(max(tun.opened_at + a.hold - time.monotonic(), 0))
+            out["held_seconds"] = round(time.monotonic() - tun.opened_at, 3)
+            check(tun.closed is None, f"the tunnel ended {out['held_seconds']}s after the response: {tun.closed}")
         dest = ipaddress.IPv4Address(a.dest)
         out["dest"] = str(dest)
         out["dest_advertised"] = covered(tun, dest, PROTO_ICMP)
@@ -963,6 +1008,96 @@ def scenario_spoof(a, out):
         t.close()
 
 
+def scenario_mtu_abort(a, out):
+    """R9484-50: the node aborts an HTTP/3 tunnel that may carry IPv6 when
+    one QUIC DATAGRAM cannot carry a 1280-byte packet (our
+    max_datagram_frame_size is too small for it)."""
+    check(a.transport == "h3", "mtu-abort is an HTTP/3 scenario")
+    out["max_datagram_frame_size"] = a.max_datagram_frame_size
+    t, tun, _me = open_tunnel(a, out)
+    try:
+        deadline = tun.opened_at + a.abort_within
+        while tun.closed is None and time.monotonic() < deadline:
+            tun.settle(max(deadline - time.monotonic(), 0.01))
+        out["abort_seconds"] = round(time.monotonic() - tun.opened_at, 3)
+        check(tun.closed is not None, f"the tunnel is still up {a.abort_within}s after the response (R9484-50: it must be aborted)")
+        out["closed"] = tun.closed
+        code = t.reset_code
+        out["reset_code"] = code
+        check(code is not None, f"the tunnel ended without a stream reset: {tun.closed}")
+        check(code == 0x10F, f"the stream was reset with {code:#x}, wanted H3_CONNECT_ERROR (0x10f)")
+        out["mtu_abort_ok"] = True
+    finally:
+        t.close()
+
+
+MALFORMED = {
+    # ADDRESS_REQUEST, request id 0 (R9484-29), IPv4 any /32.
+    "request-id-0": "02 07 00 04 00 00 00 00 20",
+    # ADDRESS_ASSIGN, IP version 5 (R9484-24): the spec digest's vector.
+    "assign-version-5": "01 07 00 05 c0 00 02 01 20",
+    # ROUTE_ADVERTISEMENT whose ranges touch (R9484-37): the digest's vector.
+    "route-order": "03 14 04 0a 00 00 00 0a 00 00 ff 00 04 0a 00 00 ff 0a 00 01 00 00",
+}
+
+
+def scenario_malformed(a, out):
+    """R9297-22 / the RFC 9484 error table: a malformed capsule resets the
+    request stream as malformed."""
+    check(a.malformed in MALFORMED, f"--malformed {a.malformed!r}: one of {sorted(MALFORMED)}")
+    bad = bytes.fromhex(MALFORMED[a.malformed].replace(" ", ""))
+    out["malformed"] = a.malformed
+    out["capsule"] = bad.hex()
+    t, tun, _me = open_tunnel(a, out)
+    try:
+        tun.settle(0.2)  # whatever the node still had to say
+        before = tun.events
+        sent_at = time.monotonic()
+        t.send_capsule(bad)
+        deadline = sent_at + a.timeout
+        while tun.closed is None and time.monotonic() < deadline:
+            tun.settle(max(deadline - time.monotonic(), 0.01))
+        out["events_after"] = tun.events - before
+        check(tun.closed is not None, f"the tunnel is still up {a.timeout}s after the malformed capsule")
+        out["closed"] = tun.closed
+        out["close_seconds"] = round(time.monotonic() - sent_at, 3)
+        code = t.reset_code
+        out["reset_code"] = code
+        if a.transport == "h3":
+            check(code == 0x10E, f"closed by {tun.closed!r}, wanted RESET_STREAM H3_MESSAGE_ERROR (0x10e)")
+        elif a.transport == "h2":
+            check(code == 0x1, f"closed by {tun.closed!r}, wanted RST_STREAM PROTOCOL_ERROR (0x1)")
+        else:
+            check(tun.closed.startswith("connection closed"), f"closed by {tun.closed!r}, wanted the connection closed")
+            check(out["events_after"] == 0, f"{out['events_after']} capsules after the malformed one before the close")
+        out["malformed_ok"] = True
+    finally:
+        t.close()
+
+
+def scenario_scope(a, out):
+    """R9484-09 / R9484-15: a hostname scope is resolved before the response;
+    its ROUTE_ADVERTISEMENT covers what it resolved to, else a refusal."""
+    out["path"] = a.path
+    t = TRANSPORTS[a.transport](a)
+    try:
+        status, h = t.open(a.path)
+        out["status"] = status
+        out["proxy_status"] = h.get("proxy-status", "")
+        if a.expect_status:
+            check(status == a.expect_status, f"status {status}, wanted {a.expect_status}: {h}")
+            out["scope_ok"] = True
+            return
+        check_success(a, status, h)
+        tun = Tunnel(t, a.timeout)
+        tun.pump(lambda: tun.routes is not None, "ROUTE_ADVERTISEMENT")
+        out["routes"] = ", ".join(f"{s}-{e}/{p}" for s, e, p in tun.routes)
+        out["route_ranges"] = len(tun.routes)
+        out["scope_ok"] = True
+    finally:
+        t.close()
+
+
 def scenario_selfcheck(a, out):
     """The codecs against the spec digest's test vectors (RFC 9484 §10 there)."""
     h = bytes.fromhex
@@ -1037,6 +1172,9 @@ SCENARIOS = {
     "echo": scenario_echo,
     "ttl1": scenario_ttl1,
     "spoof": scenario_spoof,
+    "mtu-abort": scenario_mtu_abort,
+    "malformed": scenario_malformed,
+    "scope": scenario_scope,
     "selfcheck": scenario_selfcheck,
 }
 
@@ -1054,6 +1192,12 @@ def main():
     p.add_argument("--sink-port", type=int, help="spoof: bind --dest:PORT and check what is delivered there")
     p.add_argument("--egress-probe", action="store_true", help="ttl1: also probe the node's TTL rule from its host (needs its namespace)")
     p.add_argument("--open-delay", type=float, default=0.0, help="h3: seconds between the handshake and the request")
+    p.add_argument("--max-datagram-frame-size", type=int, default=65536, help="h3: our max_datagram_frame_size transport parameter")
+    p.add_argument("--max-datagram-size", type=int, help="h3: aioquic's max_datagram_size (largest UDP payload it sends; default its 1200)")
+    p.add_argument("--abort-within", type=float, default=8.0, help="mtu-abort: seconds after the response by which the node must abort")
+    p.add_argument("--hold", type=float, default=0.0, help="echo: seconds the open tunnel must stay up before the echo")
+    p.add_argument("--malformed", help=f"malformed: the capsule to send, one of {', '.join(sorted(MALFORMED))}")
+    p.add_argument("--expect-status", type=int, help="scope: the refusal status wanted (default: success)")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="bound of every wait, seconds")
     a = p.parse_args()
     out = {"peer": "ip_peer", "transport": a.transport, "scenario": a.scenario, "ok": False}
