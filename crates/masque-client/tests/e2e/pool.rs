@@ -8,16 +8,21 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use masque_client::{
-    ClientError, ClientOptions, MaxStreams, PoolConfig, ProxyClient, Target, TransportChoice,
-    UdpSession, UpstreamPool, pool::PoolError,
+    ClientError, ClientOptions, MaxStreams, PoolConfig, ProxyClient, Target, TcpMode,
+    TransportChoice, UdpSession, UpstreamPool, pool::PoolError,
 };
-use masque_server::{Node, QuicMtu, ServerConfig, UdpProxy, UdpProxyConfig, policy::AddressPolicy};
+use masque_server::{
+    Node, Proxy, QuicMtu, ServerConfig, TcpProxyConfig, UdpProxyConfig, policy::AddressPolicy,
+};
 use masque_transport::{
     Transport,
     tls::{DevCert, ServerVerification},
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::net::UdpSocket;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, UdpSocket},
+};
 
 use crate::{exchange, within};
 
@@ -48,7 +53,8 @@ impl PoolNode {
             max_tunnels_per_connection,
             ..Default::default()
         };
-        let node = Node::start(config, &cert.server_tls(), Arc::new(UdpProxy::new(proxy))).await?;
+        let handler = Arc::new(Proxy::new(proxy, TcpProxyConfig::default()));
+        let node = Node::start(config, &cert.server_tls(), handler).await?;
         Ok(Self { node, cert })
     }
 
@@ -446,6 +452,97 @@ async fn global_pool_and_fixed_limit() -> anyhow::Result<()> {
     let mut counts = in_use(&pool).await?;
     counts.sort_unstable();
     assert_eq!(counts, vec![1, 2]);
+    pool.stop();
+    node.shutdown().await;
+    Ok(())
+}
+
+/// A TCP echo target on loopback.
+async fn tcp_echo() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_and_udp_tunnels_share_a_pooled_h3_connection() -> anyhow::Result<()> {
+    tcp_and_udp_share(Transport::H3).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_and_udp_tunnels_share_a_pooled_h2_connection() -> anyhow::Result<()> {
+    tcp_and_udp_share(Transport::H2).await
+}
+
+/// connect-tcp and classic CONNECT tunnels take slots on the same pooled
+/// connection as connect-udp ones, and give them back when dropped.
+async fn tcp_and_udp_share(t: Transport) -> anyhow::Result<()> {
+    let node = PoolNode::start(100).await?;
+    let (echo, tcp) = (udp_echo().await?, tcp_echo().await?);
+    let pool = UpstreamPool::spawn(PoolConfig::default()).await?;
+    let client = node.client(t, &pool)?;
+    let mut u = within(client.connect_udp(&udp(echo))).await?;
+    within(exchange(&mut u, b"udp", b"udp")).await?;
+    let target = Target::tcp(tcp.ip().to_string(), tcp.port());
+    let mut tunnels = Vec::new();
+    for mode in [TcpMode::ConnectTcp, TcpMode::Classic] {
+        let mut tunnel = within(client.connect_tcp(&target, mode)).await?;
+        tunnel.write_all(b"through the pool").await?;
+        let mut back = [0u8; 16];
+        within(tunnel.read_exact(&mut back)).await?;
+        assert_eq!(&back, b"through the pool", "{t} {mode:?}");
+        tunnels.push(tunnel);
+    }
+    assert_eq!(in_use(&pool).await?, vec![3], "{t}");
+    assert_eq!(node.connections(t), 1, "{t}");
+    drop(tunnels);
+    eventually("the TCP tunnels' slots back", || async {
+        Ok(in_use(&pool).await? == vec![1])
+    })
+    .await?;
+    pool.stop();
+    node.shutdown().await;
+    Ok(())
+}
+
+/// `TransportChoice::Auto` dials through the racer (HTTP/3 wins on
+/// loopback) and the winner is pooled like any other connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_races_once_and_pools_the_winner() -> anyhow::Result<()> {
+    let node = PoolNode::start(100).await?;
+    let echo = udp_echo().await?;
+    let pool = UpstreamPool::spawn(PoolConfig::default()).await?;
+    let options = ClientOptions {
+        transport: TransportChoice::Auto,
+        ..node.options(Transport::H3)
+    };
+    // HTTP/2 and HTTP/1.1 race to the TCP listener at the same port number
+    // only when it is free; the HTTP/3 URL names the UDP port.
+    let client = ProxyClient::new_in(&node.url(Transport::H3), options, &pool)?;
+    let sessions = open_many(&client, echo, 5).await?;
+    let owners = pool.owners().await?;
+    assert_eq!(owners.len(), 1);
+    let info = owners[0].info();
+    assert_eq!(info.key.transport, TransportChoice::Auto);
+    assert_eq!(info.streams_in_use, 5);
+    // Every tunnel rides the winner.
+    assert_eq!(
+        node.node
+            .metrics()
+            .transport(info.transport)
+            .snapshot()
+            .tunnels,
+        5
+    );
+    drop(sessions);
     pool.stop();
     node.shutdown().await;
     Ok(())
