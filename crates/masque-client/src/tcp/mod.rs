@@ -119,7 +119,7 @@ pub struct TcpTunnel {
     conn: ClientConnection,
     /// The slot on a pooled connection this tunnel holds
     /// ([`crate::ProxyClient::connect_tcp`]); given back when the tunnel
-    /// goes, or when it is split (the halves hold none).
+    /// goes (after [`into_split`](Self::into_split): both halves).
     pub(crate) lease: Option<crate::pool::Lease>,
 }
 
@@ -246,7 +246,17 @@ impl TcpTunnel {
     /// [`crate::connect_tcp`] stays open until both halves are gone (HTTP/3
     /// and HTTP/2 end it once no tunnel uses it).
     pub fn into_split(self) -> (TcpReadHalf, TcpWriteHalf) {
-        (self.read, self.write)
+        let Self {
+            mut read,
+            mut write,
+            lease,
+            ..
+        } = self;
+        if let Some(lease) = lease.map(std::sync::Arc::new) {
+            read.lease = Some(std::sync::Arc::clone(&lease));
+            write.lease = Some(lease);
+        }
+        (read, write)
     }
 
     /// The read half, e.g. for [`TcpReadHalf::recv`] (chunks without a copy).

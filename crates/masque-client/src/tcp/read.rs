@@ -60,6 +60,9 @@ pub struct TcpReadHalf {
     /// How the stream ended after the FIN, once known (for events).
     ended: Option<Result<(), TcpStreamError>>,
     stream_id: u64,
+    /// The pooled slot, shared with the write half after a split: given
+    /// back once both halves are gone.
+    pub(crate) lease: Option<std::sync::Arc<crate::pool::Lease>>,
 }
 
 impl TcpReadHalf {
@@ -81,6 +84,7 @@ impl TcpReadHalf {
             done: None,
             ended: None,
             stream_id,
+            lease: None,
         }
     }
 

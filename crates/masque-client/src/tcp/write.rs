@@ -116,6 +116,8 @@ pub struct TcpWriteHalf {
     /// The FINAL_DATA / finish command was given.
     shutdown: bool,
     stream_id: u64,
+    /// The pooled slot, shared with the read half after a split.
+    pub(crate) lease: Option<Arc<crate::pool::Lease>>,
 }
 
 impl TcpWriteHalf {
@@ -128,6 +130,7 @@ impl TcpWriteHalf {
             encoder: Encoder::new(framing),
             shutdown: false,
             stream_id,
+            lease: None,
         }
     }
 

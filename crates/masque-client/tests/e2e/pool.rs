@@ -503,6 +503,17 @@ async fn tcp_and_udp_share(t: Transport) -> anyhow::Result<()> {
     }
     assert_eq!(in_use(&pool).await?, vec![3], "{t}");
     assert_eq!(node.connections(t), 1, "{t}");
+    // A split tunnel holds its slot until both halves are gone.
+    let (read, write) = tunnels.pop().expect("two tunnels").into_split();
+    drop(read);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        in_use(&pool).await?,
+        vec![3],
+        "{t}: the write half holds it"
+    );
+    drop(write);
+    assert_eq!(in_use(&pool).await?, vec![2], "{t}");
     drop(tunnels);
     eventually("the TCP tunnels' slots back", || async {
         Ok(in_use(&pool).await? == vec![1])
