@@ -765,10 +765,9 @@ fn check(c: &Cell, json: &str, passed: bool, metrics: &str) -> Result<()> {
                     ensure!(number(json, "events_after")? == 0, "{json}");
                 }
             }
-            // Reported, not required: what the node counts for a capsule
-            // its CONNECT-IP handler refused.
+            // Counted like a capsule the session's own decoder rejects.
             let (counted, lines) = sum_metric(metrics, MALFORMED_COUNTER);
-            println!("{MALFORMED_COUNTER} after the malformed capsule: {counted} {lines:?}");
+            ensure!(counted >= 1.0, "{MALFORMED_COUNTER}: {lines:?}");
         }
         "ttl1" => {
             ensure!(

@@ -174,7 +174,14 @@ async fn relay_udp_and_tcp_through_two_nodes(t: Transport) -> Result<()> {
     }
     // A reached no target itself: it opened no target socket.
     ensure!(a.node.metrics().snapshot().tcp_bytes_to_target >= payload.len() as u64);
-    ensure!(b.node.metrics().snapshot().tunnels_established >= 2);
+    let at_b = b.node.metrics().snapshot();
+    ensure!(at_b.tunnels_established >= 2);
+    // Through A's UpstreamPool: both tunnels on one connection to B.
+    ensure!(
+        at_b.connections_accepted == 1,
+        "A's tunnels shared one pooled connection: {} connections at B",
+        at_b.connections_accepted
+    );
     Ok(())
 }
 

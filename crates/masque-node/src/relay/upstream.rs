@@ -1,26 +1,24 @@
-//! The next hop: its URL, the client options to reach it, and the connection
-//! relayed tunnels open their streams on.
-//!
-//! One `ProxyClient` connection is shared by every relayed tunnel (HTTP/3 and
-//! HTTP/2 multiplex them) and dialled again when it has closed. On HTTP/1.1
-//! every tunnel needs a connection of its own: it is dialled per tunnel.
+//! The next hop: its URL and the client options to reach it. Every relayed
+//! tunnel is opened through masque-client's `UpstreamPool` (`ProxyClient::new`):
+//! on HTTP/3 and HTTP/2 the tunnels share pooled connections, an owner per
+//! connection, a new one dialled when every owner is full (and the racer picks
+//! the transport when it is `auto`); on HTTP/1.1 each tunnel dials its own.
+//! The pool key leaves out request headers other than the credentials, so the
+//! per-request `Via` costs no connection of its own.
 
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use masque_client::{
-    ClientError, ClientOptions, IpSession, ProxyClient, Target, TcpMode, TcpTunnel,
-    TransportChoice, UdpSession,
+    ClientError, ClientOptions, IpSession, ProxyClient, Target, TcpMode, TcpTunnel, UdpSession,
 };
 use masque_proto::template::IpTarget;
-use tokio::sync::Mutex;
 
 /// The next-hop proxy.
 pub struct Upstream {
     url: String,
     authority: String,
     options: ClientOptions,
-    shared: Mutex<Option<ProxyClient>>,
 }
 
 impl Upstream {
@@ -34,11 +32,12 @@ impl Upstream {
             .authority()
             .with_context(|| format!("--upstream {url}: no host"))?
             .to_string();
+        // Checks the URL as the pool will read it.
+        ProxyClient::new(url, options.clone())?;
         Ok(Self {
             url: url.to_owned(),
             authority,
             options,
-            shared: Mutex::new(None),
         })
     }
 
@@ -51,36 +50,19 @@ impl Upstream {
         &self.options
     }
 
-    /// The shared connection, dialled (again) when there is none or it closed.
-    async fn shared(&self) -> Result<ProxyClient, ClientError> {
-        let mut shared = self.shared.lock().await;
-        match shared.as_ref() {
-            Some(c) if !c.is_closed() => Ok(c.clone()),
-            _ => {
-                let c = ProxyClient::connect(&self.url, self.options.clone()).await?;
-                *shared = Some(c.clone());
-                Ok(c)
-            }
-        }
+    /// A pooled client whose requests carry `options` (ours plus the relayed
+    /// request's `Via`).
+    fn client(&self, options: &ClientOptions) -> Result<ProxyClient, ClientError> {
+        ProxyClient::new(&self.url, options.clone())
     }
 
-    fn per_tunnel(&self) -> bool {
-        self.options.transport == TransportChoice::H1
-    }
-
-    /// A CONNECT-UDP tunnel to `target` through the next hop, the request
-    /// carrying `options` (ours plus the relayed request's `Via`).
+    /// A CONNECT-UDP tunnel to `target` through the next hop.
     pub async fn open_udp(
         &self,
         target: &Target,
         options: &ClientOptions,
     ) -> Result<UdpSession, ClientError> {
-        if self.per_tunnel() {
-            let own = ProxyClient::connect(&self.url, options.clone()).await?;
-            return own.open_udp(target).await;
-        }
-        let shared = self.shared().await?;
-        UdpSession::open_with(shared.client_connection(), &self.authority, target, options).await
+        self.client(options)?.connect_udp(target).await
     }
 
     /// A CONNECT-IP tunnel with scope `target` through the next hop.
@@ -89,12 +71,7 @@ impl Upstream {
         target: &IpTarget,
         options: &ClientOptions,
     ) -> Result<IpSession, ClientError> {
-        if self.per_tunnel() {
-            let own = ProxyClient::connect(&self.url, options.clone()).await?;
-            return own.open_ip(target).await;
-        }
-        let shared = self.shared().await?;
-        IpSession::open_with(shared.client_connection(), &self.authority, target, options).await
+        self.client(options)?.connect_ip(target).await
     }
 
     /// A TCP tunnel (`mode`) to `target` through the next hop.
@@ -104,18 +81,6 @@ impl Upstream {
         mode: TcpMode,
         options: &ClientOptions,
     ) -> Result<TcpTunnel, ClientError> {
-        if self.per_tunnel() {
-            let own = ProxyClient::connect(&self.url, options.clone()).await?;
-            return own.open_tcp(target, mode).await;
-        }
-        let shared = self.shared().await?;
-        TcpTunnel::open_with(
-            shared.client_connection(),
-            &self.authority,
-            target,
-            mode,
-            options,
-        )
-        .await
+        self.client(options)?.connect_tcp(target, mode).await
     }
 }

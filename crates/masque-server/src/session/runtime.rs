@@ -466,6 +466,11 @@ fn drain_events(
             Ok(Some(TunnelEvent::Capsule(c))) => {
                 Metrics::inc(&n.transport.capsules_from_client);
                 if let Some(r) = after(catch(|| handler.capsule(c), n.metrics)) {
+                    // A capsule the handler found malformed resets the stream
+                    // like one the core rejected, and is counted the same.
+                    if r == CloseReason::Handler(Action::Malformed) {
+                        Metrics::inc(&n.metrics.capsules_malformed);
+                    }
                     return Some(r);
                 }
             }
