@@ -14,7 +14,7 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort,
     SupervisionEvent, rpc::CallResult,
 };
-use tokio::task::JoinHandle;
+use tokio::{sync::OnceCell, task::JoinHandle};
 
 use super::{
     Lease, MaxStreams, PoolError, PoolKey,
@@ -55,6 +55,27 @@ pub struct UpstreamPool {
 /// The process-wide pool, started by the first [`UpstreamPool::global`].
 static GLOBAL: Mutex<Option<UpstreamPool>> = Mutex::new(None);
 
+/// The runtime the process-wide pool runs on.
+static GLOBAL_RUNTIME: OnceCell<tokio::runtime::Handle> = OnceCell::const_new();
+
+/// Starts the global pool's runtime on a thread of its own, which keeps it
+/// running for the rest of the process.
+async fn start_runtime() -> Result<tokio::runtime::Handle, PoolError> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("masque-pool")
+        .enable_all()
+        .build()
+        .map_err(|e| PoolError::Spawn(e.to_string()))?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("masque-pool".to_owned())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .map_err(|e| PoolError::Spawn(e.to_string()))?;
+    Ok(handle)
+}
+
 impl UpstreamPool {
     /// Starts a pool of its own (e.g. per test, or with other settings).
     pub async fn spawn(config: PoolConfig) -> Result<Self, PoolError> {
@@ -77,8 +98,11 @@ impl UpstreamPool {
     }
 
     /// The process-wide pool with [`PoolConfig::default`], started on first
-    /// use on the calling runtime (and again if that runtime has gone and
-    /// took the pool with it).
+    /// use (and again if it was stopped). It runs, with the connections it
+    /// dials, on a runtime of its own (thread `masque-pool`) that lives as
+    /// long as the process, so it outlives whichever runtime called first;
+    /// sessions run on their callers' runtimes. A node that wants its pool
+    /// on its own runtime and in its tree uses [`spawn_linked`](Self::spawn_linked).
     pub async fn global() -> Result<Self, PoolError> {
         let current = || {
             GLOBAL
@@ -90,7 +114,11 @@ impl UpstreamPool {
         if let Some(pool) = current() {
             return Ok(pool);
         }
-        let fresh = Self::spawn(PoolConfig::default()).await?;
+        let runtime = GLOBAL_RUNTIME.get_or_try_init(start_runtime).await?;
+        let fresh = runtime
+            .spawn(Self::spawn(PoolConfig::default()))
+            .await
+            .map_err(|e| PoolError::Spawn(e.to_string()))??;
         let mut slot = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
         match slot.clone().filter(Self::is_running) {
             // Another caller won the race: use its pool.

@@ -558,3 +558,30 @@ async fn auto_races_once_and_pools_the_winner() -> anyhow::Result<()> {
     node.shutdown().await;
     Ok(())
 }
+
+/// The process-wide pool outlives no runtime: a runtime that shut down took
+/// its pool (and owners) with it, and the next runtime's client gets a new
+/// one instead of the dead one.
+#[test]
+fn global_pool_survives_its_runtime() -> anyhow::Result<()> {
+    for round in 0..2 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let t = Transport::H3;
+            let node = PoolNode::start(100).await?;
+            let echo = udp_echo().await?;
+            let client = ProxyClient::new(&node.url(t), node.options(t))?;
+            let mut s = within(client.connect_udp(&udp(echo))).await?;
+            within(exchange(&mut s, b"round", b"round")).await?;
+            assert_eq!(node.connections(t), 1, "round {round}");
+            drop(s);
+            node.shutdown().await;
+            anyhow::Ok(())
+        })?;
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
+    Ok(())
+}
