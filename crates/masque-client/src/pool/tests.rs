@@ -240,3 +240,25 @@ async fn no_idle_timeout_keeps_the_owner() {
     })
     .await;
 }
+
+#[test]
+fn a_pooled_client_checks_its_configuration_and_dials_nothing() {
+    // No runtime: `new` only parses and checks.
+    let c = crate::ProxyClient::new("https://nowhere.invalid:4433", ClientOptions::default())
+        .expect("nothing is dialled or resolved");
+    assert!(c.is_pooled());
+    assert!(c.connection().is_none() && c.h3_connection().is_none());
+    assert!(!c.is_closed());
+    assert_eq!(c.transport(), Transport::H3, "auto, as dialled without a race");
+    assert_eq!(c.pool_key().map(|k| k.port), Some(4433));
+    for bad in ["http://proxy.example", "https://proxy.example/path"] {
+        let err = crate::ProxyClient::new(bad, ClientOptions::default()).unwrap_err();
+        assert!(err.is_config_error(), "{bad}: {err}");
+    }
+    let bad_pin = ClientOptions {
+        verification: ServerVerification::CustomCa(vec![vec![0u8; 3].into()]),
+        ..ClientOptions::default()
+    };
+    let err = crate::ProxyClient::new("https://proxy.example", bad_pin).unwrap_err();
+    assert!(err.is_config_error(), "{err}");
+}
