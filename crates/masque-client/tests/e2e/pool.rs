@@ -585,3 +585,95 @@ fn global_pool_survives_its_runtime() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// When the pooled connection closes, its owner stops, the pool forgets it
+/// and the tunnels on it end; the next tunnel dials anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_connection_ends_its_owner_and_tunnels() -> anyhow::Result<()> {
+    for t in [Transport::H3, Transport::H2] {
+        let node = PoolNode::start(100).await?;
+        let echo = udp_echo().await?;
+        let pool = UpstreamPool::spawn(PoolConfig::default()).await?;
+        let client = node.client(t, &pool)?;
+        let mut s = within(client.connect_udp(&udp(echo))).await?;
+        within(exchange(&mut s, b"before", b"before")).await?;
+        let owner = pool.owners().await?.pop().expect("one owner");
+        // The connection ends under the owner (here: closed locally).
+        owner.connection().close();
+        assert_eq!(within(s.recv()).await, None, "{t}: the tunnel ended");
+        eventually("the owner forgotten", || async {
+            Ok(pool.owners().await?.is_empty())
+        })
+        .await?;
+        let mut s = within(client.connect_udp(&udp(echo))).await?;
+        within(exchange(&mut s, b"after", b"after")).await?;
+        assert_eq!(node.connections(t), 2, "{t}");
+        pool.stop();
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// connect-ip sessions take slots on the same pooled connection as
+/// connect-udp ones (the node serves CONNECT-IP from an address pool).
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_sessions_share_a_pooled_connection() -> anyhow::Result<()> {
+    use masque_client::IpTarget;
+    use masque_server::{
+        IpProxy, IpProxyConfig,
+        ip::{IpPrefix as AddressPool, QueueEgress},
+    };
+    for t in [Transport::H3, Transport::H2] {
+        let cert = DevCert::ephemeral()?;
+        let udp_config = UdpProxyConfig {
+            policy: AddressPolicy {
+                allow_private: true,
+                own_addresses: vec![],
+            },
+            ..Default::default()
+        };
+        let egress = Arc::new(QueueEgress::new(64, 1500));
+        let ip = IpProxy::new(
+            IpProxyConfig {
+                pools: vec![AddressPool::parse("10.88.0.0/24")?],
+                ..Default::default()
+            },
+            egress,
+        )?;
+        let handler = Proxy::new(udp_config, TcpProxyConfig::default()).with_ip(ip);
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            drain_timeout: Duration::from_secs(2),
+            quic_mtu: MTU,
+            ..Default::default()
+        };
+        let node = PoolNode {
+            node: Node::start(config, &cert.server_tls(), Arc::new(handler)).await?,
+            cert,
+        };
+        let echo = udp_echo().await?;
+        let pool = UpstreamPool::spawn(PoolConfig::default()).await?;
+        let client = node.client(t, &pool)?;
+        let mut u = within(client.connect_udp(&udp(echo))).await?;
+        within(exchange(&mut u, b"udp", b"udp")).await?;
+        let mut ips = Vec::new();
+        for _ in 0..3 {
+            ips.push(within(client.connect_ip(&IpTarget::ANY)).await?);
+        }
+        assert_eq!(in_use(&pool).await?, vec![4], "{t}");
+        assert_eq!(node.connections(t), 1, "{t}");
+        assert_eq!(
+            node.node.metrics().transport(t).snapshot().tunnels,
+            4,
+            "{t}"
+        );
+        drop(ips);
+        eventually("the IP sessions' slots back", || async {
+            Ok(in_use(&pool).await? == vec![1])
+        })
+        .await?;
+        pool.stop();
+        node.shutdown().await;
+    }
+    Ok(())
+}
