@@ -199,6 +199,22 @@ impl OwnerHandle {
         &self.shared.conn
     }
 
+    /// A slot on this connection (the Erlang owner's `acquire_stream`), or
+    /// `None` when it is full or closing. `holder`, if given, is monitored:
+    /// its end gives the slot back, as does dropping the lease
+    /// (`release_stream`: [`Lease::release`](super::Lease::release)).
+    pub fn acquire_stream(&self, holder: Option<&ActorCell>) -> Option<super::Lease> {
+        let slot = self.shared.try_acquire().ok()?;
+        if let Some(holder) = holder {
+            // Queued before the lease exists, so before its release.
+            let _ = self.actor.cast(OwnerMsg::Watch {
+                slot,
+                holder: holder.clone(),
+            });
+        }
+        Some(super::Lease::pooled(self, slot))
+    }
+
     /// Closes the connection now (open tunnels end) and stops the owner.
     pub fn close(&self) {
         self.shared.set_closing();

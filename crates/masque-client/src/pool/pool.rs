@@ -18,7 +18,7 @@ use tokio::{sync::OnceCell, task::JoinHandle};
 
 use super::{
     Lease, MaxStreams, PoolError, PoolKey,
-    owner::{OwnerArgs, OwnerHandle, OwnerMsg, Shared, UpstreamOwner},
+    owner::{OwnerArgs, OwnerHandle, Shared, UpstreamOwner},
 };
 use crate::{ClientError, client::Dialer};
 
@@ -317,17 +317,10 @@ impl Actor for PoolActor {
 impl PoolState {
     /// A slot on an owner of `key` with room, if any.
     fn try_serve(&self, key: &PoolKey, holder: Option<&ActorCell>) -> Option<Lease> {
-        self.owners.get(key)?.iter().find_map(|owner| {
-            let slot = owner.shared.try_acquire().ok()?;
-            if let Some(holder) = holder {
-                // Queued before the lease exists, so before its release.
-                let _ = owner.actor.cast(OwnerMsg::Watch {
-                    slot,
-                    holder: holder.clone(),
-                });
-            }
-            Some(Lease::pooled(owner, slot))
-        })
+        self.owners
+            .get(key)?
+            .iter()
+            .find_map(|owner| owner.acquire_stream(holder))
     }
 
     fn start_dial(

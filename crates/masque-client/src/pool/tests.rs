@@ -249,7 +249,11 @@ fn a_pooled_client_checks_its_configuration_and_dials_nothing() {
     assert!(c.is_pooled());
     assert!(c.connection().is_none() && c.h3_connection().is_none());
     assert!(!c.is_closed());
-    assert_eq!(c.transport(), Transport::H3, "auto, as dialled without a race");
+    assert_eq!(
+        c.transport(),
+        Transport::H3,
+        "auto, as dialled without a race"
+    );
     assert_eq!(c.pool_key().map(|k| k.port), Some(4433));
     for bad in ["http://proxy.example", "https://proxy.example/path"] {
         let err = crate::ProxyClient::new(bad, ClientOptions::default()).unwrap_err();
@@ -261,4 +265,25 @@ fn a_pooled_client_checks_its_configuration_and_dials_nothing() {
     };
     let err = crate::ProxyClient::new("https://proxy.example", bad_pin).unwrap_err();
     assert!(err.is_config_error(), "{err}");
+}
+
+#[tokio::test]
+async fn acquire_stream_respects_the_limit_and_watches_its_holder() {
+    let o = owner(MaxStreams::Limit(2), None).await;
+    let (holder, task) = Actor::spawn(None, Idle, ()).await.unwrap();
+    let cell = holder.get_cell();
+    let held = o.acquire_stream(Some(&cell)).expect("a free slot");
+    let plain = o.acquire_stream(None).expect("a second slot");
+    assert!(o.acquire_stream(None).is_none(), "full at 2");
+    holder.stop(None);
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    eventually("the stopped holder's slot back", || {
+        o.info().streams_in_use == 1
+    })
+    .await;
+    let again = o.acquire_stream(None).expect("room again");
+    drop((held, plain, again));
+    assert_eq!(o.info().streams_in_use, 0);
+    o.close();
+    assert!(o.acquire_stream(None).is_none(), "closing");
 }
