@@ -4,7 +4,9 @@
 Extended CONNECT (any :protocol) gets 200 with capsule-protocol: ?1; body bytes
 and HTTP datagrams are echoed. --no-datagram / --no-connect-protocol leave the
 corresponding SETTINGS out, so the client's refusal paths (R9297-12, XC-04) can
-be tested. Prints "LISTENING <port>" once ready.
+be tested. Prints "LISTENING <port>" once ready; with --count-connections,
+also "CONNECTIONS <n>" each time a QUIC connection is accepted (n counts them
+all, from 1).
 """
 import argparse
 import asyncio
@@ -15,7 +17,8 @@ from aioquic.h3.connection import H3Connection, Setting
 from aioquic.h3.events import DataReceived, DatagramReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 
-OPTS = argparse.Namespace(datagram=True, connect_protocol=True)
+OPTS = argparse.Namespace(datagram=True, connect_protocol=True, count_connections=False)
+CONNECTIONS = 0
 
 
 class ServerH3(H3Connection):
@@ -32,6 +35,10 @@ class Server(QuicConnectionProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.h3 = None
+        if OPTS.count_connections:
+            global CONNECTIONS
+            CONNECTIONS += 1
+            print(f"CONNECTIONS {CONNECTIONS}", flush=True)
 
     def quic_event_received(self, event):
         if self.h3 is None:
@@ -56,9 +63,11 @@ async def main():
     p.add_argument("--key", required=True)
     p.add_argument("--no-datagram", action="store_true")
     p.add_argument("--no-connect-protocol", action="store_true")
+    p.add_argument("--count-connections", action="store_true")
     a = p.parse_args()
     OPTS.datagram = not a.no_datagram
     OPTS.connect_protocol = not a.no_connect_protocol
+    OPTS.count_connections = a.count_connections
     config = QuicConfiguration(is_client=False, alpn_protocols=["h3"], max_datagram_frame_size=65536)
     config.load_cert_chain(a.cert, a.key)
     server = await serve("127.0.0.1", 0, configuration=config, create_protocol=Server)
