@@ -61,6 +61,11 @@ impl Dialer {
         .map(drop)
     }
 
+    /// The parsed proxy URL.
+    pub fn url(&self) -> &ProxyUrl {
+        &self.url
+    }
+
     /// The options this dialer connects with.
     pub fn options(&self) -> &ClientOptions {
         &self.options
@@ -227,6 +232,22 @@ impl ProxyClient {
             holder: None,
         };
         Ok(dialer.client(Upstream::Pooled(pooled)))
+    }
+
+    /// This client, sending `headers` with each tunnel request instead of
+    /// `options.headers` (e.g. a relay's per-request `Via`), without
+    /// parsing the URL or building TLS again. Pooled: the tunnels share the
+    /// same connections unless the `Proxy-Authorization` differs, which is
+    /// part of the [`PoolKey`].
+    pub fn with_headers(&self, headers: http::HeaderMap) -> Self {
+        let mut c = self.clone();
+        let mut options = (*self.options).clone();
+        options.headers = headers;
+        if let Upstream::Pooled(p) = &mut c.upstream {
+            p.key = PoolKey::from_parts(p.dialer.url(), &options);
+        }
+        c.options = Arc::new(options);
+        c
     }
 
     /// This client, with the slots it takes from here on tied to `holder`

@@ -287,3 +287,20 @@ async fn acquire_stream_respects_the_limit_and_watches_its_holder() {
     o.close();
     assert!(o.acquire_stream(None).is_none(), "closing");
 }
+
+#[test]
+fn with_headers_keeps_the_key_unless_the_credential_changes() {
+    let c =
+        crate::ProxyClient::new("https://proxy.example:4433", ClientOptions::default()).unwrap();
+    let mut via = http::HeaderMap::new();
+    via.insert("via", http::HeaderValue::from_static("1.1 relay"));
+    let v = c.with_headers(via.clone());
+    assert_eq!(v.pool_key(), c.pool_key(), "Via is no part of the key");
+    via.insert(
+        "proxy-authorization",
+        http::HeaderValue::from_static("Bearer abc"),
+    );
+    let a = c.with_headers(via);
+    assert_ne!(a.pool_key(), c.pool_key());
+    assert!(a.pool_key().is_some_and(PoolKey::has_auth));
+}
