@@ -154,6 +154,17 @@ impl UpstreamPool {
         }
     }
 
+    /// Closes every pooled connection now (their tunnels end) and returns
+    /// how many; the pool goes on and dials again when asked. For a node's
+    /// shutdown, after its tunnels drained.
+    pub async fn close_all(&self) -> Result<usize, PoolError> {
+        let owners = self.owners().await?;
+        for owner in &owners {
+            owner.close();
+        }
+        Ok(owners.len())
+    }
+
     /// Stops the pool; its owners stay until their idle timers close them.
     pub fn stop(&self) {
         self.actor.stop(None);

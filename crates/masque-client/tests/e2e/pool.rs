@@ -362,6 +362,15 @@ async fn crashed_sessions_give_their_slots_back() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(node.connections(t), 1);
+    assert_eq!(pool.close_all().await?, 1);
+    eventually("the node saw the close", || async {
+        Ok(node.node.metrics().snapshot().connections_closed == 1)
+    })
+    .await?;
+    eventually("the pool forgot the owner", || async {
+        Ok(pool.owners().await?.is_empty())
+    })
+    .await?;
     pool.stop();
     node.shutdown().await;
     Ok(())
