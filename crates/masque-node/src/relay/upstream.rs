@@ -16,9 +16,10 @@ use masque_proto::template::IpTarget;
 
 /// The next-hop proxy.
 pub struct Upstream {
-    url: String,
     authority: String,
     options: ClientOptions,
+    /// Parsed once (URL, TLS); each tunnel takes it with its own headers.
+    base: ProxyClient,
 }
 
 impl Upstream {
@@ -32,12 +33,11 @@ impl Upstream {
             .authority()
             .with_context(|| format!("--upstream {url}: no host"))?
             .to_string();
-        // Checks the URL as the pool will read it.
-        ProxyClient::new(url, options.clone())?;
+        let base = ProxyClient::new(url, options.clone())?;
         Ok(Self {
-            url: url.to_owned(),
             authority,
             options,
+            base,
         })
     }
 
@@ -50,10 +50,10 @@ impl Upstream {
         &self.options
     }
 
-    /// A pooled client whose requests carry `options` (ours plus the relayed
-    /// request's `Via`).
+    /// The pooled client with the request headers of `options` (ours plus
+    /// the relayed request's `Via`): no URL parsing or TLS set-up per tunnel.
     fn client(&self, options: &ClientOptions) -> Result<ProxyClient, ClientError> {
-        ProxyClient::new(&self.url, options.clone())
+        Ok(self.base.with_headers(options.headers.clone()))
     }
 
     /// A CONNECT-UDP tunnel to `target` through the next hop.
