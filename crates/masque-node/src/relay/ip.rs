@@ -200,12 +200,8 @@ fn forward_changes(last: &IpInfo, now: &IpInfo, requests: &Mutex<Requests>, out:
 }
 
 fn send(out: &TunnelOutput, capsule: ConnectIpCapsule) {
-    let mut value = Vec::with_capacity(capsule.value_len());
-    if capsule.encode(&mut value).is_ok() {
-        let _ = out.send_capsule(Capsule {
-            ty: capsule.capsule_type(),
-            value: value.into(),
-        });
+    if let Ok(c) = capsule.to_capsule() {
+        let _ = out.send_capsule(c);
     }
 }
 

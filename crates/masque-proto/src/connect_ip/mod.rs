@@ -196,6 +196,16 @@ impl ConnectIpCapsule {
         }
     }
 
+    /// The whole capsule (type and validated value), ready to send.
+    pub fn to_capsule(&self) -> Result<crate::capsule::Capsule, ConnectIpError> {
+        let mut value = Vec::with_capacity(self.value_len());
+        self.encode(&mut value)?;
+        Ok(crate::capsule::Capsule {
+            ty: self.capsule_type(),
+            value: value.into(),
+        })
+    }
+
     /// Validates and appends the value (not Type/Length). Nothing is written on error.
     pub fn encode<B: BufMut + ?Sized>(&self, buf: &mut B) -> Result<(), ConnectIpError> {
         match self {

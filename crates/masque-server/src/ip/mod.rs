@@ -25,7 +25,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use masque_proto::capsule::Capsule;
 use masque_proto::connect_ip::{
     ConnectIpCapsule, DEFAULT_MAX_REMEMBERED, ForwardRules, IpAddressRange, LocalAddrs,
     PendingRequests,
@@ -216,13 +215,8 @@ impl IpProxy {
                 .copied()
                 .collect(),
         };
-        let advertisement = ConnectIpCapsule::RouteAdvertisement(routes);
-        let mut value = Vec::with_capacity(advertisement.value_len());
-        if advertisement.encode(&mut value).is_ok() {
-            let _ = out.send_capsule(Capsule {
-                ty: advertisement.capsule_type(),
-                value: value.into(),
-            });
+        if let Ok(c) = ConnectIpCapsule::RouteAdvertisement(routes).to_capsule() {
+            let _ = out.send_capsule(c);
         }
         let state = Arc::new(TunnelState {
             rules: RwLock::new(ForwardRules::new(scope)),

@@ -185,13 +185,8 @@ fn write_icmp(out: &mut Vec<u8>, invoking: &[u8], kind: IcmpErrorKind, local: Lo
 
 /// Queues ADDRESS_ASSIGN with `entries` (sorted, the encoder's order is the caller's).
 fn send_assign(out: &TunnelOutput, entries: Vec<AssignedAddress>) {
-    let capsule = ConnectIpCapsule::AddressAssign(entries);
-    let mut value = Vec::with_capacity(capsule.value_len());
-    if capsule.encode(&mut value).is_ok() {
-        let _ = out.send_capsule(Capsule {
-            ty: capsule.capsule_type(),
-            value: value.into(),
-        });
+    if let Ok(c) = ConnectIpCapsule::AddressAssign(entries).to_capsule() {
+        let _ = out.send_capsule(c);
     }
 }
 
