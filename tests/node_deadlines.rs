@@ -465,6 +465,8 @@ async fn client_connect_timeout_covers_http3_start() -> Result<()> {
     let options = masque_client::ClientOptions {
         verification: masque_transport::tls::ServerVerification::CustomCa(vec![cert.cert.clone()]),
         connect_timeout: limit,
+        // HTTP/3 itself: `auto` would race, and report the race's failure.
+        transport: masque_client::TransportChoice::H3,
         ..Default::default()
     };
     let started = std::time::Instant::now();
