@@ -22,7 +22,7 @@ use masque_server::{
 };
 use masque_tests::{
     WAIT, init_tracing,
-    node::{LOOPBACK_MTU, TestNode, expect_refusal, udp_echo},
+    node::{LOOPBACK_MTU, TestNode, eventually, expect_refusal, udp_echo},
     per_transport,
     tcp::tcp_echo,
     transport::{Transport, options_for, udp_target, url},
@@ -182,6 +182,15 @@ async fn relay_udp_and_tcp_through_two_nodes(t: Transport) -> Result<()> {
         "A's tunnels shared one pooled connection: {} connections at B",
         at_b.connections_accepted
     );
+    // The pool is a child of A's tree: stopping A closes its connection to B
+    // (a process-wide pool would keep it until its idle timer).
+    drop((udp, tcp, client));
+    a.node.shutdown().await;
+    let metrics = Arc::clone(b.node.metrics());
+    eventually("B sees A's pooled connection closed", WAIT, || {
+        metrics.snapshot().connections_closed >= 1
+    })
+    .await?;
     Ok(())
 }
 

@@ -262,6 +262,13 @@ pub trait Handler: Send + Sync + 'static {
         out: TunnelOutput,
     ) -> Result<Box<dyn TunnelHandler>, Refusal>;
 
+    /// Permanent children the handler needs under the node's supervisor,
+    /// started with the node's tree and restarted by it (e.g. a relay's
+    /// connection pool). The default has none.
+    fn children(&self) -> Vec<crate::supervisor::ChildSpec> {
+        Vec::new()
+    }
+
     /// Called once by [`crate::Node::start`], before any tunnel, with the
     /// node's counters and registries: start background work that feeds
     /// tunnels (e.g. a TUN reader). The default does nothing.

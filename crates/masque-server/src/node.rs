@@ -174,6 +174,7 @@ impl Node {
                 RestartIntensity::default(),
             ),
         ];
+        children.extend(ctx.handler.children());
         if let Some((socket, _)) = &tcp {
             children.push(listener_supervisor(
                 "listener tls",

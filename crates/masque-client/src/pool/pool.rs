@@ -165,7 +165,7 @@ impl UpstreamPool {
         Ok(owners.len())
     }
 
-    /// Stops the pool; its owners stay until their idle timers close them.
+    /// Stops the pool; its owners close their connections (tunnels on them end).
     pub fn stop(&self) {
         self.actor.stop(None);
     }
@@ -243,8 +243,11 @@ impl Drop for PoolState {
         for (_, dial) in self.dials.drain() {
             dial.task.abort();
         }
+        // The owners are the pool's: they end with it (a node's pool under
+        // its supervisor closes its connections when the node stops).
         for owner in self.owners.values().flatten() {
             self.myself.unmonitor(owner.actor.get_cell());
+            owner.close();
         }
     }
 }

@@ -63,6 +63,11 @@ impl RelayProxy {
 
 #[async_trait::async_trait]
 impl Handler for RelayProxy {
+    /// The UpstreamPool, a permanent child of the node's supervisor.
+    fn children(&self) -> Vec<masque_server::supervisor::ChildSpec> {
+        vec![self.upstream.pool_spec()]
+    }
+
     async fn accept(&self, request: &TunnelRequest, _target: &Target) -> Result<(), Refusal> {
         if names_us(&request.headers, &self.identity) {
             return Err(Refusal::new(TunnelFailure::ProxyLoopDetected)
