@@ -266,8 +266,8 @@ fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8) -> Vec<u8> {
 
 async fn relay_connect_ip_addressing_and_packets(t: Transport) -> Result<()> {
     init_tracing();
-    // B: CONNECT-IP from an IPv4 pool of its own per transport (the IpRegistry
-    // is process-wide), packets to and from a queue instead of a TUN.
+    // B: CONNECT-IP from an IPv4 pool (one per transport, so the parallel
+    // cells never meet), packets to and from a queue instead of a TUN.
     let third = match t {
         Transport::H3 => 1,
         Transport::H2 => 2,

@@ -180,6 +180,11 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
                 );
             }
             tracing::info!(upstream = %upstream.authority(), %identity, "relaying every tunnel through the next hop");
+            if cfg.allow_private || !cfg.allow_target.is_empty() || !cfg.deny_target.is_empty() {
+                tracing::warn!(
+                    "--allow-private, --allow-target and --deny-target do not apply on a relaying node: the last hop's policy decides"
+                );
+            }
             Arc::new(RelayProxy::new(upstream, identity))
         }
         None => Arc::new(proxy),
