@@ -3,12 +3,14 @@
 //!
 //! 1. Churn: 10,000 tunnel open/close cycles per transport (HTTP/3,
 //!    HTTP/2, HTTP/1.1) and kind (CONNECT-UDP with one datagram echoed,
-//!    CONNECT-TCP with one byte echoed), 32 at a time, every tenth closed
-//!    abruptly (dropped without a close, or aborted). Before and after,
-//!    once the node reports no session left: the node's actors, the
-//!    runtime's live tasks, this process's file descriptors and RSS.
-//!    Actors, tasks and descriptors must be back where they were; RSS within
-//!    `RSS_SLACK` of where it was.
+//!    CONNECT-TCP with one byte echoed, CONNECT-IP with an address from the
+//!    pool and one packet answered through the node's egress queue), 32 at a
+//!    time, every tenth closed abruptly (dropped without a close, or
+//!    aborted). Before and after, once the node reports no session left: the
+//!    node's actors, the runtime's live tasks, this process's file
+//!    descriptors and RSS. Actors, tasks and descriptors must be back where
+//!    they were, RSS within `RSS_SLACK` of where it was, and the node's
+//!    IpRegistry empty.
 //! 2. Flood: datagrams at twice the node's measured echo capacity, through
 //!    16 HTTP/3 tunnels, for `minutes` (default 1): RSS sampled every
 //!    second must stay within `RSS_SLACK` of its start, and every datagram
@@ -27,7 +29,12 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use masque_client::{ProxyClient, Target, TcpMode, UdpSession};
+use masque_client::{IpPrefix, IpTarget, ProxyClient, Target, TcpMode, UdpSession};
+use masque_server::{
+    IpProxy, IpProxyConfig, Proxy, TcpProxyConfig, UdpProxyConfig,
+    ip::{IpEgress, QueueEgress},
+    policy::AddressPolicy,
+};
 use masque_tests::{
     node::{TestNode, actor_tree, eventually, udp_echo},
     tcp::tcp_echo,
@@ -102,15 +109,55 @@ fn rss() -> u64 {
 enum Kind {
     Udp,
     Tcp,
+    Ip,
+}
+
+const KINDS: [Kind; 3] = [Kind::Udp, Kind::Tcp, Kind::Ip];
+
+/// A node serving UDP, TCP and IP (a /16 pool, a queue for egress), with a
+/// task answering each packet the tunnels send (source and destination
+/// swapped, so it comes back to the tunnel).
+async fn start_node() -> Result<TestNode> {
+    let egress = Arc::new(QueueEgress::new(1024, 1500));
+    let ip = IpProxy::new(
+        IpProxyConfig {
+            pools: vec!["10.250.0.0/16".parse()?],
+            ..Default::default()
+        },
+        Arc::clone(&egress) as Arc<dyn IpEgress>,
+    )?;
+    let udp = UdpProxyConfig {
+        policy: AddressPolicy {
+            allow_private: true,
+            own_addresses: vec![],
+        },
+        ..Default::default()
+    };
+    let handler = Proxy::new(udp, TcpProxyConfig::default()).with_ip(ip);
+    let node = TestNode::with_handler(Arc::new(handler)).await?;
+    let mut out = egress.take_receiver().context("egress receiver")?;
+    let ingress = egress.ingress().context("egress started")?.clone();
+    tokio::spawn(async move {
+        while let Some(p) = out.recv().await {
+            let mut back = p.to_vec();
+            if back.len() >= 20 {
+                let (src, dst) = (back[12..16].to_vec(), back[16..20].to_vec());
+                back[12..16].copy_from_slice(&dst);
+                back[16..20].copy_from_slice(&src);
+                let _ = ingress.deliver(back.into());
+            }
+        }
+    });
+    Ok(node)
 }
 
 async fn run(minutes: f64, cycles: usize) -> Result<()> {
-    let node = TestNode::start(true).await?;
+    let node = start_node().await?;
     let udp = udp_echo().await?;
     let tcp = tcp_echo().await?;
     // Warm-up: one cycle of each, so lazily built state is not counted.
     for t in [Transport::H3, Transport::H2, Transport::H1] {
-        for kind in [Kind::Udp, Kind::Tcp] {
+        for kind in KINDS {
             churn(&node, t, kind, udp, tcp, IN_FLIGHT, 1).await?;
         }
     }
@@ -125,7 +172,7 @@ async fn run(minutes: f64, cycles: usize) -> Result<()> {
     );
     let mut rows = Vec::new();
     for t in [Transport::H3, Transport::H2, Transport::H1] {
-        for kind in [Kind::Udp, Kind::Tcp] {
+        for kind in KINDS {
             let started = Instant::now();
             churn(&node, t, kind, udp, tcp, IN_FLIGHT, cycles).await?;
             let secs = started.elapsed().as_secs_f64();
@@ -157,7 +204,10 @@ async fn run(minutes: f64, cycles: usize) -> Result<()> {
             c.rss as f64 / (1 << 20) as f64
         );
     }
+    let ranges_left = node.node.ip_registry().all().len();
+    println!("IpRegistry ranges left after the churn: {ranges_left}");
     let leaks = [
+        (ranges_left > 0, "IpRegistry ranges"),
         (after.actors > before.actors, "actors"),
         (after.tasks > before.tasks, "tasks"),
         (after.fds > before.fds, "file descriptors"),
@@ -238,6 +288,7 @@ async fn churn(
                 match kind {
                     Kind::Udp => udp_cycle(&client, udp, abrupt).await,
                     Kind::Tcp => tcp_cycle(&client, tcp, abrupt).await,
+                    Kind::Ip => ip_cycle(&client, abrupt).await,
                 }
                 .with_context(|| format!("{t:?} {kind:?} cycle {i}"))?;
                 if shared.is_none() {
@@ -251,6 +302,43 @@ async fn churn(
     }
     if let Some(c) = shared {
         c.close().await;
+    }
+    Ok(())
+}
+
+/// One CONNECT-IP tunnel: an address from the pool, a packet out and its
+/// answer back, then closed (or dropped).
+async fn ip_cycle(client: &ProxyClient, abrupt: bool) -> Result<()> {
+    let mut s = client.open_ip(&IpTarget::ANY).await?;
+    s.request_addresses(&[IpPrefix::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 32)?])?;
+    let info = s
+        .wait_for(Duration::from_secs(10), |i| !i.assigned.is_empty())
+        .await?;
+    let std::net::IpAddr::V4(me) = info.assigned[0].ip else {
+        bail!("an IPv4 address");
+    };
+    let mut p = vec![0u8; 32];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&32u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&me.octets());
+    p[16..20].copy_from_slice(&[192, 0, 2, 1]);
+    p[24..26].copy_from_slice(&12u16.to_be_bytes());
+    masque_proto::packet::fill_ipv4_header_checksum(&mut p)?;
+    let mut echoed = false;
+    for _ in 0..5 {
+        s.send_ip_packet(&p).await?;
+        if s.recv(Duration::from_millis(500)).await.is_ok() {
+            echoed = true;
+            break;
+        }
+    }
+    ensure!(echoed, "no IP echo");
+    if abrupt {
+        drop(s);
+    } else {
+        s.close().await;
     }
     Ok(())
 }
