@@ -219,20 +219,9 @@ impl TunnelOutput {
             return Err(OutputError::Closed);
         };
         self.touch();
-        let r = tx
-            .try_send(encode(tx, context_id, payload))
-            .map_err(|e| match e {
-                TunnelError::QueueFull => OutputError::QueueFull,
-                TunnelError::Closed => OutputError::Closed,
-                e => match e.datagram_limit() {
-                    Some(max) => OutputError::TooLarge {
-                        size: varint::encoded_len(context_id) + payload.len(),
-                        max,
-                    },
-                    None => OutputError::Transport(e.to_string()),
-                },
-            });
-        self.sent(r)
+        let d = encode(tx, context_id, payload);
+        let size = d.payload_len();
+        self.sent(tx.try_send(d).map_err(|e| output_error(e, size)))
     }
 
     /// Copies one HTTP datagram into its own buffer, ready for
@@ -322,12 +311,17 @@ fn encode(tx: &DatagramTx, context_id: u64, payload: &[u8]) -> OutDatagram {
 
 async fn send_encoded(tx: &DatagramTx, d: OutDatagram) -> Result<(), OutputError> {
     let size = d.payload_len();
-    tx.send(d).await.map_err(|e| match e {
+    tx.send(d).await.map_err(|e| output_error(e, size))
+}
+
+/// A transport's refusal of a `size`-byte datagram, as the handler sees it.
+fn output_error(e: TunnelError, size: usize) -> OutputError {
+    match e {
         TunnelError::QueueFull => OutputError::QueueFull,
         TunnelError::Closed => OutputError::Closed,
         e => match e.datagram_limit() {
             Some(max) => OutputError::TooLarge { size, max },
             None => OutputError::Transport(e.to_string()),
         },
-    })
+    }
 }

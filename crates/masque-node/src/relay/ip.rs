@@ -36,12 +36,12 @@ struct Requests {
 
 pub(super) async fn open(
     upstream: &Upstream,
-    options: &masque_client::ClientOptions,
+    headers: http::HeaderMap,
     target: &IpTarget,
     out: TunnelOutput,
 ) -> Result<Box<dyn TunnelHandler>, Refusal> {
     let session = upstream
-        .open_ip(target, options)
+        .open_ip(target, headers)
         .await
         .map_err(|e| refusal(upstream, e))?;
     let sender = session.sender();

@@ -51,13 +51,13 @@ impl RelayProxy {
         }
     }
 
-    /// The options for one relayed request: the upstream's, with `Via`.
-    fn request_options(&self, request: &TunnelRequest) -> masque_client::ClientOptions {
-        let mut options = self.upstream.options().clone();
+    /// The header fields of one relayed request: the upstream's, with `Via`.
+    fn request_headers(&self, request: &TunnelRequest) -> http::HeaderMap {
+        let mut headers = self.upstream.options().headers.clone();
         if let Ok(v) = http::HeaderValue::from_str(&via::append(request, &self.identity)) {
-            options.headers.insert(http::header::VIA, v);
+            headers.insert(http::header::VIA, v);
         }
-        options
+        headers
     }
 }
 
@@ -84,9 +84,9 @@ impl Handler for RelayProxy {
     ) -> Result<Box<dyn TunnelHandler>, Refusal> {
         match target {
             Target::Udp(t) => {
-                udp::open(&self.upstream, &self.request_options(request), t, out).await
+                udp::open(&self.upstream, self.request_headers(request), t, out).await
             }
-            Target::Ip(t) => ip::open(&self.upstream, &self.request_options(request), t, out).await,
+            Target::Ip(t) => ip::open(&self.upstream, self.request_headers(request), t, out).await,
             other => Err(Refusal::new(TunnelFailure::NotImplemented)
                 .with_details(format!("this relay does not relay {other:?} yet"))),
         }
@@ -98,7 +98,7 @@ impl Handler for RelayProxy {
         target: &TcpTarget,
         _metrics: &Arc<Metrics>,
     ) -> Result<TargetStream, Refusal> {
-        tcp::open(&self.upstream, &self.request_options(request), target).await
+        tcp::open(&self.upstream, self.request_headers(request), target).await
     }
 }
 

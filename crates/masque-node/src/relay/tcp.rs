@@ -9,13 +9,13 @@ use super::{refusal, upstream::Upstream};
 
 pub(super) async fn open(
     upstream: &Upstream,
-    options: &masque_client::ClientOptions,
+    headers: http::HeaderMap,
     target: &TcpTarget,
 ) -> Result<TargetStream, Refusal> {
     let hp = &target.target;
     let target = Target::tcp(hp.host.to_string(), hp.port.get());
     let tunnel = upstream
-        .open_tcp(&target, TcpMode::ConnectTcp, options)
+        .open_tcp(&target, TcpMode::ConnectTcp, headers)
         .await
         .map_err(|e| refusal(upstream, e))?;
     Ok(TargetStream::Io(Box::new(tunnel)))

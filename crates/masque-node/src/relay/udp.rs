@@ -15,7 +15,7 @@ use super::{refusal, upstream::Upstream};
 
 pub(super) async fn open(
     upstream: &Upstream,
-    options: &masque_client::ClientOptions,
+    headers: http::HeaderMap,
     target: &UdpTarget,
     out: TunnelOutput,
 ) -> Result<Box<dyn TunnelHandler>, Refusal> {
@@ -25,7 +25,7 @@ pub(super) async fn open(
     };
     let target = Target::udp(hp.host.to_string(), hp.port.get());
     let session = upstream
-        .open_udp(&target, options)
+        .open_udp(&target, headers)
         .await
         .map_err(|e| refusal(upstream, e))?;
     let sender = session.sender();

@@ -61,11 +61,11 @@ impl Upstream {
         &self.options
     }
 
-    /// The pooled client with the request headers of `options` (ours plus
-    /// the relayed request's `Via`): no URL parsing or TLS set-up per tunnel.
-    fn client(&self, options: &ClientOptions) -> Result<ProxyClient, ClientError> {
+    /// The pooled client sending `headers` (ours plus the relayed request's
+    /// `Via`): no URL parsing or TLS set-up per tunnel.
+    fn client(&self, headers: http::HeaderMap) -> ProxyClient {
         let base = self.base.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(base.with_headers(options.headers.clone()))
+        base.with_headers(headers)
     }
 
     /// The node's pool of connections to the next hop, a permanent child of
@@ -92,18 +92,18 @@ impl Upstream {
     pub async fn open_udp(
         &self,
         target: &Target,
-        options: &ClientOptions,
+        headers: http::HeaderMap,
     ) -> Result<UdpSession, ClientError> {
-        self.client(options)?.connect_udp(target).await
+        self.client(headers).connect_udp(target).await
     }
 
     /// A CONNECT-IP tunnel with scope `target` through the next hop.
     pub async fn open_ip(
         &self,
         target: &IpTarget,
-        options: &ClientOptions,
+        headers: http::HeaderMap,
     ) -> Result<IpSession, ClientError> {
-        self.client(options)?.connect_ip(target).await
+        self.client(headers).connect_ip(target).await
     }
 
     /// A TCP tunnel (`mode`) to `target` through the next hop.
@@ -111,8 +111,8 @@ impl Upstream {
         &self,
         target: &Target,
         mode: TcpMode,
-        options: &ClientOptions,
+        headers: http::HeaderMap,
     ) -> Result<TcpTunnel, ClientError> {
-        self.client(options)?.connect_tcp(target, mode).await
+        self.client(headers).connect_tcp(target, mode).await
     }
 }
